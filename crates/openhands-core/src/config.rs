@@ -1,0 +1,530 @@
+//! Server configuration: built-in defaults < `openhands.toml` < environment.
+//!
+//! Every field has a default and a doc comment. Environment variables that OpenHands
+//! deployers already use keep their meaning; [`LEGACY_ENV`] maps each of them to its key in
+//! one place (tested, and listed in `docs/configuration.md`). Any other key can be set as
+//! `OPENHANDS_<KEY>`, with `__` between nested keys (`OPENHANDS_PLUGINS__SETTINGS_STORE`).
+//! A bad value stops start-up with the key, the value and what was expected.
+
+use crate::secret::{Secret, serialize_redacted};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::path::{Path, PathBuf};
+
+/// `(environment variable, config key)` for the OpenHands variable names we honour.
+pub const LEGACY_ENV: &[(&str, &str)] = &[
+    ("OPENHANDS_CONFIG_CLS", "config_class"),
+    ("FILE_STORE_PATH", "file_store_path"),
+    ("SESSION_API_KEY", "session_api_key"),
+    ("PERMITTED_CORS_ORIGINS", "permitted_cors_origins"),
+    ("PORT", "port"),
+    ("CONVERSATION_MANAGER_CLASS", "plugins.conversation_manager"),
+    ("ALLOW_SET_CONVERSATION_ID", "allow_set_conversation_id"),
+    ("SERVE_FRONTEND", "serve_frontend"),
+    ("FRONTEND_DIRECTORY", "web_dir"),
+    ("WEB_HOST", "web_host"),
+    ("GITHUB_APP_CLIENT_ID", "github_app_client_id"),
+    ("ENABLE_BILLING", "enable_billing"),
+    ("HIDE_LLM_SETTINGS", "hide_llm_settings"),
+    ("POSTHOG_CLIENT_KEY", "posthog_client_key"),
+    ("LOG_JSON", "log_json"),
+    ("LOG_LEVEL", "log_level"),
+    ("MAX_CONCURRENT_CONVERSATIONS", "max_concurrent_conversations"),
+    ("CONVERSATION_MAX_AGE_SECONDS", "conversation_max_age_seconds"),
+    ("SANDBOX_CLOSE_DELAY", "sandbox.close_delay"),
+];
+
+/// Where the config file is looked for unless `OPENHANDS_CONFIG_FILE` names another.
+pub const DEFAULT_CONFIG_FILE: &str = "openhands.toml";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Which config class selects the implementations: `oss` (default) or `saas`.
+    /// Env: `OPENHANDS_CONFIG_CLS`.
+    pub config_class: String,
+    /// Address to listen on. Env: `OPENHANDS_HOST`.
+    pub host: String,
+    /// Port to listen on. Env: `OPENHANDS_PORT` or `PORT`.
+    pub port: u16,
+    /// Root of all OSS file storage; `~` is expanded. Env: `FILE_STORE_PATH`.
+    pub file_store_path: String,
+    /// When set, `/api` requests must carry it in `X-Session-API-Key`. Env: `SESSION_API_KEY`.
+    #[serde(serialize_with = "serialize_redacted")]
+    pub session_api_key: Option<Secret>,
+    /// Base64 of a 32-byte key that encrypts secrets at rest; generated into the data dir
+    /// when unset. Env: `OPENHANDS_SECRETS_KEY`.
+    #[serde(serialize_with = "serialize_redacted")]
+    pub secrets_key: Option<Secret>,
+    /// Allowed CORS origins (comma-separated in env); empty means any localhost origin.
+    /// Env: `PERMITTED_CORS_ORIGINS`.
+    #[serde(deserialize_with = "comma_list")]
+    pub permitted_cors_origins: Vec<String>,
+    /// Per-client-IP request rate: `off` or requests per second (bursts to twice that).
+    /// Env: `OPENHANDS_RATE_LIMIT`.
+    pub rate_limit: RateLimitSetting,
+    /// Largest accepted request body in bytes. Env: `OPENHANDS_MAX_BODY_BYTES`.
+    pub max_body_bytes: usize,
+    /// Running conversations per user. Env: `MAX_CONCURRENT_CONVERSATIONS`.
+    pub max_concurrent_conversations: u32,
+    /// Conversations older than this are hidden from lists. Env: `CONVERSATION_MAX_AGE_SECONDS`.
+    pub conversation_max_age_seconds: u64,
+    /// Sandbox settings.
+    pub sandbox: SandboxConfig,
+    /// Let `POST /api/conversations` choose the id. Env: `ALLOW_SET_CONVERSATION_ID`.
+    #[serde(deserialize_with = "flexible_bool")]
+    pub allow_set_conversation_id: bool,
+    /// Serve the web app. Env: `SERVE_FRONTEND`.
+    #[serde(deserialize_with = "flexible_bool")]
+    pub serve_frontend: bool,
+    /// Directory of the built web app. Env: `FRONTEND_DIRECTORY` or `OPENHANDS_WEB_DIR`.
+    pub web_dir: String,
+    /// Public host name for links (`https://{web_host}`). Env: `WEB_HOST`.
+    pub web_host: Option<String>,
+    /// GitHub App client id, echoed by `/api/options/config`. Env: `GITHUB_APP_CLIENT_ID`.
+    pub github_app_client_id: String,
+    /// Env: `ENABLE_BILLING`.
+    #[serde(deserialize_with = "flexible_bool")]
+    pub enable_billing: bool,
+    /// Env: `HIDE_LLM_SETTINGS`.
+    #[serde(deserialize_with = "flexible_bool")]
+    pub hide_llm_settings: bool,
+    /// Analytics key echoed to the web app. Env: `POSTHOG_CLIENT_KEY`.
+    pub posthog_client_key: String,
+    /// One JSON object per log line. Env: `LOG_JSON`.
+    #[serde(deserialize_with = "flexible_bool")]
+    pub log_json: bool,
+    /// `tracing` filter, e.g. `info` or `openhands=debug`. Env: `LOG_LEVEL` (or `RUST_LOG`).
+    pub log_level: String,
+    /// Per-slot overrides of the config class's choice.
+    pub plugins: PluginOverrides,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            config_class: "oss".into(),
+            host: "127.0.0.1".into(),
+            port: 3000,
+            file_store_path: "~/.openhands".into(),
+            session_api_key: None,
+            secrets_key: None,
+            permitted_cors_origins: Vec::new(),
+            rate_limit: RateLimitSetting::PerSecond(10),
+            max_body_bytes: 10 * 1024 * 1024,
+            max_concurrent_conversations: 3,
+            conversation_max_age_seconds: 864_000,
+            sandbox: SandboxConfig::default(),
+            allow_set_conversation_id: false,
+            serve_frontend: true,
+            web_dir: "web/dist".into(),
+            web_host: None,
+            github_app_client_id: String::new(),
+            enable_billing: false,
+            hide_llm_settings: false,
+            posthog_client_key: String::new(),
+            log_json: false,
+            log_level: "info".into(),
+            plugins: PluginOverrides::default(),
+        }
+    }
+}
+
+/// Sandbox settings (`[sandbox]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// Seconds before an idle, unattended conversation is closed; 0 disables.
+    /// Env: `SANDBOX_CLOSE_DELAY`.
+    pub close_delay: u64,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self { close_delay: 3600 }
+    }
+}
+
+/// Per-slot implementation overrides (`[plugins]`); unset slots use the config class.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginOverrides {
+    pub settings_store: Option<String>,
+    pub secrets_store: Option<String>,
+    pub conversation_store: Option<String>,
+    pub event_store: Option<String>,
+    pub user_auth: Option<String>,
+    pub conversation_manager: Option<String>,
+    pub monitoring_listener: Option<String>,
+    pub rate_limiter: Option<String>,
+}
+
+/// `off` or a number of requests per second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitSetting {
+    Off,
+    PerSecond(u32),
+}
+
+impl Serialize for RateLimitSetting {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RateLimitSetting::Off => s.serialize_str("off"),
+            RateLimitSetting::PerSecond(n) => s.serialize_u32(*n),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RateLimitSetting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(i64),
+            Text(String),
+        }
+        let expected = "`off` or a whole number of requests per second (1 or more)";
+        match Raw::deserialize(d)
+            .map_err(|_| serde::de::Error::custom(format!("expected {expected}")))?
+        {
+            Raw::Number(n) if n >= 1 && n <= i64::from(u32::MAX) => {
+                Ok(Self::PerSecond(n as u32))
+            }
+            Raw::Text(t) if t.eq_ignore_ascii_case("off") => Ok(Self::Off),
+            Raw::Text(t) => match t.trim().parse::<u32>() {
+                Ok(n) if n >= 1 => Ok(Self::PerSecond(n)),
+                _ => Err(serde::de::Error::custom(format!(
+                    "found `{t}`, expected {expected}"
+                ))),
+            },
+            Raw::Number(n) => Err(serde::de::Error::custom(format!(
+                "found `{n}`, expected {expected}"
+            ))),
+        }
+    }
+}
+
+/// Accepts booleans the way deployers write them: `true/false`, `1/0`, `yes/no`, `on/off`.
+fn flexible_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bool(bool),
+        Number(i64),
+        Text(String),
+    }
+    let expected = "expected a boolean (true/false, 1/0, yes/no, on/off)";
+    match Raw::deserialize(d).map_err(|_| serde::de::Error::custom(expected))? {
+        Raw::Bool(b) => Ok(b),
+        Raw::Number(0) => Ok(false),
+        Raw::Number(1) => Ok(true),
+        Raw::Number(n) => Err(serde::de::Error::custom(format!("found `{n}`, {expected}"))),
+        Raw::Text(t) => match t.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" | "" => Ok(false),
+            _ => Err(serde::de::Error::custom(format!("found `{t}`, {expected}"))),
+        },
+    }
+}
+
+/// Accepts a list or a comma-separated string; blanks are dropped.
+fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        Text(String),
+    }
+    let items = match Raw::deserialize(d).map_err(|_| {
+        serde::de::Error::custom("expected a list or a comma-separated string")
+    })? {
+        Raw::List(items) => items,
+        Raw::Text(text) => text.split(',').map(str::to_owned).collect(),
+    };
+    Ok(items
+        .into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect())
+}
+
+/// Start-up configuration failure. The message names the key, the value and what was
+/// expected; it never contains a secret value.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Loads from the process environment and `openhands.toml` (or `OPENHANDS_CONFIG_FILE`).
+    pub fn load() -> Result<Self, ConfigError> {
+        let file = std::env::var("OPENHANDS_CONFIG_FILE")
+            .unwrap_or_else(|_| DEFAULT_CONFIG_FILE.to_owned());
+        Self::from_figment(Self::figment(Path::new(&file)))
+    }
+
+    /// The layered sources: defaults < TOML file < environment.
+    pub fn figment(file: &Path) -> Figment {
+        let legacy_names: Vec<&str> = LEGACY_ENV.iter().map(|(env, _)| *env).collect();
+        let legacy = Env::raw().only(&legacy_names).map(|name| {
+            LEGACY_ENV
+                .iter()
+                .find(|(env, _)| name == *env)
+                .map(|(_, key)| (*key).into())
+                .unwrap_or_else(|| name.into())
+        });
+        let ours = Env::prefixed("OPENHANDS_")
+            .ignore(&["CONFIG_CLS", "CONFIG_FILE", "WEB_DIR"])
+            .split("__");
+        let web_dir = Env::raw().only(&["OPENHANDS_WEB_DIR"]).map(|_| "web_dir".into());
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(file))
+            .merge(legacy)
+            .merge(web_dir)
+            .merge(ours)
+    }
+
+    /// Extracts and checks the configuration from `figment`.
+    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment.extract().map_err(describe_figment_error)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.config_class.trim().is_empty() {
+            return Err(ConfigError(
+                "key `config_class` is empty; expected a config class name such as `oss`".into(),
+            ));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError(format!(
+                "key `max_body_bytes` = `{}`: expected at least 1024",
+                self.max_body_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// The data directory with `~` expanded.
+    pub fn data_dir(&self) -> PathBuf {
+        expand_home(&self.file_store_path)
+    }
+}
+
+fn describe_figment_error(err: figment::Error) -> ConfigError {
+    let mut lines = Vec::new();
+    for e in err {
+        let key = if e.path.is_empty() {
+            "(top level)".to_owned()
+        } else {
+            e.path.join(".")
+        };
+        let source = e
+            .metadata
+            .as_ref()
+            .map(|m| match &m.source {
+                _ if m.name.contains("environment") => {
+                    format!(" (from environment variable {})", env_names_for(&key))
+                }
+                Some(src) => format!(" (from {} {src})", m.name),
+                None => format!(" (from {})", m.name),
+            })
+            .unwrap_or_default();
+        let secret_key = key.contains("key") || key.contains("secret") || key.contains("password");
+        let kind = if secret_key {
+            "value refused (not shown: secret)".to_owned()
+        } else {
+            e.kind.to_string()
+        };
+        lines.push(format!("key `{key}`{source}: {kind}"));
+    }
+    ConfigError(lines.join("; "))
+}
+
+/// The environment variables that set `key`, the ones set now first.
+fn env_names_for(key: &str) -> String {
+    let mut names: Vec<String> = LEGACY_ENV
+        .iter()
+        .filter(|(_, k)| *k == key)
+        .map(|(env, _)| (*env).to_owned())
+        .collect();
+    names.push(format!("OPENHANDS_{}", key.replace('.', "__").to_uppercase()));
+    let set: Vec<&String> = names
+        .iter()
+        .filter(|n| std::env::var_os(n).is_some())
+        .collect();
+    let shown: Vec<String> = if set.is_empty() {
+        names.iter().map(|n| format!("`{n}`")).collect()
+    } else {
+        set.iter().map(|n| format!("`{n}`")).collect()
+    };
+    shown.join(" or ")
+}
+
+/// Expands a leading `~` to `$HOME`.
+pub fn expand_home(path: &str) -> PathBuf {
+    match (path.strip_prefix('~'), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => {
+            PathBuf::from(home).join(rest.trim_start_matches(['/', '\\']))
+        }
+        _ => PathBuf::from(path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load_in(jail: &Jail) -> Result<Config, ConfigError> {
+        Config::from_figment(Config::figment(&jail.directory().join("openhands.toml")))
+    }
+
+    #[test]
+    fn defaults_without_file_or_env() {
+        Jail::expect_with(|jail| {
+            let c = load_in(jail).expect("defaults load");
+            assert_eq!(c.config_class, "oss");
+            assert_eq!(c.port, 3000);
+            assert_eq!(c.rate_limit, RateLimitSetting::PerSecond(10));
+            assert_eq!(c.max_concurrent_conversations, 3);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn every_legacy_variable_lands_on_its_key() {
+        Jail::expect_with(|jail| {
+            let values: &[(&str, &str)] = &[
+                ("OPENHANDS_CONFIG_CLS", "saas"),
+                ("FILE_STORE_PATH", "/tmp/oh"),
+                ("SESSION_API_KEY", "k"),
+                ("PERMITTED_CORS_ORIGINS", "https://a.example, https://b.example"),
+                ("PORT", "4000"),
+                ("CONVERSATION_MANAGER_CLASS", "oss.standalone"),
+                ("ALLOW_SET_CONVERSATION_ID", "1"),
+                ("SERVE_FRONTEND", "false"),
+                ("FRONTEND_DIRECTORY", "/srv/web"),
+                ("WEB_HOST", "app.example"),
+                ("GITHUB_APP_CLIENT_ID", "Iv1.abc"),
+                ("ENABLE_BILLING", "true"),
+                ("HIDE_LLM_SETTINGS", "true"),
+                ("POSTHOG_CLIENT_KEY", "phc"),
+                ("LOG_JSON", "1"),
+                ("LOG_LEVEL", "debug"),
+                ("MAX_CONCURRENT_CONVERSATIONS", "5"),
+                ("CONVERSATION_MAX_AGE_SECONDS", "60"),
+                ("SANDBOX_CLOSE_DELAY", "30"),
+            ];
+            assert_eq!(values.len(), LEGACY_ENV.len(), "test every mapped variable");
+            for (k, v) in values {
+                jail.set_env(k, v);
+            }
+            let c = load_in(jail).expect("load");
+            assert_eq!(c.config_class, "saas");
+            assert_eq!(c.file_store_path, "/tmp/oh");
+            assert_eq!(c.session_api_key.as_ref().map(Secret::expose), Some("k"));
+            assert_eq!(c.permitted_cors_origins, ["https://a.example", "https://b.example"]);
+            assert_eq!(c.port, 4000);
+            assert_eq!(c.plugins.conversation_manager.as_deref(), Some("oss.standalone"));
+            assert!(c.allow_set_conversation_id);
+            assert!(!c.serve_frontend);
+            assert_eq!(c.web_dir, "/srv/web");
+            assert_eq!(c.web_host.as_deref(), Some("app.example"));
+            assert_eq!(c.github_app_client_id, "Iv1.abc");
+            assert!(c.enable_billing && c.hide_llm_settings && c.log_json);
+            assert_eq!(c.posthog_client_key, "phc");
+            assert_eq!(c.log_level, "debug");
+            assert_eq!(c.max_concurrent_conversations, 5);
+            assert_eq!(c.conversation_max_age_seconds, 60);
+            assert_eq!(c.sandbox.close_delay, 30);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn environment_overrides_file_which_overrides_defaults() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "openhands.toml",
+                "port = 5000\nhost = \"0.0.0.0\"\n[plugins]\nsettings_store = \"x.y\"\n",
+            )?;
+            jail.set_env("OPENHANDS_PORT", "6000");
+            let c = load_in(jail).expect("load");
+            assert_eq!(c.port, 6000);
+            assert_eq!(c.host, "0.0.0.0");
+            assert_eq!(c.plugins.settings_store.as_deref(), Some("x.y"));
+            jail.set_env("OPENHANDS_PLUGINS__SETTINGS_STORE", "z.w");
+            assert_eq!(load_in(jail).expect("load").plugins.settings_store.as_deref(), Some("z.w"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_port_names_key_value_and_expectation() {
+        Jail::expect_with(|jail| {
+            jail.set_env("PORT", "eighty");
+            let msg = load_in(jail).expect_err("must fail").to_string();
+            assert!(msg.contains("`port`"), "{msg}");
+            assert!(msg.contains("eighty"), "{msg}");
+            assert!(msg.contains("PORT"), "{msg}");
+            assert!(msg.contains("u16"), "{msg}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn rate_limit_accepts_off_and_numbers_and_refuses_words() {
+        Jail::expect_with(|jail| {
+            jail.set_env("OPENHANDS_RATE_LIMIT", "off");
+            assert_eq!(load_in(jail).expect("off").rate_limit, RateLimitSetting::Off);
+            jail.set_env("OPENHANDS_RATE_LIMIT", "50");
+            assert_eq!(load_in(jail).expect("50").rate_limit, RateLimitSetting::PerSecond(50));
+            jail.set_env("OPENHANDS_RATE_LIMIT", "fast");
+            let msg = load_in(jail).expect_err("fast").to_string();
+            assert!(msg.contains("rate_limit") && msg.contains("fast") && msg.contains("off"), "{msg}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_boolean_is_refused_with_expectation() {
+        Jail::expect_with(|jail| {
+            jail.set_env("ENABLE_BILLING", "maybe");
+            let msg = load_in(jail).expect_err("must fail").to_string();
+            assert!(msg.contains("enable_billing") && msg.contains("maybe"), "{msg}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_file_key_is_refused() {
+        Jail::expect_with(|jail| {
+            jail.create_file("openhands.toml", "prot = 1\n")?;
+            let msg = load_in(jail).expect_err("must fail").to_string();
+            assert!(msg.contains("prot"), "{msg}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secret_values_are_redacted_in_dumps_and_errors() {
+        Jail::expect_with(|jail| {
+            jail.set_env("SESSION_API_KEY", "super-secret-key");
+            let c = load_in(jail).expect("load");
+            let dump = serde_json::to_string(&c).expect("json");
+            assert!(!dump.contains("super-secret-key"));
+            assert!(dump.contains("**********"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn home_is_expanded() {
+        let home = std::env::var("HOME").unwrap_or_default();
+        assert_eq!(expand_home("~/.openhands"), PathBuf::from(home).join(".openhands"));
+        assert_eq!(expand_home("/abs"), PathBuf::from("/abs"));
+    }
+}

@@ -1,0 +1,51 @@
+//! Who is making a request.
+
+use crate::scope::UserScope;
+use async_trait::async_trait;
+
+/// Read access to a request's headers, so that core stays free of any web framework.
+pub trait RequestHeaders: Send + Sync {
+    /// The first value of a header (case-insensitive name), if present and valid text.
+    fn header(&self, name: &str) -> Option<&str>;
+}
+
+/// How the request proved who it is (OpenHands' `AuthType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthType {
+    Cookie,
+    Bearer,
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone, Default)]
+pub struct AuthenticatedUser {
+    pub scope: UserScope,
+    pub email: Option<String>,
+    pub auth_type: Option<AuthType>,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    /// No or wrong credentials: 401.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Known caller, but not allowed here: 403 with a machine-readable code.
+    #[error("{message}")]
+    Forbidden { code: String, message: String },
+    /// The auth backend failed: 503.
+    #[error("authentication backend unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Authenticates requests.
+///
+/// Guarantees: returns a user only for valid credentials; compares secrets in constant time;
+/// never logs credentials.
+#[async_trait]
+pub trait UserAuth: Send + Sync {
+    /// The caller of a request, or why it is refused.
+    async fn authenticate(&self, request: &dyn RequestHeaders)
+    -> Result<AuthenticatedUser, AuthError>;
+}

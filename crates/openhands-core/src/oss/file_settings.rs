@@ -1,0 +1,95 @@
+//! `oss.file_settings`: settings in `settings.json`, secret fields sealed.
+
+use super::layout::{check_writable, parse_json, user_dir};
+use crate::crypto::Cipher;
+use crate::error::StoreError;
+use crate::extension::SettingsStore;
+use crate::fs_atomic::{read_optional, write_atomic_async};
+use crate::scope::UserScope;
+use crate::settings::Settings;
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+/// File-backed settings with a write-through memory cache.
+pub struct FileSettingsStore {
+    root: PathBuf,
+    cipher: Arc<Cipher>,
+    /// Loaded settings per user (`None` = known to be absent).
+    cache: RwLock<HashMap<Option<String>, Option<Settings>>>,
+    /// Serializes read-merge-write cycles.
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+impl FileSettingsStore {
+    pub fn new(root: PathBuf, cipher: Arc<Cipher>) -> Self {
+        Self {
+            root,
+            cipher,
+            cache: RwLock::new(HashMap::new()),
+            write_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn path(&self, scope: &UserScope) -> Result<PathBuf, StoreError> {
+        Ok(user_dir(&self.root, scope)?.join("settings.json"))
+    }
+
+    fn cached(&self, scope: &UserScope) -> Option<Option<Settings>> {
+        let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
+        cache.get(&scope.user_id).cloned()
+    }
+
+    fn remember(&self, scope: &UserScope, value: Option<Settings>) {
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        cache.insert(scope.user_id.clone(), value);
+    }
+
+    async fn load_from_disk(&self, scope: &UserScope) -> Result<Option<Settings>, StoreError> {
+        let path = self.path(scope)?;
+        let Some(bytes) = read_optional(&path).await? else {
+            return Ok(None);
+        };
+        let value = parse_json(&bytes, &path)?;
+        Settings::from_stored(value, &self.cipher, &path.display().to_string()).map(Some)
+    }
+}
+
+#[async_trait]
+impl SettingsStore for FileSettingsStore {
+    async fn load(&self, scope: &UserScope) -> Result<Option<Settings>, StoreError> {
+        if let Some(hit) = self.cached(scope) {
+            return Ok(hit);
+        }
+        let loaded = self.load_from_disk(scope).await?;
+        self.remember(scope, loaded.clone());
+        Ok(loaded)
+    }
+
+    async fn store_merged(
+        &self,
+        scope: &UserScope,
+        incoming: Settings,
+    ) -> Result<Settings, StoreError> {
+        let _guard = self.write_lock.lock().await;
+        let stored = self.load(scope).await?;
+        let merged = incoming.merged_over(stored.as_ref());
+        let bytes = serde_json::to_vec_pretty(&merged.to_stored(&self.cipher)?)
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        write_atomic_async(self.path(scope)?, bytes).await?;
+        self.remember(scope, Some(merged.clone()));
+        Ok(merged)
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        check_writable(&self.root).await
+    }
+}
+
+crate::register_plugin!(
+    crate::extension::SettingsStore,
+    "oss.file_settings",
+    "Settings in <data dir>/settings.json, API keys sealed",
+    |ctx| Ok(Arc::new(FileSettingsStore::new(ctx.data_dir.clone(), ctx.cipher.clone())))
+);

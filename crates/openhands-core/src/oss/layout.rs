@@ -1,0 +1,51 @@
+//! Where each OSS file lives under the data directory.
+
+use crate::error::StoreError;
+use crate::scope::UserScope;
+use std::path::{Path, PathBuf};
+
+/// The directory holding one user's files: the root for the local user, else `users/<id>`.
+pub fn user_dir(root: &Path, scope: &UserScope) -> Result<PathBuf, StoreError> {
+    match &scope.user_id {
+        None => Ok(root.to_path_buf()),
+        Some(id) => {
+            crate::conversation::validate_conversation_id(id)
+                .map_err(|e| StoreError::Invalid(format!("user id: {e}")))?;
+            Ok(root.join("users").join(id))
+        }
+    }
+}
+
+/// `sessions/` under the root.
+pub fn sessions_dir(root: &Path) -> PathBuf {
+    root.join("sessions")
+}
+
+/// `sessions/<id>/`; the id must already be validated.
+pub fn conversation_dir(root: &Path, conversation_id: &str) -> Result<PathBuf, StoreError> {
+    crate::conversation::validate_conversation_id(conversation_id)
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    Ok(sessions_dir(root).join(conversation_id))
+}
+
+/// Checks that `dir` exists and is writable, for `/ready`.
+pub async fn check_writable(dir: &Path) -> Result<(), StoreError> {
+    let probe = dir.join(".ready-probe");
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|e| StoreError::io(dir, e))?;
+    tokio::fs::write(&probe, b"ok")
+        .await
+        .map_err(|e| StoreError::io(&probe, e))?;
+    tokio::fs::remove_file(&probe)
+        .await
+        .map_err(|e| StoreError::io(&probe, e))
+}
+
+/// Parses JSON read from `path`, naming the file when it is corrupt.
+pub fn parse_json(bytes: &[u8], path: &Path) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}

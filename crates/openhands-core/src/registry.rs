@@ -1,0 +1,416 @@
+//! The plugin registry: implementations register by name, a config class picks them.
+//!
+//! Each extension point is a *slot* ([`Slot`]). An implementation registers a [`Plugin`] for
+//! its slot with `inventory::submit!`, next to the type it builds, under a stable dotted
+//! name (`oss.file_settings`). A [`ConfigClass`] (`oss`, `saas`, ...) names one
+//! implementation per slot; config can override any slot. [`resolve`] runs once at
+//! start-up and fails with a message naming the slot, the requested name and every
+//! registered name. There is no central list: linking a crate is enough to register it.
+
+use crate::config::Config;
+use crate::crypto::Cipher;
+use crate::extension::{
+    ConversationManager, ConversationStore, EventStore, MonitoringListener, RateLimiter,
+    SecretsStore, SettingsStore, UserAuth,
+};
+use futures_util::future::BoxFuture;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What a plugin constructor receives.
+#[derive(Clone)]
+pub struct PluginContext {
+    pub config: Arc<Config>,
+    /// The data directory (`file_store_path`, expanded).
+    pub data_dir: PathBuf,
+    /// Seals secrets at rest.
+    pub cipher: Arc<Cipher>,
+}
+
+/// Why a constructor failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PluginError(pub String);
+
+/// The async constructor of a plugin.
+pub type BuildFn<T> = fn(PluginContext) -> BoxFuture<'static, Result<Arc<T>, PluginError>>;
+
+/// One registered implementation of the extension point `T`.
+pub struct Plugin<T: ?Sized + 'static> {
+    /// Stable dotted name, e.g. `oss.file_settings`.
+    pub name: &'static str,
+    /// One line for `openhands plugins`.
+    pub description: &'static str,
+    pub build: BuildFn<T>,
+}
+
+inventory::collect!(Plugin<dyn SettingsStore>);
+inventory::collect!(Plugin<dyn SecretsStore>);
+inventory::collect!(Plugin<dyn ConversationStore>);
+inventory::collect!(Plugin<dyn EventStore>);
+inventory::collect!(Plugin<dyn UserAuth>);
+inventory::collect!(Plugin<dyn ConversationManager>);
+inventory::collect!(Plugin<dyn MonitoringListener>);
+inventory::collect!(Plugin<dyn RateLimiter>);
+
+/// An extension point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Slot {
+    SettingsStore,
+    SecretsStore,
+    ConversationStore,
+    EventStore,
+    UserAuth,
+    ConversationManager,
+    MonitoringListener,
+    RateLimiter,
+}
+
+impl Slot {
+    /// Every slot, in resolution order.
+    pub const ALL: [Slot; 8] = [
+        Slot::SettingsStore,
+        Slot::SecretsStore,
+        Slot::ConversationStore,
+        Slot::EventStore,
+        Slot::UserAuth,
+        Slot::ConversationManager,
+        Slot::MonitoringListener,
+        Slot::RateLimiter,
+    ];
+
+    /// The config key of the slot (`[plugins] settings_store = "..."`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Slot::SettingsStore => "settings_store",
+            Slot::SecretsStore => "secrets_store",
+            Slot::ConversationStore => "conversation_store",
+            Slot::EventStore => "event_store",
+            Slot::UserAuth => "user_auth",
+            Slot::ConversationManager => "conversation_manager",
+            Slot::MonitoringListener => "monitoring_listener",
+            Slot::RateLimiter => "rate_limiter",
+        }
+    }
+
+    /// Registered `(name, description)` pairs, sorted by name.
+    pub fn registered(self) -> Vec<(&'static str, &'static str)> {
+        fn list<T: ?Sized + 'static>() -> Vec<(&'static str, &'static str)>
+        where
+            Plugin<T>: inventory::Collect,
+        {
+            let mut v: Vec<_> = inventory::iter::<Plugin<T>>
+                .into_iter()
+                .map(|p| (p.name, p.description))
+                .collect();
+            v.sort_unstable();
+            v
+        }
+        match self {
+            Slot::SettingsStore => list::<dyn SettingsStore>(),
+            Slot::SecretsStore => list::<dyn SecretsStore>(),
+            Slot::ConversationStore => list::<dyn ConversationStore>(),
+            Slot::EventStore => list::<dyn EventStore>(),
+            Slot::UserAuth => list::<dyn UserAuth>(),
+            Slot::ConversationManager => list::<dyn ConversationManager>(),
+            Slot::MonitoringListener => list::<dyn MonitoringListener>(),
+            Slot::RateLimiter => list::<dyn RateLimiter>(),
+        }
+    }
+
+    fn override_in(self, config: &Config) -> Option<&str> {
+        let p = &config.plugins;
+        match self {
+            Slot::SettingsStore => p.settings_store.as_deref(),
+            Slot::SecretsStore => p.secrets_store.as_deref(),
+            Slot::ConversationStore => p.conversation_store.as_deref(),
+            Slot::EventStore => p.event_store.as_deref(),
+            Slot::UserAuth => p.user_auth.as_deref(),
+            Slot::ConversationManager => p.conversation_manager.as_deref(),
+            Slot::MonitoringListener => p.monitoring_listener.as_deref(),
+            Slot::RateLimiter => p.rate_limiter.as_deref(),
+        }
+    }
+}
+
+impl fmt::Display for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+/// A named selection of one implementation per slot (OpenHands' `ServerConfig` subclass).
+pub struct ConfigClass {
+    /// `oss`, `saas`, ...
+    pub name: &'static str,
+    pub description: &'static str,
+    /// `APP_MODE` reported by `/api/options/config`.
+    pub app_mode: &'static str,
+    /// `(slot, plugin name)` for every slot.
+    pub slots: &'static [(Slot, &'static str)],
+}
+
+inventory::collect!(ConfigClass);
+
+impl ConfigClass {
+    /// Every registered config class, sorted by name.
+    pub fn registered() -> Vec<&'static ConfigClass> {
+        let mut v: Vec<_> = inventory::iter::<ConfigClass>.into_iter().collect();
+        v.sort_unstable_by_key(|c| c.name);
+        v
+    }
+
+    /// The class with this name.
+    pub fn find(name: &str) -> Option<&'static ConfigClass> {
+        inventory::iter::<ConfigClass>
+            .into_iter()
+            .find(|c| c.name == name)
+    }
+
+    /// The plugin this class names for `slot`.
+    pub fn default_for(&self, slot: Slot) -> Option<&'static str> {
+        self.slots.iter().find(|(s, _)| *s == slot).map(|(_, n)| *n)
+    }
+}
+
+/// Names that exist in the project but live in crates behind a Cargo feature, so that a
+/// binary built without them can say so instead of "unknown".
+/// `(name or name prefix before a dot, Cargo feature of the server crate)`.
+const FEATURE_GATED: &[(&str, &str)] = &[("saas", "saas"), ("example", "example-plugin")];
+
+/// Why resolution failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(
+        "unknown config class `{requested}` (from OPENHANDS_CONFIG_CLS or config_class); registered config classes: {}",
+        list(registered)
+    )]
+    UnknownClass {
+        requested: String,
+        registered: Vec<&'static str>,
+    },
+    #[error(
+        "{what} `{requested}` is part of OpenHands but this binary was built without it; rebuild with `--features {feature}`"
+    )]
+    NotBuilt {
+        what: &'static str,
+        requested: String,
+        feature: &'static str,
+    },
+    #[error(
+        "unknown implementation `{requested}` for slot `{slot}`; registered names for `{slot}`: {}",
+        list(registered)
+    )]
+    UnknownPlugin {
+        slot: Slot,
+        requested: String,
+        registered: Vec<&'static str>,
+    },
+    #[error("config class `{class}` names no implementation for slot `{slot}`; set `plugins.{slot}`")]
+    Unassigned { class: &'static str, slot: Slot },
+    #[error("building `{name}` for slot `{slot}` failed: {source}")]
+    Build {
+        slot: Slot,
+        name: String,
+        #[source]
+        source: PluginError,
+    },
+}
+
+fn list(names: &[&str]) -> String {
+    if names.is_empty() {
+        "(none)".to_owned()
+    } else {
+        names
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn not_built(what: &'static str, requested: &str) -> Option<RegistryError> {
+    let family = requested.split('.').next().unwrap_or(requested);
+    FEATURE_GATED
+        .iter()
+        .find(|(prefix, _)| family == *prefix)
+        .map(|(_, feature)| RegistryError::NotBuilt {
+            what,
+            requested: requested.to_owned(),
+            feature,
+        })
+}
+
+/// The selected implementation of every slot.
+#[derive(Clone)]
+pub struct Extensions {
+    pub class_name: &'static str,
+    pub app_mode: &'static str,
+    /// `(slot, selected plugin name)`, for logs and `openhands plugins`.
+    pub selected: Vec<(Slot, String)>,
+    pub settings_store: Arc<dyn SettingsStore>,
+    pub secrets_store: Arc<dyn SecretsStore>,
+    pub conversation_store: Arc<dyn ConversationStore>,
+    pub event_store: Arc<dyn EventStore>,
+    pub user_auth: Arc<dyn UserAuth>,
+    pub conversation_manager: Arc<dyn ConversationManager>,
+    pub monitoring: Arc<dyn MonitoringListener>,
+    pub rate_limiter: Arc<dyn RateLimiter>,
+}
+
+/// The config class named by `config`, or an error listing the registered ones.
+pub fn select_class(config: &Config) -> Result<&'static ConfigClass, RegistryError> {
+    let requested = config.config_class.trim();
+    ConfigClass::find(requested).ok_or_else(|| {
+        not_built("config class", requested).unwrap_or_else(|| RegistryError::UnknownClass {
+            requested: requested.to_owned(),
+            registered: ConfigClass::registered().iter().map(|c| c.name).collect(),
+        })
+    })
+}
+
+/// The plugin name selected for `slot`: the override from config, else the class default.
+pub fn selected_name(
+    class: &'static ConfigClass,
+    config: &Config,
+    slot: Slot,
+) -> Result<String, RegistryError> {
+    match slot.override_in(config) {
+        Some(name) => Ok(name.trim().to_owned()),
+        None => class
+            .default_for(slot)
+            .map(str::to_owned)
+            .ok_or(RegistryError::Unassigned {
+                class: class.name,
+                slot,
+            }),
+    }
+}
+
+/// Checks every slot's selection without building anything.
+pub fn check_selection(config: &Config) -> Result<Vec<(Slot, String)>, RegistryError> {
+    let class = select_class(config)?;
+    Slot::ALL
+        .iter()
+        .map(|slot| {
+            let name = selected_name(class, config, *slot)?;
+            if !slot.registered().iter().any(|(n, _)| *n == name) {
+                return Err(unknown(*slot, &name));
+            }
+            Ok((*slot, name))
+        })
+        .collect()
+}
+
+fn unknown(slot: Slot, requested: &str) -> RegistryError {
+    not_built("implementation", requested).unwrap_or_else(|| RegistryError::UnknownPlugin {
+        slot,
+        requested: requested.to_owned(),
+        registered: slot.registered().into_iter().map(|(n, _)| n).collect(),
+    })
+}
+
+async fn build<T: ?Sized + 'static>(
+    slot: Slot,
+    name: &str,
+    ctx: &PluginContext,
+) -> Result<Arc<T>, RegistryError>
+where
+    Plugin<T>: inventory::Collect,
+{
+    let plugin = inventory::iter::<Plugin<T>>
+        .into_iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| unknown(slot, name))?;
+    (plugin.build)(ctx.clone())
+        .await
+        .map_err(|source| RegistryError::Build {
+            slot,
+            name: name.to_owned(),
+            source,
+        })
+}
+
+/// Resolves and builds every slot. Runs once at start-up; all names are checked before
+/// anything is built, so a typo fails fast with the full list of names.
+pub async fn resolve(ctx: &PluginContext) -> Result<Extensions, RegistryError> {
+    let class = select_class(&ctx.config)?;
+    let selected = check_selection(&ctx.config)?;
+    let name = |slot: Slot| {
+        selected
+            .iter()
+            .find(|(s, _)| *s == slot)
+            .map(|(_, n)| n.clone())
+            .unwrap_or_default()
+    };
+    Ok(Extensions {
+        class_name: class.name,
+        app_mode: class.app_mode,
+        settings_store: build(Slot::SettingsStore, &name(Slot::SettingsStore), ctx).await?,
+        secrets_store: build(Slot::SecretsStore, &name(Slot::SecretsStore), ctx).await?,
+        conversation_store: build(Slot::ConversationStore, &name(Slot::ConversationStore), ctx)
+            .await?,
+        event_store: build(Slot::EventStore, &name(Slot::EventStore), ctx).await?,
+        user_auth: build(Slot::UserAuth, &name(Slot::UserAuth), ctx).await?,
+        conversation_manager: build(
+            Slot::ConversationManager,
+            &name(Slot::ConversationManager),
+            ctx,
+        )
+        .await?,
+        monitoring: build(Slot::MonitoringListener, &name(Slot::MonitoringListener), ctx)
+            .await?,
+        rate_limiter: build(Slot::RateLimiter, &name(Slot::RateLimiter), ctx).await?,
+        selected,
+    })
+}
+
+/// The future a [`BuildFn`] returns.
+pub type BuildFuture<T> = BoxFuture<'static, Result<Arc<T>, PluginError>>;
+
+impl From<crate::error::StoreError> for PluginError {
+    fn from(err: crate::error::StoreError) -> Self {
+        PluginError(err.to_string())
+    }
+}
+
+impl From<crate::crypto::CryptoError> for PluginError {
+    fn from(err: crate::crypto::CryptoError) -> Self {
+        PluginError(err.to_string())
+    }
+}
+
+/// Registers an implementation of an extension point under a name.
+///
+/// ```ignore
+/// openhands_core::register_plugin!(
+///     openhands_core::extension::SettingsStore,
+///     "example.memory_settings",
+///     "Settings kept in memory",
+///     |ctx| Ok(std::sync::Arc::new(MemorySettings::default()))
+/// );
+/// ```
+///
+/// The body runs inside an `async` block with `ctx: &PluginContext`, may `.await` and use `?`
+/// on errors convertible into [`PluginError`], and returns `Result<Arc<Impl>, PluginError>`.
+#[macro_export]
+macro_rules! register_plugin {
+    ($trait:path, $name:expr, $description:expr, |$ctx:ident| $body:expr) => {
+        $crate::inventory::submit! {
+            $crate::registry::Plugin::<dyn $trait> {
+                name: $name,
+                description: $description,
+                build: |owned_ctx| -> $crate::registry::BuildFuture<dyn $trait> {
+                    ::std::boxed::Box::pin(async move {
+                        #[allow(unused_variables)]
+                        let $ctx: &$crate::registry::PluginContext = &owned_ctx;
+                        let built: ::std::result::Result<_, $crate::registry::PluginError> =
+                            async { $body }.await;
+                        built.map(|plugin| plugin as ::std::sync::Arc<dyn $trait>)
+                    })
+                },
+            }
+        }
+    };
+}

@@ -1,0 +1,128 @@
+//! A minimal keep-alive HTTP/1.1 client connection on hyper.
+//!
+//! The load generator must add as little overhead of its own as possible and be
+//! explicit about connections (one per worker, reused for every request), so it
+//! talks to hyper's connection-level API directly rather than going through a
+//! pooling client. The same type serves the readiness probe and the data set-up.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// One request to send, possibly many times; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RequestSpec {
+    pub method: Method,
+    pub path: &'static str,
+    /// A JSON body; sent with `content-type: application/json`.
+    pub json_body: Option<Bytes>,
+}
+
+impl RequestSpec {
+    pub fn get(path: &'static str) -> Self {
+        Self {
+            method: Method::GET,
+            path,
+            json_body: None,
+        }
+    }
+
+    pub fn post_json(path: &'static str, body: &'static str) -> Self {
+        Self {
+            method: Method::POST,
+            path,
+            json_body: Some(Bytes::from_static(body.as_bytes())),
+        }
+    }
+}
+
+/// An open HTTP/1.1 connection to the server under test.
+pub struct HttpConn {
+    sender: SendRequest<Full<Bytes>>,
+    host: HeaderValue,
+}
+
+/// A response: status and the full body (read so the connection can be reused).
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Bytes,
+}
+
+impl HttpConn {
+    pub async fn connect(addr: SocketAddr) -> Result<Self> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true).context("setting TCP_NODELAY")?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .with_context(|| format!("HTTP/1.1 handshake with {addr}"))?;
+        // The connection future drives the socket; it ends when the sender is
+        // dropped or the server closes, and either is reported through `send`.
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let host = HeaderValue::from_str(&addr.to_string()).context("building Host header")?;
+        Ok(Self { sender, host })
+    }
+
+    /// Sends one request and reads the whole response body.
+    pub async fn send(&mut self, spec: &RequestSpec) -> Result<Reply> {
+        let mut builder = Request::builder()
+            .method(spec.method.clone())
+            .uri(spec.path)
+            .header(HOST, self.host.clone());
+        if spec.json_body.is_some() {
+            builder = builder.header(CONTENT_TYPE, "application/json");
+        }
+        let request = builder
+            .body(Full::new(spec.json_body.clone().unwrap_or_default()))
+            .with_context(|| format!("building {} {}", spec.method, spec.path))?;
+        self.sender
+            .ready()
+            .await
+            .context("connection closed before sending")?;
+        let response = self
+            .sender
+            .send_request(request)
+            .await
+            .with_context(|| format!("sending {} {}", spec.method, spec.path))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .with_context(|| format!("reading response to {} {}", spec.method, spec.path))?
+            .to_bytes();
+        Ok(Reply { status, body })
+    }
+}
+
+/// Sends `spec` on a fresh connection and fails unless the status is `expected`.
+pub async fn expect_status(addr: SocketAddr, spec: &RequestSpec, expected: StatusCode) -> Result<Bytes> {
+    let reply = HttpConn::connect(addr).await?.send(spec).await?;
+    ensure_status(spec, &reply, expected)?;
+    Ok(reply.body)
+}
+
+/// Fails with the method, path, status and (a prefix of) the body on a mismatch.
+pub fn ensure_status(spec: &RequestSpec, reply: &Reply, expected: StatusCode) -> Result<()> {
+    if reply.status != expected {
+        let body = String::from_utf8_lossy(&reply.body);
+        let body: String = body.chars().take(500).collect();
+        anyhow::bail!(
+            "{} {} answered {} (expected {expected}): {body}",
+            spec.method,
+            spec.path,
+            reply.status
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,231 @@
+//! The bench's output: `results.json` for tools and trend tracking,
+//! `results.md` for people (and pull requests).
+//!
+//! Both are rendered from one [`Results`] value, so they cannot disagree.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::targets::Target;
+
+/// One measured scenario.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ScenarioResult {
+    pub name: String,
+    pub method: String,
+    pub path: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub req_per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Machine {
+    /// Available parallelism of the machine the bench ran on.
+    pub nproc: usize,
+}
+
+/// Everything one bench run measured.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Results {
+    /// Unix time in seconds.
+    pub generated_at: u64,
+    pub machine: Machine,
+    /// Tokio worker threads of the load generator (the rest is the server's).
+    pub client_worker_threads: usize,
+    pub connections: usize,
+    pub duration_s: u64,
+    pub scenarios: Vec<ScenarioResult>,
+    pub startup_ms_median: Option<f64>,
+    pub startup_ms_runs: Vec<f64>,
+    pub startup_rss_mb: f64,
+    pub idle_rss_mb: f64,
+    pub targets: Vec<Target>,
+}
+
+/// Writes `results.json` and `results.md` into `dir`; returns the markdown.
+pub fn write(dir: &Path, results: &Results) -> Result<String> {
+    let json_path = dir.join("results.json");
+    let json = serde_json::to_string_pretty(results).context("serialising results")?;
+    std::fs::write(&json_path, json + "\n")
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    let markdown = render_markdown(results);
+    let md_path = dir.join("results.md");
+    std::fs::write(&md_path, &markdown)
+        .with_context(|| format!("writing {}", md_path.display()))?;
+    Ok(markdown)
+}
+
+/// The human-readable report: scenarios, server figures, targets.
+pub fn render_markdown(results: &Results) -> String {
+    let mut md = String::new();
+    // `write!` to a String cannot fail; the results are ignored below.
+    let _ = writeln!(md, "# Bench results\n");
+    let _ = writeln!(
+        md,
+        "{} connections, {} s measured per scenario, {} load-generator thread(s), {} CPUs.\n",
+        results.connections,
+        results.duration_s,
+        results.client_worker_threads,
+        results.machine.nproc
+    );
+    let _ = writeln!(md, "| scenario | requests | req/s | p50 (ms) | p99 (ms) | errors |");
+    let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: |");
+    for s in &results.scenarios {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {} |",
+            s.name, s.requests, s.req_per_s, s.p50_ms, s.p99_ms, s.errors
+        );
+    }
+    let runs: Vec<String> = results
+        .startup_ms_runs
+        .iter()
+        .map(|ms| format!("{ms:.1}"))
+        .collect();
+    let _ = writeln!(md, "\n| server | value |");
+    let _ = writeln!(md, "| --- | ---: |");
+    let _ = writeln!(
+        md,
+        "| start-up, median (ms) | {} |",
+        optional(results.startup_ms_median, 1)
+    );
+    let _ = writeln!(md, "| start-up runs (ms) | {} |", runs.join(", "));
+    let _ = writeln!(md, "| RSS after start-up (MB) | {:.1} |", results.startup_rss_mb);
+    let _ = writeln!(md, "| RSS idle after load (MB) | {:.1} |", results.idle_rss_mb);
+    let _ = writeln!(md, "\n| target | goal | value | met |");
+    let _ = writeln!(md, "| --- | --- | ---: | :---: |");
+    for t in &results.targets {
+        let mark = if t.met { "✅" } else { "❌" };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {mark} |",
+            t.name,
+            t.target,
+            optional(t.value, 2)
+        );
+    }
+    md
+}
+
+fn optional(value: Option<f64>, decimals: usize) -> String {
+    value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.decimals$}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Results {
+        let scenario = |name: &str, method: &str, path: &str| ScenarioResult {
+            name: name.to_owned(),
+            method: method.to_owned(),
+            path: path.to_owned(),
+            requests: 1000,
+            errors: 0,
+            req_per_s: 200.0,
+            p50_ms: 1.25,
+            p99_ms: 3.5,
+        };
+        Results {
+            generated_at: 1_700_000_000,
+            machine: Machine { nproc: 2 },
+            client_worker_threads: 1,
+            connections: 32,
+            duration_s: 5,
+            scenarios: vec![
+                scenario("GET /alive", "GET", "/alive"),
+                scenario("POST /api/settings", "POST", "/api/settings"),
+                scenario(
+                    "GET /api/conversations (1,000 stored)",
+                    "GET",
+                    "/api/conversations",
+                ),
+            ],
+            startup_ms_median: Some(42.0),
+            startup_ms_runs: vec![40.0, 42.0, 50.0],
+            startup_rss_mb: 12.0,
+            idle_rss_mb: 14.5,
+            targets: vec![
+                Target {
+                    name: "idle RSS".to_owned(),
+                    target: "< 30 MB".to_owned(),
+                    value: Some(14.5),
+                    met: true,
+                },
+                Target {
+                    name: "GET /api/conversations throughput".to_owned(),
+                    target: ">= 10000 req/s".to_owned(),
+                    value: Some(200.0),
+                    met: false,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn markdown_lists_every_scenario() {
+        let results = sample();
+        let md = render_markdown(&results);
+        for scenario in &results.scenarios {
+            assert!(
+                md.contains(&format!("| {} | 1000 | 200 | 1.25 | 3.50 | 0 |", scenario.name)),
+                "missing row for {}:\n{md}",
+                scenario.name
+            );
+        }
+    }
+
+    #[test]
+    fn markdown_marks_targets_met_and_missed() {
+        let md = render_markdown(&sample());
+        assert!(md.contains("| idle RSS | < 30 MB | 14.50 | ✅ |"), "{md}");
+        assert!(
+            md.contains("| GET /api/conversations throughput | >= 10000 req/s | 200.00 | ❌ |"),
+            "{md}"
+        );
+        assert!(md.contains("| start-up runs (ms) | 40.0, 42.0, 50.0 |"), "{md}");
+    }
+
+    #[test]
+    fn json_has_the_documented_fields() -> Result<()> {
+        let value = serde_json::to_value(sample())?;
+        for field in [
+            "generated_at",
+            "machine",
+            "connections",
+            "duration_s",
+            "scenarios",
+            "startup_ms_median",
+            "startup_ms_runs",
+            "startup_rss_mb",
+            "idle_rss_mb",
+            "targets",
+        ] {
+            assert!(value.get(field).is_some(), "missing {field}");
+        }
+        assert_eq!(value["machine"]["nproc"], 2);
+        assert_eq!(value["scenarios"][0]["req_per_s"], 200.0);
+        assert_eq!(value["targets"][0]["met"], true);
+        Ok(())
+    }
+
+    #[test]
+    fn write_creates_both_files() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("xtask-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let md = write(&dir, &sample())?;
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("results.json"))?)?;
+        let md_on_disk = std::fs::read_to_string(dir.join("results.md"))?;
+        std::fs::remove_dir_all(&dir)?;
+        assert_eq!(json["connections"], 32);
+        assert_eq!(md_on_disk, md);
+        Ok(())
+    }
+}
