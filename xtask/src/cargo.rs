@@ -27,12 +27,15 @@ pub fn workspace_root() -> &'static Path {
 /// Prints a `==> name` header, runs `cmd` with inherited output and fails with a
 /// message naming the step and the command when it does not exit successfully.
 pub fn run_step(name: &str, cmd: &mut Command) -> Result<()> {
-    println!("==> {name}");
+    eprintln!("==> {name}");
     let status = cmd
         .status()
         .with_context(|| format!("step `{name}`: could not start `{}`", display(cmd)))?;
     if !status.success() {
-        bail!("step `{name}` failed: `{}` exited with {status}", display(cmd));
+        bail!(
+            "step `{name}` failed: `{}` exited with {status}",
+            display(cmd)
+        );
     }
     Ok(())
 }

@@ -24,7 +24,10 @@ pub struct CiArgs {
 
 pub fn run(args: &CiArgs) -> Result<()> {
     if !args.skip_lint {
-        run_step("fmt", cargo::cargo().args(["fmt", "--all", "--", "--check"]))?;
+        run_step(
+            "fmt",
+            cargo::cargo().args(["fmt", "--all", "--", "--check"]),
+        )?;
         run_step(
             "clippy",
             cargo::cargo().args([
@@ -39,7 +42,7 @@ pub fn run(args: &CiArgs) -> Result<()> {
         check_core_dependencies()?;
     }
     run_tests()?;
-    println!("==> ci passed");
+    eprintln!("==> ci passed");
     Ok(())
 }
 
@@ -65,8 +68,7 @@ fn interpret_tree(success: bool, stdout: &str, stderr: &str) -> TreeVerdict {
         } else {
             TreeVerdict::Present(stdout.trim().to_owned())
         }
-    } else if stderr.contains("did not match any packages") || stderr.contains("nothing to print")
-    {
+    } else if stderr.contains("did not match any packages") || stderr.contains("nothing to print") {
         TreeVerdict::Absent
     } else {
         TreeVerdict::Inconclusive(stderr.trim().to_owned())
@@ -74,7 +76,7 @@ fn interpret_tree(success: bool, stdout: &str, stderr: &str) -> TreeVerdict {
 }
 
 fn check_core_dependencies() -> Result<()> {
-    println!("==> dependency rules ({CORE_CRATE} must not depend on {FORBIDDEN_IN_CORE})");
+    eprintln!("==> dependency rules ({CORE_CRATE} must not depend on {FORBIDDEN_IN_CORE})");
     let mut cmd = cargo::cargo();
     cmd.args([
         "tree",

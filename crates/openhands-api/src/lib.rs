@@ -1,1 +1,30 @@
-//! placeholder
+//! The HTTP surface of the open API, kept apart from the wiring in `openhands-server`.
+//!
+//! Routes, field names and status codes follow the OpenHands server so that its clients work
+//! unchanged; where OpenHands has a quirk (unknown `/api` paths answered with the web page,
+//! any settings error reported as 401) we do the right thing and say so in `docs/`.
+//! Handlers only talk to the extension points in [`AppState`], never to a concrete store.
+
+pub mod body;
+pub mod error;
+pub mod middleware;
+pub mod openapi;
+pub mod routes;
+pub mod spa;
+pub mod state;
+pub mod system_stats;
+pub mod user;
+
+pub use state::AppState;
+
+/// Answers query-string errors with 422 in FastAPI's shape, naming the parameter.
+pub fn query_config() -> actix_web::web::QueryConfig {
+    actix_web::web::QueryConfig::default().error_handler(|err, _req| {
+        let message = err.to_string();
+        error::ApiError::new(
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            serde_json::json!({"detail": [{"type": "query_invalid", "loc": ["query"], "msg": message}]}),
+        )
+        .into()
+    })
+}

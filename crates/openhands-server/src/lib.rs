@@ -1,1 +1,83 @@
-//! placeholder
+//! Wiring only: configuration in, a running server out.
+//!
+//! [`build_state`] loads the encryption key and resolves every extension point through the
+//! registry; [`create_app`] assembles the actix-web `App` (middleware order, routes, web
+//! app). `main` and the tests use the same two functions, so tests run the real thing.
+//! Provider crates are linked in [`plugins`] behind Cargo features.
+
+pub mod cli;
+pub mod plugins;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{Compress, Condition, from_fn};
+use actix_web::{App, web};
+use anyhow::Context;
+use openhands_api::{AppState, middleware, routes, spa};
+use openhands_core::config::{Config, RateLimitSetting};
+use openhands_core::crypto::Cipher;
+use openhands_core::registry::{self, PluginContext};
+use std::sync::Arc;
+
+/// Name of the key file generated in the data dir when no key is configured.
+pub const KEY_FILE: &str = ".secret_key";
+
+/// The cipher for secrets at rest: from config, else from (or into) the data dir.
+pub fn load_cipher(config: &Config) -> anyhow::Result<Arc<Cipher>> {
+    let cipher = match &config.secrets_key {
+        Some(key) => Cipher::from_base64_key("k1", key.expose())
+            .context("key `secrets_key` (OPENHANDS_SECRETS_KEY): expected base64 of 32 bytes")?,
+        None => {
+            let path = config.data_dir().join(KEY_FILE);
+            Cipher::load_or_create_key_file(&path)
+                .with_context(|| format!("loading the secrets key {}", path.display()))?
+        }
+    };
+    Ok(Arc::new(cipher))
+}
+
+/// Resolves every extension point and builds the shared state.
+pub async fn build_state(config: Config) -> anyhow::Result<web::Data<AppState>> {
+    let data_dir = config.data_dir();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
+    let cipher = load_cipher(&config)?;
+    let config = Arc::new(config);
+    let ctx = PluginContext {
+        config: config.clone(),
+        data_dir,
+        cipher,
+    };
+    let ext = registry::resolve(&ctx).await?;
+    for (slot, name) in &ext.selected {
+        tracing::debug!(slot = %slot, implementation = %name, "extension point resolved");
+    }
+    Ok(web::Data::new(AppState::new(config, ext)))
+}
+
+/// The application: OpenHands' middleware order (rate limit -> cache control -> CORS ->
+/// routes) inside our request log, then the API routes, then the web app as the fallback.
+pub fn create_app(
+    state: web::Data<AppState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let config = state.config.clone();
+    let rate_limited = config.rate_limit != RateLimitSetting::Off;
+    App::new()
+        .app_data(state)
+        .app_data(openhands_api::query_config())
+        .configure(routes::configure)
+        .default_service(web::to(spa::fallback))
+        .wrap(middleware::cors(&config.permitted_cors_origins))
+        .wrap(from_fn(middleware::cache_control))
+        .wrap(Condition::new(rate_limited, from_fn(middleware::rate_limit)))
+        .wrap(Compress::default())
+        .wrap(from_fn(middleware::request_log))
+}

@@ -1,1 +1,169 @@
-//! placeholder
+//! Spawns the real application for tests.
+//!
+//! [`TestServer::spawn`] builds the same state and `App` as `main` (through
+//! `openhands_server::build_state` / `create_app`) on `127.0.0.1:0`, in its own thread with
+//! its own actix system, over a temporary data dir, and hands back a base URL and a
+//! `reqwest` client. Dropping it stops the server; [`TestServer::restart`] starts a new one
+//! on the same data dir, to prove that state survives.
+
+use openhands_core::config::{Config, RateLimitSetting};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A running server and its data directory.
+pub struct TestServer {
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    config: Config,
+    handle: Option<actix_web::dev::ServerHandle>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Kept so the directory lives as long as the server (and across restarts).
+    data_dir: Arc<tempfile::TempDir>,
+}
+
+/// A config for tests: fresh data dir, rate limit off, no web app directory.
+pub fn test_config(data_dir: &Path) -> Config {
+    Config {
+        file_store_path: data_dir.display().to_string(),
+        port: 0,
+        rate_limit: RateLimitSetting::Off,
+        web_dir: data_dir.join("no-web-dist").display().to_string(),
+        ..Config::default()
+    }
+}
+
+impl TestServer {
+    /// Spawns with the default test config.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Spawns after letting `adjust` change the test config.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let data_dir = Arc::new(tempfile::tempdir().expect("temp data dir"));
+        let mut config = test_config(data_dir.path());
+        adjust(&mut config);
+        Self::start(config, data_dir).await
+    }
+
+    /// Like [`TestServer::spawn_with`] but returns the start-up error instead of panicking.
+    pub async fn try_spawn_with(adjust: impl FnOnce(&mut Config)) -> Result<Self, String> {
+        let data_dir = Arc::new(tempfile::tempdir().map_err(|e| e.to_string())?);
+        let mut config = test_config(data_dir.path());
+        adjust(&mut config);
+        Self::try_start(config, data_dir).await
+    }
+
+    async fn start(config: Config, data_dir: Arc<tempfile::TempDir>) -> Self {
+        match Self::try_start(config, data_dir).await {
+            Ok(server) => server,
+            Err(err) => panic!("test server failed to start: {err}"),
+        }
+    }
+
+    async fn try_start(config: Config, data_dir: Arc<tempfile::TempDir>) -> Result<Self, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let thread_config = config.clone();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let state = match openhands_server::build_state(thread_config).await {
+                    Ok(state) => state,
+                    Err(err) => {
+                        let _ = tx.send(Err(format!("{err:#}")));
+                        return;
+                    }
+                };
+                let server = actix_web::HttpServer::new(move || {
+                    openhands_server::create_app(state.clone())
+                })
+                .workers(2)
+                .disable_signals()
+                .bind(("127.0.0.1", 0));
+                let server = match server {
+                    Ok(server) => server,
+                    Err(err) => {
+                        let _ = tx.send(Err(err.to_string()));
+                        return;
+                    }
+                };
+                let address = server.addrs()[0];
+                let running = server.run();
+                let _ = tx.send(Ok((address, running.handle())));
+                let _ = running.await;
+            });
+        });
+        let (address, handle) = rx
+            .await
+            .map_err(|_| "server thread ended before starting".to_owned())??;
+        Ok(Self {
+            address,
+            client: reqwest::Client::new(),
+            config,
+            handle: Some(handle),
+            thread: Some(thread),
+            data_dir,
+        })
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.path().to_path_buf()
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.stop(true).await;
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+
+    /// Stops this server and starts a new one on the same data dir and config.
+    pub async fn restart(mut self) -> Self {
+        self.stop().await;
+        let config = self.config.clone();
+        let data_dir = self.data_dir.clone();
+        Self::start(config, data_dir).await
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("GET request")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST request")
+    }
+
+    /// Stores settings with an LLM key, so conversations can be created.
+    pub async fn store_default_settings(&self) {
+        let res = self
+            .post_json(
+                "/api/settings",
+                &serde_json::json!({"llm_model": "openai/gpt-4o", "llm_api_key": "sk-test-key"}),
+            )
+            .await;
+        assert_eq!(res.status(), 200, "storing settings");
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            // Ask the server to stop; the thread ends on its own.
+            drop(handle.stop(false));
+        }
+    }
+}

@@ -106,7 +106,11 @@ impl HttpConn {
 }
 
 /// Sends `spec` on a fresh connection and fails unless the status is `expected`.
-pub async fn expect_status(addr: SocketAddr, spec: &RequestSpec, expected: StatusCode) -> Result<Bytes> {
+pub async fn expect_status(
+    addr: SocketAddr,
+    spec: &RequestSpec,
+    expected: StatusCode,
+) -> Result<Bytes> {
     let reply = HttpConn::connect(addr).await?.send(spec).await?;
     ensure_status(spec, &reply, expected)?;
     Ok(reply.body)

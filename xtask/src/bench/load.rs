@@ -48,7 +48,11 @@ impl Window {
 }
 
 /// Loads `addr` with `request` on `config.connections` connections.
-pub async fn run(addr: SocketAddr, request: &RequestSpec, config: LoadConfig) -> Result<LoadOutcome> {
+pub async fn run(
+    addr: SocketAddr,
+    request: &RequestSpec,
+    config: LoadConfig,
+) -> Result<LoadOutcome> {
     let start = Instant::now();
     let window = Window {
         measure_from: start + config.warmup,
@@ -128,6 +132,46 @@ mod tests {
         assert!(window.counts(at(1000), at(1500)));
         assert!(window.counts(at(1500), at(2000)));
         assert!(!window.counts(at(1900), at(2100)), "finished after the end");
+    }
+
+    fn config() -> LoadConfig {
+        LoadConfig {
+            connections: 4,
+            warmup: Duration::from_millis(50),
+            duration: Duration::from_millis(200),
+        }
+    }
+
+    #[tokio::test]
+    async fn counts_responses_over_keep_alive_connections() -> Result<()> {
+        let addr = super::super::fake_server::spawn("200 OK").await?;
+        let request = RequestSpec::post_json("/api/settings", r#"{"a":1}"#);
+        let outcome = run(addr, &request, config()).await?;
+        assert!(outcome.requests > 0);
+        assert_eq!(outcome.errors, 0);
+        assert_eq!(outcome.latencies_us.len() as u64, outcome.requests);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn non_2xx_responses_are_errors() -> Result<()> {
+        let addr = super::super::fake_server::spawn("404 Not Found").await?;
+        let outcome = run(addr, &RequestSpec::get("/missing"), config()).await?;
+        assert!(outcome.requests > 0);
+        assert_eq!(outcome.errors, outcome.requests);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn unreachable_server_fails_the_scenario() -> Result<()> {
+        // Bind and drop to get a port nothing listens on.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        assert!(
+            run(addr, &RequestSpec::get("/alive"), config())
+                .await
+                .is_err()
+        );
+        Ok(())
     }
 
     #[test]

@@ -74,7 +74,10 @@ pub fn render_markdown(results: &Results) -> String {
         results.client_worker_threads,
         results.machine.nproc
     );
-    let _ = writeln!(md, "| scenario | requests | req/s | p50 (ms) | p99 (ms) | errors |");
+    let _ = writeln!(
+        md,
+        "| scenario | requests | req/s | p50 (ms) | p99 (ms) | errors |"
+    );
     let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: |");
     for s in &results.scenarios {
         let _ = writeln!(
@@ -96,8 +99,16 @@ pub fn render_markdown(results: &Results) -> String {
         optional(results.startup_ms_median, 1)
     );
     let _ = writeln!(md, "| start-up runs (ms) | {} |", runs.join(", "));
-    let _ = writeln!(md, "| RSS after start-up (MB) | {:.1} |", results.startup_rss_mb);
-    let _ = writeln!(md, "| RSS idle after load (MB) | {:.1} |", results.idle_rss_mb);
+    let _ = writeln!(
+        md,
+        "| RSS after start-up (MB) | {:.1} |",
+        results.startup_rss_mb
+    );
+    let _ = writeln!(
+        md,
+        "| RSS idle after load (MB) | {:.1} |",
+        results.idle_rss_mb
+    );
     let _ = writeln!(md, "\n| target | goal | value | met |");
     let _ = writeln!(md, "| --- | --- | ---: | :---: |");
     for t in &results.targets {
@@ -174,7 +185,10 @@ mod tests {
         let md = render_markdown(&results);
         for scenario in &results.scenarios {
             assert!(
-                md.contains(&format!("| {} | 1000 | 200 | 1.25 | 3.50 | 0 |", scenario.name)),
+                md.contains(&format!(
+                    "| {} | 1000 | 200 | 1.25 | 3.50 | 0 |",
+                    scenario.name
+                )),
                 "missing row for {}:\n{md}",
                 scenario.name
             );
@@ -189,7 +203,10 @@ mod tests {
             md.contains("| GET /api/conversations throughput | >= 10000 req/s | 200.00 | ❌ |"),
             "{md}"
         );
-        assert!(md.contains("| start-up runs (ms) | 40.0, 42.0, 50.0 |"), "{md}");
+        assert!(
+            md.contains("| start-up runs (ms) | 40.0, 42.0, 50.0 |"),
+            "{md}"
+        );
     }
 
     #[test]

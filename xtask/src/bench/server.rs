@@ -161,9 +161,12 @@ async fn probe_once(addr: SocketAddr, probe: &RequestSpec) -> bool {
 
 /// A loopback port that was free a moment ago (bind port 0, read it, release it).
 fn free_port() -> Result<u16> {
-    let listener =
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding 127.0.0.1:0 to find a free port")?;
-    Ok(listener.local_addr().context("reading bound address")?.port())
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .context("binding 127.0.0.1:0 to find a free port")?;
+    Ok(listener
+        .local_addr()
+        .context("reading bound address")?
+        .port())
 }
 
 fn open_log(path: &Path) -> Result<File> {

@@ -1,0 +1,208 @@
+//! Middleware, in OpenHands' order: rate limit -> cache control -> CORS -> routes, with our
+//! request id and access log outermost.
+//!
+//! `openhands-server` wraps them (actix applies the last `wrap` first):
+//! `.wrap(cors(..)).wrap(from_fn(cache_control)).wrap(from_fn(rate_limit)).wrap(from_fn(request_log))`.
+
+use crate::state::AppState;
+use actix_cors::Cors;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::web::Data;
+use actix_web::{Error, HttpMessage, HttpResponse};
+use openhands_core::extension::RateDecision;
+use std::time::Instant;
+use tracing::Instrument;
+
+/// Header carrying the request id, accepted from the client when well-formed.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The id of the current request, stored in request extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+fn valid_client_id(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Gives each request an id (echoed in `X-Request-Id`), a tracing span carrying it, and
+/// one structured log line when it completes.
+pub async fn request_log(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let started = Instant::now();
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| valid_client_id(v))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    if let Some(state) = req.app_data::<Data<AppState>>() {
+        state.touch();
+    }
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let peer = req.peer_addr().map(|a| a.ip());
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let result = next.call(req).instrument(span.clone()).await;
+    let _entered = span.enter();
+    match result {
+        Ok(mut res) => {
+            let status = res.status().as_u16();
+            if let Ok(value) = HeaderValue::from_str(&request_id) {
+                res.headers_mut()
+                    .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
+            }
+            tracing::info!(
+                method = %method,
+                path = %path,
+                status,
+                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                peer = ?peer,
+                "request"
+            );
+            Ok(res)
+        }
+        Err(err) => {
+            tracing::warn!(method = %method, path = %path, error = %err, "request failed");
+            Err(err)
+        }
+    }
+}
+
+/// Per-client-IP rate limit through the configured [`RateLimiter`]; `/assets` is exempt.
+/// Refused requests get 429 `{"message":"Too many requests"}` with `Retry-After` at once
+/// (OpenHands sleeps them instead).
+///
+/// [`RateLimiter`]: openhands_core::extension::RateLimiter
+pub async fn rate_limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let limiter = req
+        .app_data::<Data<AppState>>()
+        .map(|s| s.ext.rate_limiter.clone());
+    let (Some(limiter), false) = (limiter, req.path().starts_with("/assets")) else {
+        return next.call(req).await.map(ServiceResponse::map_into_left_body);
+    };
+    let key = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "unknown".to_owned());
+    match limiter.check(&key).await {
+        RateDecision::Allowed { limit, remaining } => {
+            let mut res = next.call(req).await?;
+            let headers = res.headers_mut();
+            headers.insert(HeaderName::from_static("x-ratelimit-limit"), limit.into());
+            headers.insert(HeaderName::from_static("x-ratelimit-remaining"), remaining.into());
+            Ok(res.map_into_left_body())
+        }
+        RateDecision::Limited { limit, retry_after } => {
+            let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            tracing::warn!(client = %key, "rate limited");
+            let response = HttpResponse::TooManyRequests()
+                .insert_header((header::RETRY_AFTER, seconds))
+                .insert_header(("x-ratelimit-limit", limit))
+                .insert_header(("x-ratelimit-remaining", 0))
+                .json(serde_json::json!({"message": "Too many requests"}));
+            Ok(req.into_response(response).map_into_right_body())
+        }
+    }
+}
+
+/// `/assets` (hashed file names) may be cached forever; everything else must not be cached.
+pub async fn cache_control(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let assets = req.path().starts_with("/assets");
+    let mut res = next.call(req).await?;
+    let ok = res.status() == StatusCode::OK;
+    let headers = res.headers_mut();
+    if assets && ok {
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=2592000, immutable"),
+        );
+    } else if !assets {
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache, no-store, must-revalidate, max-age=0"),
+        );
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        headers.insert(header::EXPIRES, HeaderValue::from_static("0"));
+    }
+    Ok(res)
+}
+
+/// CORS as OpenHands: the origins in `PERMITTED_CORS_ORIGINS`, or when that is empty any
+/// origin whose host is `localhost` or `127.0.0.1` (we also accept `[::1]`). Credentials,
+/// all methods and all headers are allowed.
+pub fn cors(permitted: &[String]) -> Cors {
+    let permitted: Vec<String> = permitted
+        .iter()
+        .map(|o| o.trim_end_matches('/').to_owned())
+        .collect();
+    Cors::default()
+        .allowed_origin_fn(move |origin, _head| {
+            let Ok(origin) = origin.to_str() else {
+                return false;
+            };
+            if permitted.is_empty() {
+                is_localhost_origin(origin)
+            } else {
+                permitted.iter().any(|p| p == origin)
+            }
+        })
+        .allow_any_method()
+        .allow_any_header()
+        .supports_credentials()
+        .max_age(3600)
+}
+
+/// True for `scheme://localhost[:port]`, `127.0.0.1` and `[::1]`.
+pub fn is_localhost_origin(origin: &str) -> bool {
+    let Some((_, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        authority.split(':').next().unwrap_or_default()
+    };
+    matches!(host, "localhost" | "127.0.0.1" | "::1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn localhost_origins_are_recognised() {
+        assert!(is_localhost_origin("http://localhost:3001"));
+        assert!(is_localhost_origin("https://127.0.0.1"));
+        assert!(is_localhost_origin("http://[::1]:8080"));
+        assert!(!is_localhost_origin("http://localhost.evil.example"));
+        assert!(!is_localhost_origin("http://evil.example/localhost"));
+        assert!(!is_localhost_origin("localhost"));
+    }
+
+    #[test]
+    fn client_request_ids_are_checked() {
+        assert!(valid_client_id("abc-123_X"));
+        assert!(!valid_client_id(""));
+        assert!(!valid_client_id("has space"));
+        assert!(!valid_client_id(&"a".repeat(65)));
+    }
+}

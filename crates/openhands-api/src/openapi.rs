@@ -1,0 +1,48 @@
+//! The OpenAPI document, generated from the handlers' `#[utoipa::path]` annotations and the
+//! types' `ToSchema` derives, rendered once at start-up and served at `/openapi.json`.
+
+use crate::routes::{conversations, events, health, options, secrets, settings};
+use crate::state::AppState;
+use actix_web::{HttpResponse, web};
+use utoipa::OpenApi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "OpenHands server (Rust)",
+        description = "Open API of the agent-platform server, wire-compatible with the OpenHands server where the routes overlap."
+    ),
+    paths(
+        health::alive, health::health, health::server_info, health::ready,
+        options::models, options::agents, options::security_analyzers, options::config,
+        settings::get_settings, settings::post_settings, settings::reset_settings,
+        secrets::list_secrets, secrets::create_secret, secrets::update_secret, secrets::delete_secret,
+        secrets::add_git_providers, secrets::unset_provider_tokens,
+        conversations::create_conversation, conversations::list_conversations,
+        conversations::get_conversation, conversations::rename_conversation,
+        conversations::delete_conversation, events::read_events,
+    ),
+    tags(
+        (name = "health", description = "Liveness, readiness and process figures (no auth)"),
+        (name = "options", description = "Choices offered to the web app"),
+        (name = "settings", description = "User settings; secrets are write-only"),
+        (name = "secrets", description = "Custom secrets and git-provider tokens; values are write-only"),
+        (name = "conversations", description = "Conversations and their events"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as JSON bytes.
+pub fn render() -> Vec<u8> {
+    ApiDoc::openapi().to_json().map(String::into_bytes).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "OpenAPI document could not be rendered");
+        b"{}".to_vec()
+    })
+}
+
+/// `GET /openapi.json`.
+pub async fn serve(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(state.openapi_json.clone())
+}

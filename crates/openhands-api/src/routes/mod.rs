@@ -1,0 +1,21 @@
+//! The route handlers, one module per area, and [`configure`] which mounts them all.
+
+pub mod conversations;
+pub mod events;
+pub mod health;
+pub mod options;
+pub mod secrets;
+pub mod settings;
+
+use actix_web::web;
+
+/// Mounts every route of the open API.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    health::configure(cfg);
+    options::configure(cfg);
+    settings::configure(cfg);
+    secrets::configure(cfg);
+    conversations::configure(cfg);
+    events::configure(cfg);
+    cfg.route("/openapi.json", web::get().to(crate::openapi::serve));
+}

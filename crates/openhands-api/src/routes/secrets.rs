@@ -1,0 +1,236 @@
+//! `/api/secrets` (custom secrets, values write-only) and the git-provider token routes.
+
+use crate::body::JsonBody;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::user::CurrentUser;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use openhands_core::StoreError;
+use openhands_core::secret::Secret;
+use openhands_core::secrets::{CustomSecretChange, ProviderToken, ProviderType};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+/// Longest secret name accepted.
+const MAX_SECRET_NAME_LEN: usize = 255;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/secrets", web::get().to(list_secrets))
+        .route("/api/secrets", web::post().to(create_secret))
+        .route("/api/secrets/{secret_id}", web::put().to(update_secret))
+        .route("/api/secrets/{secret_id}", web::delete().to(delete_secret))
+        .route("/api/add-git-providers", web::post().to(add_git_providers))
+        .route("/api/unset-provider-tokens", web::post().to(unset_provider_tokens));
+}
+
+/// `POST /api/secrets` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CustomSecretModel {
+    pub name: String,
+    #[schema(value_type = String, write_only)]
+    pub value: Secret,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `PUT /api/secrets/{id}` body: rename and/or re-describe.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CustomSecretWithoutValueModel {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// One listed secret: never its value.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecretNameModel {
+    pub name: String,
+    pub description: Option<String>,
+}
+
+/// `GET /api/secrets` body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GetCustomSecrets {
+    pub custom_secrets: Vec<SecretNameModel>,
+}
+
+/// `POST /api/add-git-providers` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PostProviderModel {
+    #[serde(default)]
+    pub provider_tokens: BTreeMap<ProviderType, ProviderToken>,
+    /// Accepted and ignored, as in OpenHands.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub mcp_config: Option<Value>,
+}
+
+/// Secret names become environment variable names in the sandbox, so they must be valid ones.
+fn check_secret_name(name: &str) -> Result<(), ApiError> {
+    let mut chars = name.chars();
+    let valid_start = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let valid_rest = chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid_start && valid_rest && name.len() <= MAX_SECRET_NAME_LEN {
+        Ok(())
+    } else {
+        Err(ApiError::validation(
+            "name",
+            format!(
+                "name: `{}` is not a valid secret name; use letters, digits and `_`, not starting with a digit, at most {MAX_SECRET_NAME_LEN} characters",
+                name.chars().take(40).collect::<String>()
+            ),
+            "value_error",
+        ))
+    }
+}
+
+fn change_error(err: StoreError, fallback: &str) -> ApiError {
+    match err {
+        StoreError::AlreadyExists(what) => {
+            ApiError::message(StatusCode::BAD_REQUEST, format!("{what} already exists"))
+        }
+        StoreError::NotFound(what) => {
+            ApiError::error(StatusCode::NOT_FOUND, format!("{what} not found"))
+        }
+        other => ApiError::internal(&other, json!({"error": fallback})),
+    }
+}
+
+/// Names and descriptions of the custom secrets; values are never returned.
+#[utoipa::path(get, path = "/api/secrets", tag = "secrets", responses((status = 200, body = GetCustomSecrets)))]
+pub async fn list_secrets(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let secrets = state
+        .ext
+        .secrets_store
+        .load(user.scope())
+        .await
+        .map_err(|e| ApiError::internal(&e, json!({"error": "Failed to get secret names"})))?
+        .unwrap_or_default();
+    let custom_secrets = secrets
+        .custom_secrets
+        .into_iter()
+        .map(|(name, s)| SecretNameModel {
+            name,
+            description: Some(s.description),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(GetCustomSecrets { custom_secrets }))
+}
+
+/// Adds a custom secret.
+#[utoipa::path(post, path = "/api/secrets", tag = "secrets", request_body = CustomSecretModel, responses(
+    (status = 201, example = json!({"message": "Secret created successfully"})),
+    (status = 400, example = json!({"message": "Secret NAME already exists"})),
+    (status = 422, description = "Invalid name or body")))]
+pub async fn create_secret(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    JsonBody(body): JsonBody<CustomSecretModel>,
+) -> Result<HttpResponse, ApiError> {
+    check_secret_name(&body.name)?;
+    state
+        .ext
+        .secrets_store
+        .change_custom_secret(
+            user.scope(),
+            CustomSecretChange::Create {
+                name: body.name,
+                value: body.value,
+                description: body.description.unwrap_or_default(),
+            },
+        )
+        .await
+        .map_err(|e| change_error(e, "Something went wrong creating secret"))?;
+    Ok(HttpResponse::Created().json(json!({"message": "Secret created successfully"})))
+}
+
+/// Renames and/or re-describes a secret; its value is unchanged.
+#[utoipa::path(put, path = "/api/secrets/{secret_id}", tag = "secrets",
+    params(("secret_id" = String, Path, description = "The secret's name")),
+    request_body = CustomSecretWithoutValueModel, responses(
+    (status = 200, example = json!({"message": "Secret updated successfully"})),
+    (status = 404, example = json!({"error": "Secret with ID NAME not found"})),
+    (status = 400, description = "The new name is taken")))]
+pub async fn update_secret(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    JsonBody(body): JsonBody<CustomSecretWithoutValueModel>,
+) -> Result<HttpResponse, ApiError> {
+    check_secret_name(&body.name)?;
+    state
+        .ext
+        .secrets_store
+        .change_custom_secret(
+            user.scope(),
+            CustomSecretChange::Update {
+                name: path.into_inner(),
+                new_name: body.name,
+                description: body.description,
+            },
+        )
+        .await
+        .map_err(|e| change_error(e, "Something went wrong updating secret"))?;
+    Ok(HttpResponse::Ok().json(json!({"message": "Secret updated successfully"})))
+}
+
+/// Deletes a secret.
+#[utoipa::path(delete, path = "/api/secrets/{secret_id}", tag = "secrets",
+    params(("secret_id" = String, Path, description = "The secret's name")), responses(
+    (status = 200, example = json!({"message": "Secret deleted successfully"})),
+    (status = 404, example = json!({"error": "Secret with ID NAME not found"}))))]
+pub async fn delete_secret(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .ext
+        .secrets_store
+        .change_custom_secret(user.scope(), CustomSecretChange::Delete { name: path.into_inner() })
+        .await
+        .map_err(|e| change_error(e, "Something went wrong deleting secret"))?;
+    Ok(HttpResponse::Ok().json(json!({"message": "Secret deleted successfully"})))
+}
+
+/// Stores git-provider tokens. The map replaces the stored one; an entry without a token
+/// keeps the stored token and takes the new host.
+#[utoipa::path(post, path = "/api/add-git-providers", tag = "secrets", request_body = PostProviderModel, responses(
+    (status = 200, example = json!({"message": "Git providers stored"}))))]
+pub async fn add_git_providers(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    JsonBody(body): JsonBody<PostProviderModel>,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .ext
+        .secrets_store
+        .replace_provider_tokens(user.scope(), body.provider_tokens)
+        .await
+        .map_err(|e| ApiError::internal(&e, json!({"error": "Something went wrong storing git providers"})))?;
+    Ok(HttpResponse::Ok().json(json!({"message": "Git providers stored"})))
+}
+
+/// Removes every git-provider token; custom secrets stay.
+#[utoipa::path(post, path = "/api/unset-provider-tokens", tag = "secrets", responses(
+    (status = 200, example = json!({"message": "Unset Git provider tokens"}))))]
+pub async fn unset_provider_tokens(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .ext
+        .secrets_store
+        .replace_provider_tokens(user.scope(), BTreeMap::new())
+        .await
+        .map_err(|e| ApiError::internal(&e, json!({"error": "Something went wrong unsetting tokens"})))?;
+    Ok(HttpResponse::Ok().json(json!({"message": "Unset Git provider tokens"})))
+}

@@ -1,0 +1,71 @@
+//! `/api/settings` and `/api/reset-settings`.
+
+use crate::body::JsonBody;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::user::CurrentUser;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use openhands_core::settings::{GetSettingsModel, Settings};
+use serde_json::json;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/settings", web::get().to(get_settings))
+        .route("/api/settings", web::post().to(post_settings))
+        .route("/api/reset-settings", web::post().to(reset_settings));
+}
+
+/// The stored settings, secrets replaced by `*_set` flags.
+#[utoipa::path(get, path = "/api/settings", tag = "settings", responses(
+    (status = 200, body = GetSettingsModel),
+    (status = 404, description = "No settings stored", example = json!({"error": "Settings not found"})),
+    (status = 401, description = "Session key missing or wrong")))]
+pub async fn get_settings(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let failed = |e: &dyn std::fmt::Display| {
+        ApiError::internal(e, json!({"error": "Something went wrong loading settings"}))
+    };
+    let scope = user.scope();
+    let (settings, secrets) = tokio::join!(
+        state.ext.settings_store.load(scope),
+        state.ext.secrets_store.load(scope)
+    );
+    let settings = settings
+        .map_err(|e| failed(&e))?
+        .ok_or_else(|| ApiError::error(StatusCode::NOT_FOUND, "Settings not found"))?;
+    let provider_tokens_set = secrets
+        .map_err(|e| failed(&e))?
+        .unwrap_or_default()
+        .provider_tokens_set();
+    Ok(HttpResponse::Ok().json(GetSettingsModel::new(settings, Some(provider_tokens_set))))
+}
+
+/// Replaces the settings; `llm_api_key`, `llm_model`, `llm_base_url`, `search_api_key` and
+/// `user_consents_to_analytics` keep their stored value when left out.
+#[utoipa::path(post, path = "/api/settings", tag = "settings", request_body = Settings, responses(
+    (status = 200, example = json!({"message": "Settings stored"})),
+    (status = 422, description = "A field is invalid; `detail[0].loc` names it")))]
+pub async fn post_settings(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    JsonBody(incoming): JsonBody<Settings>,
+) -> Result<HttpResponse, ApiError> {
+    incoming
+        .validate()
+        .map_err(|e| ApiError::validation(e.field, e.to_string(), "value_error"))?;
+    state
+        .ext
+        .settings_store
+        .store_merged(user.scope(), incoming)
+        .await
+        .map_err(|e| ApiError::internal(&e, json!({"error": "Something went wrong storing settings"})))?;
+    Ok(HttpResponse::Ok().json(json!({"message": "Settings stored"})))
+}
+
+/// Removed in OpenHands; always 410.
+#[utoipa::path(post, path = "/api/reset-settings", tag = "settings", responses((status = 410)))]
+pub async fn reset_settings(_user: CurrentUser) -> HttpResponse {
+    HttpResponse::Gone().json(json!({"error": "Reset settings functionality has been removed."}))
+}

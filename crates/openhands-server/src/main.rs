@@ -1,0 +1,70 @@
+//! The `openhands` binary.
+
+use anyhow::Context;
+use clap::Parser;
+use openhands_core::config::Config;
+use openhands_server::cli::{Cli, Command, config_report, plugins_report};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Plugins => {
+            print!("{}", plugins_report(&config));
+            ExitCode::SUCCESS
+        }
+        Command::Config => {
+            println!("{}", config_report(&config));
+            ExitCode::SUCCESS
+        }
+        Command::Serve => match serve(config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| config.log_level.clone());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    init_logging(&config);
+    actix_web::rt::System::new().block_on(async move {
+        let address = (config.host.clone(), config.port);
+        let state = openhands_server::build_state(config).await?;
+        let app_state = state.clone();
+        let server = actix_web::HttpServer::new(move || openhands_server::create_app(app_state.clone()))
+            .bind(&address)
+            .with_context(|| format!("binding {}:{}", address.0, address.1))?
+            .shutdown_timeout(10)
+            .run();
+        tracing::info!(
+            address = %format!("http://{}:{}", address.0, address.1),
+            config_class = state.ext.class_name,
+            data_dir = %state.config.data_dir().display(),
+            "OpenHands server listening"
+        );
+        server.await.context("server failed")?;
+        state.ext.conversation_manager.shutdown().await;
+        Ok(())
+    })
+}

@@ -1,0 +1,6 @@
+//! Provider crates linked into the binary. `inventory` only sees crates that are linked, so
+//! each optional provider is named here behind its Cargo feature; that line is the only
+//! change a new provider needs outside its own crate.
+
+#[cfg(feature = "example-plugin")]
+use openhands_example_plugin as _;
