@@ -28,9 +28,12 @@ pub fn conversation_dir(root: &Path, conversation_id: &str) -> Result<PathBuf, S
     Ok(sessions_dir(root).join(conversation_id))
 }
 
-/// Checks that `dir` exists and is writable, for `/ready`.
+/// Checks that `dir` exists and is writable, for `/ready`. Each probe uses its own file
+/// name, so concurrent checks of the same directory do not trip over each other.
 pub async fn check_writable(dir: &Path) -> Result<(), StoreError> {
-    let probe = dir.join(".ready-probe");
+    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let probe = dir.join(format!(".ready-probe-{}-{n}", std::process::id()));
     tokio::fs::create_dir_all(dir)
         .await
         .map_err(|e| StoreError::io(dir, e))?;
