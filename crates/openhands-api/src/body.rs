@@ -66,7 +66,11 @@ fn too_large(limit: usize) -> ApiError {
 /// Parses `bytes` as `T`, describing the first problem with its field path.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::validation("", "Field required: the body is empty", "missing"));
+        return Err(ApiError::validation(
+            "",
+            "Field required: the body is empty",
+            "missing",
+        ));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut de).map_err(|err| {
@@ -110,8 +114,15 @@ mod tests {
     fn wrong_type_names_the_nested_field() {
         let err = parse_json::<Outer>(br#"{"name":"a","inner":{"count":"x"}}"#).expect_err("bad");
         assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(err.body["detail"][0]["loc"], serde_json::json!(["body", "inner", "count"]));
-        assert!(err.body["detail"][0]["msg"].as_str().is_some_and(|m| m.contains("inner.count")));
+        assert_eq!(
+            err.body["detail"][0]["loc"],
+            serde_json::json!(["body", "inner", "count"])
+        );
+        assert!(
+            err.body["detail"][0]["msg"]
+                .as_str()
+                .is_some_and(|m| m.contains("inner.count"))
+        );
     }
 
     #[test]

@@ -93,7 +93,10 @@ pub async fn rate_limit(
         .app_data::<Data<AppState>>()
         .map(|s| s.ext.rate_limiter.clone());
     let (Some(limiter), false) = (limiter, req.path().starts_with("/assets")) else {
-        return next.call(req).await.map(ServiceResponse::map_into_left_body);
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
     };
     let key = req
         .peer_addr()
@@ -104,7 +107,10 @@ pub async fn rate_limit(
             let mut res = next.call(req).await?;
             let headers = res.headers_mut();
             headers.insert(HeaderName::from_static("x-ratelimit-limit"), limit.into());
-            headers.insert(HeaderName::from_static("x-ratelimit-remaining"), remaining.into());
+            headers.insert(
+                HeaderName::from_static("x-ratelimit-remaining"),
+                remaining.into(),
+            );
             Ok(res.map_into_left_body())
         }
         RateDecision::Limited { limit, retry_after } => {

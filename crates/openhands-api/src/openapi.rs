@@ -34,10 +34,13 @@ pub struct ApiDoc;
 
 /// The document as JSON bytes.
 pub fn render() -> Vec<u8> {
-    ApiDoc::openapi().to_json().map(String::into_bytes).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "OpenAPI document could not be rendered");
-        b"{}".to_vec()
-    })
+    ApiDoc::openapi()
+        .to_json()
+        .map(String::into_bytes)
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "OpenAPI document could not be rendered");
+            b"{}".to_vec()
+        })
 }
 
 /// `GET /openapi.json`.

@@ -16,17 +16,18 @@ use std::path::{Path, PathBuf};
 const PLACEHOLDER: &str = include_str!("placeholder.html");
 
 /// The default service: static files, history fallback, JSON 404s.
-pub async fn fallback(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn fallback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let path = req.path();
     let is_read = req.method() == Method::GET || req.method() == Method::HEAD;
     if path == "/api" || path.starts_with("/api/") || !is_read || !state.config.serve_frontend {
         return Err(ApiError::detail(StatusCode::NOT_FOUND, "Not Found"));
     }
     let web_dir = PathBuf::from(&state.config.web_dir);
-    if let Some(file) = safe_join(&web_dir, path) {
-        if file.is_file() {
-            return serve_file(&req, &file).await;
-        }
+    if let Some(file) = safe_join(&web_dir, path).filter(|f| f.is_file()) {
+        return serve_file(&req, &file).await;
     }
     if path.starts_with("/assets/") {
         return Err(ApiError::detail(StatusCode::NOT_FOUND, "Not Found"));
@@ -42,8 +43,9 @@ pub async fn fallback(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
 
 async fn serve_file(req: &HttpRequest, file: &Path) -> Result<HttpResponse, ApiError> {
     let owned = file.to_path_buf();
-    let unreadable =
-        |e: &dyn std::fmt::Display| ApiError::internal(e, serde_json::json!({"detail": "Could not read the file"}));
+    let unreadable = |e: &dyn std::fmt::Display| {
+        ApiError::internal(e, serde_json::json!({"detail": "Could not read the file"}))
+    };
     let named = web::block(move || NamedFile::open(owned))
         .await
         .map_err(|e| unreadable(&e))?
@@ -73,7 +75,10 @@ mod tests {
     #[test]
     fn traversal_and_hidden_segments_are_refused() {
         let root = Path::new("/srv/web");
-        assert_eq!(safe_join(root, "/assets/app.js"), Some(root.join("assets/app.js")));
+        assert_eq!(
+            safe_join(root, "/assets/app.js"),
+            Some(root.join("assets/app.js"))
+        );
         assert_eq!(safe_join(root, "/../etc/passwd"), None);
         assert_eq!(safe_join(root, "/a/%2e%2e/b"), None);
         assert_eq!(safe_join(root, "/.env"), None);

@@ -23,7 +23,11 @@ impl CpuSampler {
         let percent = match *last {
             Some((at, before)) => {
                 let wall = now.duration_since(at).as_secs_f64();
-                if wall > 0.0 { (cpu_seconds - before) / wall * 100.0 } else { 0.0 }
+                if wall > 0.0 {
+                    (cpu_seconds - before) / wall * 100.0
+                } else {
+                    0.0
+                }
             }
             None => 0.0,
         };

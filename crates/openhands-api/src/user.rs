@@ -45,7 +45,10 @@ impl FromRequest for CurrentUser {
         let headers = OwnedHeaders(req.headers().clone());
         Box::pin(async move {
             let state = state.ok_or_else(|| {
-                ApiError::internal(&"AppState is not registered", json!({"detail": "Server misconfigured"}))
+                ApiError::internal(
+                    &"AppState is not registered",
+                    json!({"detail": "Server misconfigured"}),
+                )
             })?;
             state
                 .ext

@@ -30,8 +30,14 @@ pub const LEGACY_ENV: &[(&str, &str)] = &[
     ("POSTHOG_CLIENT_KEY", "posthog_client_key"),
     ("LOG_JSON", "log_json"),
     ("LOG_LEVEL", "log_level"),
-    ("MAX_CONCURRENT_CONVERSATIONS", "max_concurrent_conversations"),
-    ("CONVERSATION_MAX_AGE_SECONDS", "conversation_max_age_seconds"),
+    (
+        "MAX_CONCURRENT_CONVERSATIONS",
+        "max_concurrent_conversations",
+    ),
+    (
+        "CONVERSATION_MAX_AGE_SECONDS",
+        "conversation_max_age_seconds",
+    ),
     ("SANDBOX_CLOSE_DELAY", "sandbox.close_delay"),
 ];
 
@@ -189,9 +195,7 @@ impl<'de> Deserialize<'de> for RateLimitSetting {
         match Raw::deserialize(d)
             .map_err(|_| serde::de::Error::custom(format!("expected {expected}")))?
         {
-            Raw::Number(n) if n >= 1 && n <= i64::from(u32::MAX) => {
-                Ok(Self::PerSecond(n as u32))
-            }
+            Raw::Number(n) if n >= 1 && n <= i64::from(u32::MAX) => Ok(Self::PerSecond(n as u32)),
             Raw::Text(t) if t.eq_ignore_ascii_case("off") => Ok(Self::Off),
             Raw::Text(t) => match t.trim().parse::<u32>() {
                 Ok(n) if n >= 1 => Ok(Self::PerSecond(n)),
@@ -237,9 +241,9 @@ fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> 
         List(Vec<String>),
         Text(String),
     }
-    let items = match Raw::deserialize(d).map_err(|_| {
-        serde::de::Error::custom("expected a list or a comma-separated string")
-    })? {
+    let items = match Raw::deserialize(d)
+        .map_err(|_| serde::de::Error::custom("expected a list or a comma-separated string"))?
+    {
         Raw::List(items) => items,
         Raw::Text(text) => text.split(',').map(str::to_owned).collect(),
     };
@@ -277,7 +281,9 @@ impl Config {
         let ours = Env::prefixed("OPENHANDS_")
             .ignore(&["CONFIG_CLS", "CONFIG_FILE", "WEB_DIR"])
             .split("__");
-        let web_dir = Env::raw().only(&["OPENHANDS_WEB_DIR"]).map(|_| "web_dir".into());
+        let web_dir = Env::raw()
+            .only(&["OPENHANDS_WEB_DIR"])
+            .map(|_| "web_dir".into());
         Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(file))
             .merge(legacy)
@@ -350,7 +356,10 @@ fn env_names_for(key: &str) -> String {
         .filter(|(_, k)| *k == key)
         .map(|(env, _)| (*env).to_owned())
         .collect();
-    names.push(format!("OPENHANDS_{}", key.replace('.', "__").to_uppercase()));
+    names.push(format!(
+        "OPENHANDS_{}",
+        key.replace('.', "__").to_uppercase()
+    ));
     let set: Vec<&String> = names
         .iter()
         .filter(|n| std::env::var_os(n).is_some())
@@ -366,14 +375,13 @@ fn env_names_for(key: &str) -> String {
 /// Expands a leading `~` to `$HOME`.
 pub fn expand_home(path: &str) -> PathBuf {
     match (path.strip_prefix('~'), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => {
-            PathBuf::from(home).join(rest.trim_start_matches(['/', '\\']))
-        }
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest.trim_start_matches(['/', '\\'])),
         _ => PathBuf::from(path),
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail closures return figment::Error
 mod tests {
     use super::*;
     use figment::Jail;
@@ -401,7 +409,10 @@ mod tests {
                 ("OPENHANDS_CONFIG_CLS", "saas"),
                 ("FILE_STORE_PATH", "/tmp/oh"),
                 ("SESSION_API_KEY", "k"),
-                ("PERMITTED_CORS_ORIGINS", "https://a.example, https://b.example"),
+                (
+                    "PERMITTED_CORS_ORIGINS",
+                    "https://a.example, https://b.example",
+                ),
                 ("PORT", "4000"),
                 ("CONVERSATION_MANAGER_CLASS", "oss.standalone"),
                 ("ALLOW_SET_CONVERSATION_ID", "1"),
@@ -426,9 +437,15 @@ mod tests {
             assert_eq!(c.config_class, "saas");
             assert_eq!(c.file_store_path, "/tmp/oh");
             assert_eq!(c.session_api_key.as_ref().map(Secret::expose), Some("k"));
-            assert_eq!(c.permitted_cors_origins, ["https://a.example", "https://b.example"]);
+            assert_eq!(
+                c.permitted_cors_origins,
+                ["https://a.example", "https://b.example"]
+            );
             assert_eq!(c.port, 4000);
-            assert_eq!(c.plugins.conversation_manager.as_deref(), Some("oss.standalone"));
+            assert_eq!(
+                c.plugins.conversation_manager.as_deref(),
+                Some("oss.standalone")
+            );
             assert!(c.allow_set_conversation_id);
             assert!(!c.serve_frontend);
             assert_eq!(c.web_dir, "/srv/web");
@@ -457,7 +474,14 @@ mod tests {
             assert_eq!(c.host, "0.0.0.0");
             assert_eq!(c.plugins.settings_store.as_deref(), Some("x.y"));
             jail.set_env("OPENHANDS_PLUGINS__SETTINGS_STORE", "z.w");
-            assert_eq!(load_in(jail).expect("load").plugins.settings_store.as_deref(), Some("z.w"));
+            assert_eq!(
+                load_in(jail)
+                    .expect("load")
+                    .plugins
+                    .settings_store
+                    .as_deref(),
+                Some("z.w")
+            );
             Ok(())
         });
     }
@@ -479,12 +503,21 @@ mod tests {
     fn rate_limit_accepts_off_and_numbers_and_refuses_words() {
         Jail::expect_with(|jail| {
             jail.set_env("OPENHANDS_RATE_LIMIT", "off");
-            assert_eq!(load_in(jail).expect("off").rate_limit, RateLimitSetting::Off);
+            assert_eq!(
+                load_in(jail).expect("off").rate_limit,
+                RateLimitSetting::Off
+            );
             jail.set_env("OPENHANDS_RATE_LIMIT", "50");
-            assert_eq!(load_in(jail).expect("50").rate_limit, RateLimitSetting::PerSecond(50));
+            assert_eq!(
+                load_in(jail).expect("50").rate_limit,
+                RateLimitSetting::PerSecond(50)
+            );
             jail.set_env("OPENHANDS_RATE_LIMIT", "fast");
             let msg = load_in(jail).expect_err("fast").to_string();
-            assert!(msg.contains("rate_limit") && msg.contains("fast") && msg.contains("off"), "{msg}");
+            assert!(
+                msg.contains("rate_limit") && msg.contains("fast") && msg.contains("off"),
+                "{msg}"
+            );
             Ok(())
         });
     }
@@ -494,7 +527,10 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.set_env("ENABLE_BILLING", "maybe");
             let msg = load_in(jail).expect_err("must fail").to_string();
-            assert!(msg.contains("enable_billing") && msg.contains("maybe"), "{msg}");
+            assert!(
+                msg.contains("enable_billing") && msg.contains("maybe"),
+                "{msg}"
+            );
             Ok(())
         });
     }
@@ -524,7 +560,10 @@ mod tests {
     #[test]
     fn home_is_expanded() {
         let home = std::env::var("HOME").unwrap_or_default();
-        assert_eq!(expand_home("~/.openhands"), PathBuf::from(home).join(".openhands"));
+        assert_eq!(
+            expand_home("~/.openhands"),
+            PathBuf::from(home).join(".openhands")
+        );
         assert_eq!(expand_home("/abs"), PathBuf::from("/abs"));
     }
 }

@@ -168,7 +168,10 @@ pub struct ConversationInfo {
 impl ConversationInfo {
     /// Combines stored metadata with the live status from the conversation manager.
     pub fn from_metadata(meta: ConversationMetadata, status: ConversationStatus) -> Self {
-        let running = matches!(status, ConversationStatus::Running | ConversationStatus::Starting);
+        let running = matches!(
+            status,
+            ConversationStatus::Running | ConversationStatus::Starting
+        );
         Self {
             url: running.then(|| format!("/api/conversations/{}", meta.conversation_id)),
             title: meta
@@ -225,7 +228,10 @@ mod tests {
     #[test]
     fn traversal_separators_and_control_chars_are_refused() {
         for bad in ["..", "a/b", "a\\b", "a\0b", "a\nb", "x..y"] {
-            assert!(validate_conversation_id(bad).is_err(), "{bad:?} must be refused");
+            assert!(
+                validate_conversation_id(bad).is_err(),
+                "{bad:?} must be refused"
+            );
         }
         assert_eq!(
             validate_conversation_id(&"a".repeat(101)),

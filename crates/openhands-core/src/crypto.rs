@@ -157,7 +157,8 @@ impl Cipher {
             return Err(CryptoError::Format);
         }
         let (nonce_bytes, ciphertext) = blob.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce_bytes).map_err(|_| CryptoError::Format)?;
+        let nonce =
+            Nonce::try_assume_unique_for_key(nonce_bytes).map_err(|_| CryptoError::Format)?;
         let mut in_out = ciphertext.to_vec();
         let plain = entry
             .key
@@ -214,7 +215,10 @@ mod tests {
     #[test]
     fn same_plaintext_seals_differently_each_time() {
         let c = cipher("k1", 7);
-        assert_ne!(c.seal("ctx", "x").expect("seal"), c.seal("ctx", "x").expect("seal"));
+        assert_ne!(
+            c.seal("ctx", "x").expect("seal"),
+            c.seal("ctx", "x").expect("seal")
+        );
     }
 
     #[test]
@@ -225,7 +229,10 @@ mod tests {
         let last = bytes.len() - 2;
         bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(bytes).expect("ascii");
-        assert!(matches!(c.open("ctx", &tampered), Err(CryptoError::Tampered)));
+        assert!(matches!(
+            c.open("ctx", &tampered),
+            Err(CryptoError::Tampered)
+        ));
     }
 
     #[test]
@@ -239,8 +246,11 @@ mod tests {
     fn older_keys_still_open_and_newest_seals() {
         let old = cipher("k1", 1);
         let sealed_old = old.seal("ctx", "a").expect("seal");
-        let both = Cipher::new(vec![("k1".into(), [1; KEY_LEN]), ("k2".into(), [2; KEY_LEN])])
-            .expect("keys");
+        let both = Cipher::new(vec![
+            ("k1".into(), [1; KEY_LEN]),
+            ("k2".into(), [2; KEY_LEN]),
+        ])
+        .expect("keys");
         assert_eq!(both.open("ctx", &sealed_old).expect("open"), "a");
         assert!(both.seal("ctx", "b").expect("seal").starts_with("enc:k2:"));
     }

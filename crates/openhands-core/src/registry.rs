@@ -207,7 +207,9 @@ pub enum RegistryError {
         requested: String,
         registered: Vec<&'static str>,
     },
-    #[error("config class `{class}` names no implementation for slot `{slot}`; set `plugins.{slot}`")]
+    #[error(
+        "config class `{class}` names no implementation for slot `{slot}`; set `plugins.{slot}`"
+    )]
     Unassigned { class: &'static str, slot: Slot },
     #[error("building `{name}` for slot `{slot}` failed: {source}")]
     Build {
@@ -359,8 +361,12 @@ pub async fn resolve(ctx: &PluginContext) -> Result<Extensions, RegistryError> {
             ctx,
         )
         .await?,
-        monitoring: build(Slot::MonitoringListener, &name(Slot::MonitoringListener), ctx)
-            .await?,
+        monitoring: build(
+            Slot::MonitoringListener,
+            &name(Slot::MonitoringListener),
+            ctx,
+        )
+        .await?,
         rate_limiter: build(Slot::RateLimiter, &name(Slot::RateLimiter), ctx).await?,
         selected,
     })

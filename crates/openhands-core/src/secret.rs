@@ -92,6 +92,9 @@ mod tests {
         let blank: Holder = serde_json::from_str(r#"{"key":"  "}"#).expect("valid json");
         assert!(blank.key.is_none());
         let set: Holder = serde_json::from_str(r#"{"key":"abc"}"#).expect("valid json");
-        assert_eq!(set.key.map(|k| k.expose().to_owned()).as_deref(), Some("abc"));
+        assert_eq!(
+            set.key.map(|k| k.expose().to_owned()).as_deref(),
+            Some("abc")
+        );
     }
 }

@@ -46,7 +46,10 @@ impl ProviderType {
 /// A token for one git provider.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct ProviderToken {
-    #[serde(default, deserialize_with = "crate::secret::deserialize_optional_secret")]
+    #[serde(
+        default,
+        deserialize_with = "crate::secret::deserialize_optional_secret"
+    )]
     #[schema(value_type = Option<String>, write_only)]
     pub token: Option<Secret>,
     #[serde(default)]
@@ -265,11 +268,19 @@ mod tests {
     #[test]
     fn incoming_provider_map_replaces_and_empty_token_keeps_stored_value() {
         let mut secrets = UserSecrets::default();
-        secrets.provider_tokens.insert(ProviderType::Github, token("ghp", Some("github.com")));
-        secrets.provider_tokens.insert(ProviderType::Gitlab, token("glp", None));
+        secrets
+            .provider_tokens
+            .insert(ProviderType::Github, token("ghp", Some("github.com")));
+        secrets
+            .provider_tokens
+            .insert(ProviderType::Gitlab, token("glp", None));
         let incoming = BTreeMap::from([(ProviderType::Github, token("", Some("ghe.example")))]);
         secrets.replace_provider_tokens(incoming);
-        assert_eq!(secrets.provider_tokens.len(), 1, "gitlab was not sent, so it is dropped");
+        assert_eq!(
+            secrets.provider_tokens.len(),
+            1,
+            "gitlab was not sent, so it is dropped"
+        );
         let github = &secrets.provider_tokens[&ProviderType::Github];
         assert_eq!(github.token.as_ref().map(Secret::expose), Some("ghp"));
         assert_eq!(github.host.as_deref(), Some("ghe.example"));
@@ -279,7 +290,9 @@ mod tests {
     fn stored_form_round_trips_and_hides_values() {
         let cipher = Cipher::new(vec![("k1".into(), [9; KEY_LEN])]).expect("cipher");
         let mut secrets = UserSecrets::default();
-        secrets.provider_tokens.insert(ProviderType::Github, token("ghp_abc", None));
+        secrets
+            .provider_tokens
+            .insert(ProviderType::Github, token("ghp_abc", None));
         CustomSecretChange::Create {
             name: "DB_PASS".into(),
             value: Secret::new("hunter2"),
@@ -294,7 +307,10 @@ mod tests {
         assert_eq!(back.custom_secrets["DB_PASS"].secret.expose(), "hunter2");
         assert_eq!(back.custom_secrets["DB_PASS"].description, "db");
         assert_eq!(
-            back.provider_tokens[&ProviderType::Github].token.as_ref().map(Secret::expose),
+            back.provider_tokens[&ProviderType::Github]
+                .token
+                .as_ref()
+                .map(Secret::expose),
             Some("ghp_abc")
         );
     }

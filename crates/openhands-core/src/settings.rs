@@ -103,15 +103,14 @@ pub struct FieldError {
 impl Settings {
     /// Checks the rules OpenHands enforces on input.
     pub fn validate(&self) -> Result<(), FieldError> {
-        if let Some(size) = self.condenser_max_size {
-            if size < MIN_CONDENSER_MAX_SIZE {
-                return Err(FieldError {
-                    field: "condenser_max_size",
-                    message: format!(
-                        "must be at least {MIN_CONDENSER_MAX_SIZE}, got {size}"
-                    ),
-                });
-            }
+        if let Some(size) = self
+            .condenser_max_size
+            .filter(|s| *s < MIN_CONDENSER_MAX_SIZE)
+        {
+            return Err(FieldError {
+                field: "condenser_max_size",
+                message: format!("must be at least {MIN_CONDENSER_MAX_SIZE}, got {size}"),
+            });
         }
         Ok(())
     }
@@ -159,7 +158,9 @@ impl Settings {
         let mut value = serde_json::to_value(self)
             .map_err(|e| StoreError::Backend(format!("settings serialization: {e}")))?;
         let Value::Object(map) = &mut value else {
-            return Err(StoreError::Backend("settings did not serialize to an object".into()));
+            return Err(StoreError::Backend(
+                "settings did not serialize to an object".into(),
+            ));
         };
         for (field, secret) in SECRET_FIELDS.iter().zip(self.secrets()) {
             let sealed = match secret {
@@ -280,7 +281,10 @@ mod tests {
             r#"{"llm_api_key":"sk-1","llm_model":"m","llm_base_url":"u","language":"fr","user_consents_to_analytics":true}"#,
         );
         let merged = parse(r#"{"agent":"CodeActAgent"}"#).merged_over(Some(&stored));
-        assert_eq!(merged.llm_api_key.as_ref().map(Secret::expose), Some("sk-1"));
+        assert_eq!(
+            merged.llm_api_key.as_ref().map(Secret::expose),
+            Some("sk-1")
+        );
         assert_eq!(merged.llm_model.as_deref(), Some("m"));
         assert_eq!(merged.llm_base_url.as_deref(), Some("u"));
         assert_eq!(merged.user_consents_to_analytics, Some(true));
@@ -296,7 +300,9 @@ mod tests {
 
     #[test]
     fn condenser_size_below_twenty_is_refused() {
-        let err = parse(r#"{"condenser_max_size":19}"#).validate().expect_err("invalid");
+        let err = parse(r#"{"condenser_max_size":19}"#)
+            .validate()
+            .expect_err("invalid");
         assert_eq!(err.field, "condenser_max_size");
         assert!(parse(r#"{"condenser_max_size":20}"#).validate().is_ok());
     }
@@ -309,8 +315,14 @@ mod tests {
         let text = stored.to_string();
         assert!(!text.contains("sk-plain") && !text.contains("tvly"));
         let back = Settings::from_stored(stored, &cipher, "settings.json").expect("open");
-        assert_eq!(back.llm_api_key.as_ref().map(Secret::expose), Some("sk-plain"));
-        assert_eq!(back.search_api_key.as_ref().map(Secret::expose), Some("tvly"));
+        assert_eq!(
+            back.llm_api_key.as_ref().map(Secret::expose),
+            Some("sk-plain")
+        );
+        assert_eq!(
+            back.search_api_key.as_ref().map(Secret::expose),
+            Some("tvly")
+        );
         assert_eq!(back.llm_model.as_deref(), Some("gpt"));
     }
 
@@ -323,6 +335,9 @@ mod tests {
         assert_eq!(body["llm_api_key"], Value::Null);
         assert_eq!(body["llm_api_key_set"], Value::Bool(true));
         assert_eq!(body["search_api_key_set"], Value::Bool(true));
-        assert_eq!(body["secrets_store"]["provider_tokens"], serde_json::json!({}));
+        assert_eq!(
+            body["secrets_store"]["provider_tokens"],
+            serde_json::json!({})
+        );
     }
 }

@@ -8,11 +8,25 @@ use std::sync::atomic::Ordering;
 
 #[test]
 fn example_implementations_are_registered_under_their_names() {
-    let settings: Vec<_> = Slot::SettingsStore.registered().into_iter().map(|(n, _)| n).collect();
-    assert!(settings.contains(&"example.memory_settings"), "{settings:?}");
+    let settings: Vec<_> = Slot::SettingsStore
+        .registered()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(
+        settings.contains(&"example.memory_settings"),
+        "{settings:?}"
+    );
     assert!(settings.contains(&"oss.file_settings"), "{settings:?}");
-    let monitors: Vec<_> = Slot::MonitoringListener.registered().into_iter().map(|(n, _)| n).collect();
-    assert!(monitors.contains(&"example.counting_monitor"), "{monitors:?}");
+    let monitors: Vec<_> = Slot::MonitoringListener
+        .registered()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(
+        monitors.contains(&"example.counting_monitor"),
+        "{monitors:?}"
+    );
 }
 
 #[tokio::test]
@@ -21,9 +35,19 @@ async fn server_uses_the_example_settings_store_when_selected() {
         c.plugins.settings_store = Some("example.memory_settings".into());
     })
     .await;
-    let res = server.post_json("/api/settings", &json!({"language": "de", "llm_api_key": "sk-x"})).await;
+    let res = server
+        .post_json(
+            "/api/settings",
+            &json!({"language": "de", "llm_api_key": "sk-x"}),
+        )
+        .await;
     assert_eq!(res.status(), 200);
-    let body: serde_json::Value = server.get("/api/settings").await.json().await.expect("json");
+    let body: serde_json::Value = server
+        .get("/api/settings")
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(body["language"], "de");
     assert_eq!(body["llm_api_key_set"], true);
     assert!(

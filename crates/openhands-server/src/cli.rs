@@ -29,7 +29,11 @@ pub fn plugins_report(config: &Config) -> String {
     let class = registry::select_class(config);
     let _ = writeln!(out, "config classes:");
     for c in ConfigClass::registered() {
-        let mark = if c.name == config.config_class { "*" } else { " " };
+        let mark = if c.name == config.config_class {
+            "*"
+        } else {
+            " "
+        };
         let _ = writeln!(out, "  {mark} {:<28} {}", c.name, c.description);
     }
     for slot in Slot::ALL {
@@ -39,7 +43,11 @@ pub fn plugins_report(config: &Config) -> String {
             .and_then(|c| registry::selected_name(c, config, slot).ok());
         let _ = writeln!(out, "{slot}:");
         for (name, description) in slot.registered() {
-            let mark = if selected.as_deref() == Some(name) { "*" } else { " " };
+            let mark = if selected.as_deref() == Some(name) {
+                "*"
+            } else {
+                " "
+            };
             let _ = writeln!(out, "  {mark} {name:<28} {description}");
         }
     }

@@ -77,7 +77,10 @@ pub fn create_app(
         .default_service(web::to(spa::fallback))
         .wrap(middleware::cors(&config.permitted_cors_origins))
         .wrap(from_fn(middleware::cache_control))
-        .wrap(Condition::new(rate_limited, from_fn(middleware::rate_limit)))
+        .wrap(Condition::new(
+            rate_limited,
+            from_fn(middleware::rate_limit),
+        ))
         .wrap(Compress::default())
         .wrap(from_fn(middleware::request_log))
 }

@@ -38,7 +38,9 @@ fn init_logging(config: &Config) {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| config.log_level.clone());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if config.log_json {
         builder.json().init();
     } else {
@@ -52,11 +54,12 @@ fn serve(config: Config) -> anyhow::Result<()> {
         let address = (config.host.clone(), config.port);
         let state = openhands_server::build_state(config).await?;
         let app_state = state.clone();
-        let server = actix_web::HttpServer::new(move || openhands_server::create_app(app_state.clone()))
-            .bind(&address)
-            .with_context(|| format!("binding {}:{}", address.0, address.1))?
-            .shutdown_timeout(10)
-            .run();
+        let server =
+            actix_web::HttpServer::new(move || openhands_server::create_app(app_state.clone()))
+                .bind(&address)
+                .with_context(|| format!("binding {}:{}", address.0, address.1))?
+                .shutdown_timeout(10)
+                .run();
         tracing::info!(
             address = %format!("http://{}:{}", address.0, address.1),
             config_class = state.ext.class_name,

@@ -36,12 +36,18 @@ fn known_but_unbuilt_config_class_says_which_feature() {
     let out = openhands(&["serve"], &[("OPENHANDS_CONFIG_CLS", "saas")]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("built without it") && err.contains("--features saas"), "{err}");
+    assert!(
+        err.contains("built without it") && err.contains("--features saas"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unknown_slot_name_stops_start_up_naming_slot_and_registered_names() {
-    let out = openhands(&["serve"], &[("OPENHANDS_PLUGINS__SETTINGS_STORE", "oss.nope")]);
+    let out = openhands(
+        &["serve"],
+        &[("OPENHANDS_PLUGINS__SETTINGS_STORE", "oss.nope")],
+    );
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("slot `settings_store`"), "{err}");
@@ -64,8 +70,16 @@ fn plugins_lists_every_slot_and_marks_the_selection() {
     let out = openhands(&["plugins"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
-    for slot in ["settings_store:", "secrets_store:", "conversation_store:", "event_store:",
-                 "user_auth:", "conversation_manager:", "monitoring_listener:", "rate_limiter:"] {
+    for slot in [
+        "settings_store:",
+        "secrets_store:",
+        "conversation_store:",
+        "event_store:",
+        "user_auth:",
+        "conversation_manager:",
+        "monitoring_listener:",
+        "rate_limiter:",
+    ] {
         assert!(text.contains(slot), "{slot} missing:\n{text}");
     }
     assert!(text.contains("* oss.file_settings"), "{text}");
@@ -74,7 +88,13 @@ fn plugins_lists_every_slot_and_marks_the_selection() {
 
 #[test]
 fn config_prints_effective_values_with_secrets_redacted() {
-    let out = openhands(&["config"], &[("SESSION_API_KEY", "very-secret-session-key"), ("PORT", "4321")]);
+    let out = openhands(
+        &["config"],
+        &[
+            ("SESSION_API_KEY", "very-secret-session-key"),
+            ("PORT", "4321"),
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("very-secret-session-key"), "{text}");

@@ -29,14 +29,24 @@ async fn create_without_settings_is_400_settings_not_found() {
 #[tokio::test]
 async fn create_without_llm_key_is_400_unless_the_model_needs_none() {
     let server = TestServer::spawn().await;
-    server.post_json("/api/settings", &json!({"llm_model": "openai/gpt-4o"})).await;
+    server
+        .post_json("/api/settings", &json!({"llm_model": "openai/gpt-4o"}))
+        .await;
     let res = server.post_json("/api/conversations", &json!({})).await;
     assert_eq!(res.status(), 400);
     let got = body(res).await;
     assert_eq!(got["msg_id"], "STATUS$ERROR_LLM_AUTHENTICATION");
-    assert_eq!(got["message"], "Error authenticating with the LLM provider. Please check your API key");
+    assert_eq!(
+        got["message"],
+        "Error authenticating with the LLM provider. Please check your API key"
+    );
 
-    server.post_json("/api/settings", &json!({"llm_model": "bedrock/anthropic.claude"})).await;
+    server
+        .post_json(
+            "/api/settings",
+            &json!({"llm_model": "bedrock/anthropic.claude"}),
+        )
+        .await;
     let res = server.post_json("/api/conversations", &json!({})).await;
     assert_eq!(res.status(), 200);
 }
@@ -57,7 +67,10 @@ async fn create_returns_openhands_response_and_records_metadata_and_first_messag
     let id = got["conversation_id"].as_str().expect("id").to_owned();
     assert_eq!(id.len(), 32);
     assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
-    assert_eq!(got, json!({"status": "ok", "conversation_id": id, "message": null, "conversation_status": "STOPPED"}));
+    assert_eq!(
+        got,
+        json!({"status": "ok", "conversation_id": id, "message": null, "conversation_status": "STOPPED"})
+    );
 
     let info = body(server.get(&format!("/api/conversations/{id}")).await).await;
     assert_eq!(info["conversation_id"], id);
@@ -84,12 +97,19 @@ async fn create_returns_openhands_response_and_records_metadata_and_first_messag
 async fn unknown_fields_and_unallowed_conversation_id_are_422() {
     let server = TestServer::spawn().await;
     server.store_default_settings().await;
-    let res = server.post_json("/api/conversations", &json!({"repo": "x"})).await;
+    let res = server
+        .post_json("/api/conversations", &json!({"repo": "x"}))
+        .await;
     assert_eq!(res.status(), 422);
     assert!(body(res).await.to_string().contains("repo"));
-    let res = server.post_json("/api/conversations", &json!({"conversation_id": "mine"})).await;
+    let res = server
+        .post_json("/api/conversations", &json!({"conversation_id": "mine"}))
+        .await;
     assert_eq!(res.status(), 422);
-    assert_eq!(body(res).await["detail"][0]["loc"], json!(["body", "conversation_id"]));
+    assert_eq!(
+        body(res).await["detail"][0]["loc"],
+        json!(["body", "conversation_id"])
+    );
 }
 
 #[tokio::test]
@@ -98,10 +118,20 @@ async fn conversation_id_can_be_chosen_when_allowed_and_is_validated() {
     server.store_default_settings().await;
     let id = create(&server, json!({"conversation_id": "my-chosen-id"})).await;
     assert_eq!(id, "my-chosen-id");
-    let res = server.post_json("/api/conversations", &json!({"conversation_id": "my-chosen-id"})).await;
+    let res = server
+        .post_json(
+            "/api/conversations",
+            &json!({"conversation_id": "my-chosen-id"}),
+        )
+        .await;
     assert_eq!(res.status(), 409);
     assert_eq!(body(res).await["msg_id"], "CONVERSATION$ALREADY_EXISTS");
-    let res = server.post_json("/api/conversations", &json!({"conversation_id": "../escape"})).await;
+    let res = server
+        .post_json(
+            "/api/conversations",
+            &json!({"conversation_id": "../escape"}),
+        )
+        .await;
     assert_eq!(res.status(), 400);
 }
 
@@ -109,8 +139,12 @@ async fn conversation_id_can_be_chosen_when_allowed_and_is_validated() {
 async fn invalid_ids_in_paths_are_400() {
     let server = TestServer::spawn().await;
     let long = "a".repeat(101);
-    for path in [format!("/api/conversations/{long}"), "/api/conversations/a..b".to_owned(),
-                 "/api/conversations/a%5Cb".to_owned(), "/api/conversations/a%01b/events".to_owned()] {
+    for path in [
+        format!("/api/conversations/{long}"),
+        "/api/conversations/a..b".to_owned(),
+        "/api/conversations/a%5Cb".to_owned(),
+        "/api/conversations/a%01b/events".to_owned(),
+    ] {
         let res = server.get(&path).await;
         assert_eq!(res.status(), 400, "{path}");
         assert!(body(res).await["detail"].is_string());
@@ -123,11 +157,25 @@ async fn unknown_conversation_is_null_false_and_404() {
     let res = server.get("/api/conversations/doesnotexist").await;
     assert_eq!(res.status(), 200);
     assert_eq!(body(res).await, Value::Null);
-    let res = server.client.delete(server.url("/api/conversations/doesnotexist")).send().await.expect("delete");
+    let res = server
+        .client
+        .delete(server.url("/api/conversations/doesnotexist"))
+        .send()
+        .await
+        .expect("delete");
     assert_eq!(body(res).await, json!(false));
-    let res = server.client.patch(server.url("/api/conversations/doesnotexist")).json(&json!({"title": "x"})).send().await.expect("patch");
+    let res = server
+        .client
+        .patch(server.url("/api/conversations/doesnotexist"))
+        .json(&json!({"title": "x"}))
+        .send()
+        .await
+        .expect("patch");
     assert_eq!(res.status(), 404);
-    assert_eq!(body(res).await, json!({"status": "error", "message": "Conversation not found", "msg_id": "CONVERSATION$NOT_FOUND"}));
+    assert_eq!(
+        body(res).await,
+        json!({"status": "error", "message": "Conversation not found", "msg_id": "CONVERSATION$NOT_FOUND"})
+    );
     let res = server.get("/api/conversations/doesnotexist/events").await;
     assert_eq!(res.status(), 404);
 }
@@ -151,7 +199,11 @@ async fn list_pages_through_everything_newest_first_without_duplicates() {
         let got = body(server.get(&path).await).await;
         pages += 1;
         let results = got["results"].as_array().expect("results").clone();
-        seen.extend(results.iter().map(|r| r["conversation_id"].as_str().unwrap_or_default().to_owned()));
+        seen.extend(
+            results
+                .iter()
+                .map(|r| r["conversation_id"].as_str().unwrap_or_default().to_owned()),
+        );
         match got["next_page_id"].as_str() {
             Some(next) => page_id = Some(next.to_owned()),
             None => break,
@@ -159,7 +211,11 @@ async fn list_pages_through_everything_newest_first_without_duplicates() {
     }
     assert_eq!(pages, 3);
     assert_eq!(seen.len(), 25);
-    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 25, "no duplicates");
+    assert_eq!(
+        seen.iter().collect::<HashSet<_>>().len(),
+        25,
+        "no duplicates"
+    );
     created.reverse();
     assert_eq!(seen, created, "newest first");
 }
@@ -170,17 +226,44 @@ async fn list_filters_by_repository_and_trigger_and_checks_limit() {
     server.store_default_settings().await;
     create(&server, json!({"repository": "a/one"})).await;
     create(&server, json!({"repository": "b/two"})).await;
-    let got = body(server.get("/api/conversations?selected_repository=a/one").await).await;
+    let got = body(
+        server
+            .get("/api/conversations?selected_repository=a/one")
+            .await,
+    )
+    .await;
     assert_eq!(got["results"].as_array().map(Vec::len), Some(1));
     assert_eq!(got["results"][0]["selected_repository"], "a/one");
-    let got = body(server.get("/api/conversations?conversation_trigger=slack").await).await;
+    let got = body(
+        server
+            .get("/api/conversations?conversation_trigger=slack")
+            .await,
+    )
+    .await;
     assert_eq!(got["results"], json!([]));
-    let got = body(server.get("/api/conversations?conversation_trigger=gui").await).await;
+    let got = body(
+        server
+            .get("/api/conversations?conversation_trigger=gui")
+            .await,
+    )
+    .await;
     assert_eq!(got["results"].as_array().map(Vec::len), Some(2));
     assert_eq!(server.get("/api/conversations?limit=0").await.status(), 400);
-    assert_eq!(server.get("/api/conversations?limit=101").await.status(), 400);
-    assert_eq!(server.get("/api/conversations?limit=abc").await.status(), 422);
-    assert_eq!(server.get("/api/conversations?page_id=!!bad").await.status(), 400);
+    assert_eq!(
+        server.get("/api/conversations?limit=101").await.status(),
+        400
+    );
+    assert_eq!(
+        server.get("/api/conversations?limit=abc").await.status(),
+        422
+    );
+    assert_eq!(
+        server
+            .get("/api/conversations?page_id=!!bad")
+            .await
+            .status(),
+        400
+    );
 }
 
 #[tokio::test]
@@ -188,15 +271,41 @@ async fn rename_trims_and_validates_title() {
     let server = TestServer::spawn().await;
     server.store_default_settings().await;
     let id = create(&server, json!({})).await;
-    let patch = |body: Value| server.client.patch(server.url(&format!("/api/conversations/{id}"))).json(&body).send();
-    let res = patch(json!({"title": "  New title  "})).await.expect("patch");
+    let patch = |body: Value| {
+        server
+            .client
+            .patch(server.url(&format!("/api/conversations/{id}")))
+            .json(&body)
+            .send()
+    };
+    let res = patch(json!({"title": "  New title  "}))
+        .await
+        .expect("patch");
     assert_eq!(res.status(), 200);
     assert_eq!(body(res).await, json!(true));
     let info = body(server.get(&format!("/api/conversations/{id}")).await).await;
     assert_eq!(info["title"], "New title");
-    assert_eq!(patch(json!({"title": "   "})).await.expect("patch").status(), 422);
-    assert_eq!(patch(json!({"title": "x".repeat(201)})).await.expect("patch").status(), 422);
-    assert_eq!(patch(json!({"title": "ok", "extra": 1})).await.expect("patch").status(), 422);
+    assert_eq!(
+        patch(json!({"title": "   "}))
+            .await
+            .expect("patch")
+            .status(),
+        422
+    );
+    assert_eq!(
+        patch(json!({"title": "x".repeat(201)}))
+            .await
+            .expect("patch")
+            .status(),
+        422
+    );
+    assert_eq!(
+        patch(json!({"title": "ok", "extra": 1}))
+            .await
+            .expect("patch")
+            .status(),
+        422
+    );
     let info = body(server.get(&format!("/api/conversations/{id}")).await).await;
     assert_eq!(info["title"], "New title", "failed renames change nothing");
 }
@@ -209,10 +318,18 @@ async fn delete_removes_the_directory_and_events() {
     let dir = server.data_dir().join("sessions").join(&id);
     assert!(dir.join("metadata.json").is_file());
     assert!(dir.join("events/0.json").is_file());
-    let res = server.client.delete(server.url(&format!("/api/conversations/{id}"))).send().await.expect("delete");
+    let res = server
+        .client
+        .delete(server.url(&format!("/api/conversations/{id}")))
+        .send()
+        .await
+        .expect("delete");
     assert_eq!(body(res).await, json!(true));
     assert!(!dir.exists());
-    assert_eq!(body(server.get(&format!("/api/conversations/{id}")).await).await, Value::Null);
+    assert_eq!(
+        body(server.get(&format!("/api/conversations/{id}")).await).await,
+        Value::Null
+    );
     let list = body(server.get("/api/conversations").await).await;
     assert_eq!(list["results"], json!([]));
 }
@@ -221,28 +338,76 @@ async fn delete_removes_the_directory_and_events() {
 async fn events_are_paged_with_limits_and_reverse() {
     let server = TestServer::spawn_with(|c| c.allow_set_conversation_id = true).await;
     server.store_default_settings().await;
-    let id = create(&server, json!({"conversation_id": "paged", "initial_user_msg": "m0"})).await;
+    let id = create(
+        &server,
+        json!({"conversation_id": "paged", "initial_user_msg": "m0"}),
+    )
+    .await;
     // Only the first message is recorded by the API today; append more through the store layout.
     for n in 1..30 {
         let event = json!({"id": n, "timestamp": "2025-01-01T00:00:00", "source": "agent", "message": format!("m{n}"),
                            "action": "think", "args": {"thought": format!("t{n}")}});
-        std::fs::write(server.data_dir().join(format!("sessions/{id}/events/{n}.json")), event.to_string()).expect("write");
+        std::fs::write(
+            server
+                .data_dir()
+                .join(format!("sessions/{id}/events/{n}.json")),
+            event.to_string(),
+        )
+        .expect("write");
     }
     let server = server.restart().await;
-    let page = body(server.get(&format!("/api/conversations/{id}/events?start_id=5&limit=10")).await).await;
-    let ids: Vec<i64> = page["events"].as_array().expect("events").iter().filter_map(|e| e["id"].as_i64()).collect();
+    let page = body(
+        server
+            .get(&format!(
+                "/api/conversations/{id}/events?start_id=5&limit=10"
+            ))
+            .await,
+    )
+    .await;
+    let ids: Vec<i64> = page["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["id"].as_i64())
+        .collect();
     assert_eq!(ids, (5..15).collect::<Vec<_>>());
     assert_eq!(page["has_more"], true);
-    let page = body(server.get(&format!("/api/conversations/{id}/events?start_id=25")).await).await;
+    let page = body(
+        server
+            .get(&format!("/api/conversations/{id}/events?start_id=25"))
+            .await,
+    )
+    .await;
     assert_eq!(page["events"].as_array().map(Vec::len), Some(5));
     assert_eq!(page["has_more"], false);
-    let page = body(server.get(&format!("/api/conversations/{id}/events?reverse=true&limit=3")).await).await;
-    let ids: Vec<i64> = page["events"].as_array().expect("events").iter().filter_map(|e| e["id"].as_i64()).collect();
+    let page = body(
+        server
+            .get(&format!(
+                "/api/conversations/{id}/events?reverse=true&limit=3"
+            ))
+            .await,
+    )
+    .await;
+    let ids: Vec<i64> = page["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["id"].as_i64())
+        .collect();
     assert_eq!(ids, vec![29, 28, 27]);
-    let page = body(server.get(&format!("/api/conversations/{id}/events?start_id=2&end_id=4")).await).await;
+    let page = body(
+        server
+            .get(&format!(
+                "/api/conversations/{id}/events?start_id=2&end_id=4"
+            ))
+            .await,
+    )
+    .await;
     assert_eq!(page["events"].as_array().map(Vec::len), Some(3));
     for bad in ["limit=101", "limit=-1"] {
-        let res = server.get(&format!("/api/conversations/{id}/events?{bad}")).await;
+        let res = server
+            .get(&format!("/api/conversations/{id}/events?{bad}"))
+            .await;
         assert_eq!(res.status(), 400, "{bad}");
         assert_eq!(body(res).await, json!({"detail": "Invalid limit"}));
     }
@@ -260,17 +425,30 @@ async fn concurrent_creates_all_land_and_survive_a_restart() {
     let mut ids = HashSet::new();
     for res in futures_util::future::join_all(requests).await {
         assert_eq!(res.status(), 200);
-        ids.insert(body(res).await["conversation_id"].as_str().unwrap_or_default().to_owned());
+        ids.insert(
+            body(res).await["conversation_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
     }
     assert_eq!(ids.len(), 30);
     let server = server.restart().await;
     let list = body(server.get("/api/conversations?limit=100").await).await;
-    let listed: HashSet<String> = list["results"].as_array().expect("results").iter()
-        .map(|r| r["conversation_id"].as_str().unwrap_or_default().to_owned()).collect();
+    let listed: HashSet<String> = list["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["conversation_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
     assert_eq!(listed, ids);
     for id in &ids {
         let events = body(server.get(&format!("/api/conversations/{id}/events")).await).await;
-        assert_eq!(events["events"].as_array().map(Vec::len), Some(1), "first message of {id} kept");
+        assert_eq!(
+            events["events"].as_array().map(Vec::len),
+            Some(1),
+            "first message of {id} kept"
+        );
     }
 }
 

@@ -13,12 +13,19 @@ async fn body(res: reqwest::Response) -> Value {
 #[tokio::test]
 async fn alive_health_and_server_info() {
     let server = TestServer::spawn().await;
-    assert_eq!(body(server.get("/alive").await).await, json!({"status": "ok"}));
+    assert_eq!(
+        body(server.get("/alive").await).await,
+        json!({"status": "ok"})
+    );
     assert_eq!(body(server.get("/health").await).await, json!("OK"));
     let info = body(server.get("/server_info").await).await;
     assert!(info["uptime"].as_f64().is_some_and(|u| u >= 0.0));
     assert!(info["idle_time"].is_number());
-    assert!(info["resources"]["memory"]["rss"].as_u64().is_some_and(|r| r > 0));
+    assert!(
+        info["resources"]["memory"]["rss"]
+            .as_u64()
+            .is_some_and(|r| r > 0)
+    );
     for key in ["cpu_percent", "memory", "disk", "io"] {
         assert!(info["resources"].get(key).is_some(), "{key}");
     }
@@ -51,9 +58,19 @@ async fn options_routes() {
     })
     .await;
     let models = body(server.get("/api/options/models").await).await;
-    assert!(models.as_array().is_some_and(|m| m.iter().any(|x| x == "openai/gpt-4o")));
-    assert_eq!(body(server.get("/api/options/agents").await).await, json!(["CodeActAgent"]));
-    assert_eq!(body(server.get("/api/options/security-analyzers").await).await, json!([]));
+    assert!(
+        models
+            .as_array()
+            .is_some_and(|m| m.iter().any(|x| x == "openai/gpt-4o"))
+    );
+    assert_eq!(
+        body(server.get("/api/options/agents").await).await,
+        json!(["CodeActAgent"])
+    );
+    assert_eq!(
+        body(server.get("/api/options/security-analyzers").await).await,
+        json!([])
+    );
     let config = body(server.get("/api/options/config").await).await;
     assert_eq!(
         config,
@@ -64,19 +81,47 @@ async fn options_routes() {
 
 #[tokio::test]
 async fn session_api_key_guards_api_routes_only() {
-    let server = TestServer::spawn_with(|c| c.session_api_key = Some(Secret::new("s3cret-key"))).await;
-    for path in ["/api/settings", "/api/conversations", "/api/options/models", "/api/secrets"] {
+    let server =
+        TestServer::spawn_with(|c| c.session_api_key = Some(Secret::new("s3cret-key"))).await;
+    for path in [
+        "/api/settings",
+        "/api/conversations",
+        "/api/options/models",
+        "/api/secrets",
+    ] {
         let res = server.get(path).await;
         assert_eq!(res.status(), 401, "{path} without key");
         assert_eq!(body(res).await, json!({"detail": "Unauthorized"}));
-        let res = server.client.get(server.url(path)).header("X-Session-API-Key", "wrong").send().await.expect("get");
+        let res = server
+            .client
+            .get(server.url(path))
+            .header("X-Session-API-Key", "wrong")
+            .send()
+            .await
+            .expect("get");
         assert_eq!(res.status(), 401, "{path} with a wrong key");
     }
-    let res = server.client.get(server.url("/api/conversations")).header("X-Session-API-Key", "s3cret-key").send().await.expect("get");
+    let res = server
+        .client
+        .get(server.url("/api/conversations"))
+        .header("X-Session-API-Key", "s3cret-key")
+        .send()
+        .await
+        .expect("get");
     assert_eq!(res.status(), 200);
-    let res = server.client.post(server.url("/api/settings")).json(&json!({"language": "x"})).send().await.expect("post");
+    let res = server
+        .client
+        .post(server.url("/api/settings"))
+        .json(&json!({"language": "x"}))
+        .send()
+        .await
+        .expect("post");
     assert_eq!(res.status(), 401);
-    assert_eq!(server.get("/alive").await.status(), 200, "health stays open");
+    assert_eq!(
+        server.get("/alive").await.status(),
+        200,
+        "health stays open"
+    );
     assert_eq!(server.get("/health").await.status(), 200);
 }
 
@@ -97,32 +142,77 @@ async fn rate_limit_answers_429_at_once_with_retry_after() {
     if res.status() == 429 {
         assert_eq!(body(res).await, json!({"message": "Too many requests"}));
     }
-    assert_ne!(server.get("/assets/app.js").await.status(), 429, "/assets is exempt");
+    assert_ne!(
+        server.get("/assets/app.js").await.status(),
+        429,
+        "/assets is exempt"
+    );
 }
 
 #[tokio::test]
 async fn cache_headers_request_ids_and_cors() {
     let server = TestServer::spawn().await;
     let res = server.get("/api/conversations").await;
-    assert_eq!(res.headers()["cache-control"], "no-cache, no-store, must-revalidate, max-age=0");
+    assert_eq!(
+        res.headers()["cache-control"],
+        "no-cache, no-store, must-revalidate, max-age=0"
+    );
     assert_eq!(res.headers()["pragma"], "no-cache");
     assert_eq!(res.headers()["x-request-id"].len(), 32);
-    let res = server.client.get(server.url("/alive")).header("X-Request-Id", "client-id-1").send().await.expect("get");
+    let res = server
+        .client
+        .get(server.url("/alive"))
+        .header("X-Request-Id", "client-id-1")
+        .send()
+        .await
+        .expect("get");
     assert_eq!(res.headers()["x-request-id"], "client-id-1");
 
-    let res = server.client.get(server.url("/alive")).header("Origin", "http://localhost:3001").send().await.expect("get");
-    assert_eq!(res.headers()["access-control-allow-origin"], "http://localhost:3001");
+    let res = server
+        .client
+        .get(server.url("/alive"))
+        .header("Origin", "http://localhost:3001")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "http://localhost:3001"
+    );
     assert_eq!(res.headers()["access-control-allow-credentials"], "true");
-    let res = server.client.get(server.url("/alive")).header("Origin", "https://evil.example").send().await.expect("get");
+    let res = server
+        .client
+        .get(server.url("/alive"))
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .expect("get");
     assert!(res.headers().get("access-control-allow-origin").is_none());
 }
 
 #[tokio::test]
 async fn permitted_cors_origins_replace_the_localhost_rule() {
-    let server = TestServer::spawn_with(|c| c.permitted_cors_origins = vec!["https://app.example".into()]).await;
-    let res = server.client.get(server.url("/alive")).header("Origin", "https://app.example").send().await.expect("get");
-    assert_eq!(res.headers()["access-control-allow-origin"], "https://app.example");
-    let res = server.client.get(server.url("/alive")).header("Origin", "http://localhost:3001").send().await.expect("get");
+    let server =
+        TestServer::spawn_with(|c| c.permitted_cors_origins = vec!["https://app.example".into()])
+            .await;
+    let res = server
+        .client
+        .get(server.url("/alive"))
+        .header("Origin", "https://app.example")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let res = server
+        .client
+        .get(server.url("/alive"))
+        .header("Origin", "http://localhost:3001")
+        .send()
+        .await
+        .expect("get");
     assert!(res.headers().get("access-control-allow-origin").is_none());
 }
 
@@ -138,7 +228,12 @@ async fn unknown_api_paths_are_json_404_and_pages_fall_back_to_the_app() {
     let res = server.get("/api/does-not-exist").await;
     assert_eq!(res.status(), 404);
     assert_eq!(body(res).await, json!({"detail": "Not Found"}));
-    let res = server.client.post(server.url("/somewhere")).send().await.expect("post");
+    let res = server
+        .client
+        .post(server.url("/somewhere"))
+        .send()
+        .await
+        .expect("post");
     assert_eq!(res.status(), 404);
 
     let res = server.get("/conversations/abc").await;
@@ -146,9 +241,20 @@ async fn unknown_api_paths_are_json_404_and_pages_fall_back_to_the_app() {
     assert_eq!(res.text().await.expect("text"), "<html>the app</html>");
     let res = server.get("/assets/app-1234.js").await;
     assert_eq!(res.status(), 200);
-    assert_eq!(res.headers()["cache-control"], "public, max-age=2592000, immutable");
+    assert_eq!(
+        res.headers()["cache-control"],
+        "public, max-age=2592000, immutable"
+    );
     assert_eq!(server.get("/assets/missing.js").await.status(), 404);
-    assert_eq!(server.get("/%2e%2e/%2e%2e/etc/passwd").await.text().await.expect("text"), "<html>the app</html>");
+    assert_eq!(
+        server
+            .get("/%2e%2e/%2e%2e/etc/passwd")
+            .await
+            .text()
+            .await
+            .expect("text"),
+        "<html>the app</html>"
+    );
 }
 
 #[tokio::test]
@@ -156,7 +262,12 @@ async fn placeholder_page_when_the_app_is_not_built() {
     let server = TestServer::spawn().await;
     let res = server.get("/").await;
     assert_eq!(res.status(), 200);
-    assert!(res.text().await.expect("text").contains("OPENHANDS_WEB_DIR"));
+    assert!(
+        res.text()
+            .await
+            .expect("text")
+            .contains("OPENHANDS_WEB_DIR")
+    );
 }
 
 #[tokio::test]
@@ -164,9 +275,20 @@ async fn openapi_document_lists_the_routes() {
     let server = TestServer::spawn().await;
     let doc = body(server.get("/openapi.json").await).await;
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
-    for path in ["/api/settings", "/api/secrets", "/api/secrets/{secret_id}", "/api/conversations",
-                 "/api/conversations/{conversation_id}/events", "/alive", "/ready"] {
+    for path in [
+        "/api/settings",
+        "/api/secrets",
+        "/api/secrets/{secret_id}",
+        "/api/conversations",
+        "/api/conversations/{conversation_id}/events",
+        "/alive",
+        "/ready",
+    ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }
-    assert!(doc["components"]["schemas"].get("GetSettingsModel").is_some());
+    assert!(
+        doc["components"]["schemas"]
+            .get("GetSettingsModel")
+            .is_some()
+    );
 }

@@ -56,22 +56,32 @@ async fn post_keeps_key_model_and_base_url_but_resets_other_fields() {
                     "language": "fr", "confirmation_mode": true}),
         )
         .await;
-    let res = server.post_json("/api/settings", &json!({"agent": "CodeActAgent"})).await;
+    let res = server
+        .post_json("/api/settings", &json!({"agent": "CodeActAgent"}))
+        .await;
     assert_eq!(res.status(), 200);
     let got = body(server.get("/api/settings").await).await;
     assert_eq!(got["llm_model"], "m1");
     assert_eq!(got["llm_base_url"], "http://llm.local");
     assert_eq!(got["llm_api_key_set"], true);
     assert_eq!(got["agent"], "CodeActAgent");
-    assert_eq!(got["language"], Value::Null, "a full replacement resets other fields");
+    assert_eq!(
+        got["language"],
+        Value::Null,
+        "a full replacement resets other fields"
+    );
     assert_eq!(got["confirmation_mode"], Value::Null);
 }
 
 #[tokio::test]
 async fn blank_api_key_clears_it() {
     let server = TestServer::spawn().await;
-    server.post_json("/api/settings", &json!({"llm_api_key": "sk-1"})).await;
-    server.post_json("/api/settings", &json!({"llm_api_key": ""})).await;
+    server
+        .post_json("/api/settings", &json!({"llm_api_key": "sk-1"}))
+        .await;
+    server
+        .post_json("/api/settings", &json!({"llm_api_key": ""}))
+        .await;
     let got = body(server.get("/api/settings").await).await;
     assert_eq!(got["llm_api_key_set"], false);
 }
@@ -79,14 +89,23 @@ async fn blank_api_key_clears_it() {
 #[tokio::test]
 async fn invalid_settings_are_refused_naming_the_field_and_keep_the_old_ones() {
     let server = TestServer::spawn().await;
-    server.post_json("/api/settings", &json!({"language": "fr"})).await;
+    server
+        .post_json("/api/settings", &json!({"language": "fr"}))
+        .await;
 
-    let res = server.post_json("/api/settings", &json!({"condenser_max_size": 5})).await;
+    let res = server
+        .post_json("/api/settings", &json!({"condenser_max_size": 5}))
+        .await;
     assert_eq!(res.status(), 422);
     let err = body(res).await;
-    assert_eq!(err["detail"][0]["loc"], json!(["body", "condenser_max_size"]));
+    assert_eq!(
+        err["detail"][0]["loc"],
+        json!(["body", "condenser_max_size"])
+    );
 
-    let res = server.post_json("/api/settings", &json!({"max_iterations": "many"})).await;
+    let res = server
+        .post_json("/api/settings", &json!({"max_iterations": "many"}))
+        .await;
     assert_eq!(res.status(), 422);
     let err = body(res).await;
     assert_eq!(err["detail"][0]["loc"], json!(["body", "max_iterations"]));
@@ -103,16 +122,25 @@ async fn invalid_settings_are_refused_naming_the_field_and_keep_the_old_ones() {
     assert_eq!(body(res).await["detail"][0]["type"], "json_invalid");
 
     let got = body(server.get("/api/settings").await).await;
-    assert_eq!(got["language"], "fr", "failed requests leave the stored settings intact");
+    assert_eq!(
+        got["language"], "fr",
+        "failed requests leave the stored settings intact"
+    );
 }
 
 #[tokio::test]
 async fn oversized_body_is_413() {
     let server = TestServer::spawn_with(|c| c.max_body_bytes = 2048).await;
     let big = "x".repeat(4096);
-    let res = server.post_json("/api/settings", &json!({"language": big})).await;
+    let res = server
+        .post_json("/api/settings", &json!({"language": big}))
+        .await;
     assert_eq!(res.status(), 413);
-    assert!(body(res).await["detail"].as_str().is_some_and(|d| d.contains("2048")));
+    assert!(
+        body(res).await["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("2048"))
+    );
 }
 
 #[tokio::test]
@@ -120,23 +148,36 @@ async fn reset_settings_is_gone() {
     let server = TestServer::spawn().await;
     let res = server.post_json("/api/reset-settings", &json!({})).await;
     assert_eq!(res.status(), 410);
-    assert_eq!(body(res).await, json!({"error": "Reset settings functionality has been removed."}));
+    assert_eq!(
+        body(res).await,
+        json!({"error": "Reset settings functionality has been removed."})
+    );
 }
 
 #[tokio::test]
 async fn api_keys_are_encrypted_on_disk_and_survive_a_restart() {
     let server = TestServer::spawn().await;
     server
-        .post_json("/api/settings", &json!({"llm_api_key": "sk-on-disk-check", "language": "es"}))
+        .post_json(
+            "/api/settings",
+            &json!({"llm_api_key": "sk-on-disk-check", "language": "es"}),
+        )
         .await;
-    let file = std::fs::read_to_string(server.data_dir().join("settings.json")).expect("settings file");
-    assert!(!file.contains("sk-on-disk-check"), "the key must be sealed at rest");
+    let file =
+        std::fs::read_to_string(server.data_dir().join("settings.json")).expect("settings file");
+    assert!(
+        !file.contains("sk-on-disk-check"),
+        "the key must be sealed at rest"
+    );
     assert!(file.contains("enc:k1:"));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let key = server.data_dir().join(".secret_key");
-        let mode = std::fs::metadata(key).expect("key file").permissions().mode();
+        let mode = std::fs::metadata(key)
+            .expect("key file")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
@@ -149,7 +190,9 @@ async fn api_keys_are_encrypted_on_disk_and_survive_a_restart() {
 #[tokio::test]
 async fn concurrent_posts_never_lose_the_kept_api_key() {
     let server = TestServer::spawn().await;
-    server.post_json("/api/settings", &json!({"llm_api_key": "sk-keep"})).await;
+    server
+        .post_json("/api/settings", &json!({"llm_api_key": "sk-keep"}))
+        .await;
     let server_ref = &server;
     let requests = (0..20).map(|i| async move {
         let settings = json!({"language": format!("l{i}")});

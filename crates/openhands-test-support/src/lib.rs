@@ -74,12 +74,11 @@ impl TestServer {
                         return;
                     }
                 };
-                let server = actix_web::HttpServer::new(move || {
-                    openhands_server::create_app(state.clone())
-                })
-                .workers(2)
-                .disable_signals()
-                .bind(("127.0.0.1", 0));
+                let server =
+                    actix_web::HttpServer::new(move || openhands_server::create_app(state.clone()))
+                        .workers(2)
+                        .disable_signals()
+                        .bind(("127.0.0.1", 0));
                 let server = match server {
                     Ok(server) => server,
                     Err(err) => {
@@ -135,7 +134,11 @@ impl TestServer {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("GET request")
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET request")
     }
 
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {

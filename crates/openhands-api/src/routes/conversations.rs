@@ -32,9 +32,18 @@ const KEYLESS_MODEL_PREFIXES: [&str; 2] = ["bedrock/", "lemonade/"];
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/conversations", web::post().to(create_conversation))
         .route("/api/conversations", web::get().to(list_conversations))
-        .route("/api/conversations/{conversation_id}", web::get().to(get_conversation))
-        .route("/api/conversations/{conversation_id}", web::patch().to(rename_conversation))
-        .route("/api/conversations/{conversation_id}", web::delete().to(delete_conversation));
+        .route(
+            "/api/conversations/{conversation_id}",
+            web::get().to(get_conversation),
+        )
+        .route(
+            "/api/conversations/{conversation_id}",
+            web::patch().to(rename_conversation),
+        )
+        .route(
+            "/api/conversations/{conversation_id}",
+            web::delete().to(delete_conversation),
+        );
 }
 
 /// A suggested task that becomes the first message.
@@ -142,12 +151,16 @@ pub struct UpdateConversationRequest {
 /// Validates the `{conversation_id}` path segment (400 `{"detail"}` as OpenHands).
 pub fn conversation_id_from(path: web::Path<String>) -> Result<String, ApiError> {
     let id = path.into_inner();
-    validate_conversation_id(&id).map_err(|e| ApiError::detail(StatusCode::BAD_REQUEST, e.to_string()))?;
+    validate_conversation_id(&id)
+        .map_err(|e| ApiError::detail(StatusCode::BAD_REQUEST, e.to_string()))?;
     Ok(id)
 }
 
 fn store_failure(err: StoreError) -> ApiError {
-    ApiError::internal(&err, json!({"status": "error", "message": "Storage failed; see the server log"}))
+    ApiError::internal(
+        &err,
+        json!({"status": "error", "message": "Storage failed; see the server log"}),
+    )
 }
 
 /// Creates a conversation from the user's settings.
@@ -233,8 +246,11 @@ pub async fn create_conversation(
             "CONVERSATION$ALREADY_EXISTS",
         ));
     }
-    let mut metadata =
-        ConversationMetadata::new(conversation_id.clone(), scope.user_id.clone(), chrono::Utc::now());
+    let mut metadata = ConversationMetadata::new(
+        conversation_id.clone(),
+        scope.user_id.clone(),
+        chrono::Utc::now(),
+    );
     metadata.org_id = scope.org_id.clone();
     metadata.selected_repository = request.repository;
     metadata.selected_branch = request.selected_branch;
@@ -262,9 +278,15 @@ pub async fn create_conversation(
             .append(&scope, &conversation_id, event)
             .await
             .map_err(store_failure)?;
-        state.ext.monitoring.on_session_event(&conversation_id, &stored);
+        state
+            .ext
+            .monitoring
+            .on_session_event(&conversation_id, &stored);
     }
-    state.ext.monitoring.on_create_conversation(&scope, &conversation_id);
+    state
+        .ext
+        .monitoring
+        .on_create_conversation(&scope, &conversation_id);
     Ok(HttpResponse::Ok().json(ConversationResponse {
         status: "ok",
         conversation_id,
@@ -311,7 +333,11 @@ pub async fn list_conversations(
             StoreError::Invalid(message) => ApiError::detail(StatusCode::BAD_REQUEST, message),
             other => store_failure(other),
         })?;
-    let ids: Vec<String> = page.results.iter().map(|m| m.conversation_id.clone()).collect();
+    let ids: Vec<String> = page
+        .results
+        .iter()
+        .map(|m| m.conversation_id.clone())
+        .collect();
     let statuses = state
         .ext
         .conversation_manager
@@ -397,7 +423,11 @@ pub async fn rename_conversation(
         .await
         .map_err(store_failure)?
         .ok_or_else(|| {
-            ApiError::status_error(StatusCode::NOT_FOUND, "Conversation not found", "CONVERSATION$NOT_FOUND")
+            ApiError::status_error(
+                StatusCode::NOT_FOUND,
+                "Conversation not found",
+                "CONVERSATION$NOT_FOUND",
+            )
         })?;
     meta.title = Some(title.to_owned());
     meta.last_updated_at = Some(chrono::Utc::now());

@@ -29,7 +29,9 @@ pub async fn alive() -> HttpResponse {
 /// Health, as the JSON string `"OK"`.
 #[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, body = String)))]
 pub async fn health() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(r#""OK""#)
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(r#""OK""#)
 }
 
 /// Uptime, idle time and resource use of the server process.

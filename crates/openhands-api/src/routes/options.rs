@@ -35,7 +35,10 @@ pub const AGENTS: &[&str] = &["CodeActAgent"];
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/options/models", web::get().to(models))
         .route("/api/options/agents", web::get().to(agents))
-        .route("/api/options/security-analyzers", web::get().to(security_analyzers))
+        .route(
+            "/api/options/security-analyzers",
+            web::get().to(security_analyzers),
+        )
         .route("/api/options/config", web::get().to(config));
 }
 

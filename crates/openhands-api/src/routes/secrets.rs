@@ -23,7 +23,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/secrets/{secret_id}", web::put().to(update_secret))
         .route("/api/secrets/{secret_id}", web::delete().to(delete_secret))
         .route("/api/add-git-providers", web::post().to(add_git_providers))
-        .route("/api/unset-provider-tokens", web::post().to(unset_provider_tokens));
+        .route(
+            "/api/unset-provider-tokens",
+            web::post().to(unset_provider_tokens),
+        );
 }
 
 /// `POST /api/secrets` body.
@@ -195,7 +198,12 @@ pub async fn delete_secret(
     state
         .ext
         .secrets_store
-        .change_custom_secret(user.scope(), CustomSecretChange::Delete { name: path.into_inner() })
+        .change_custom_secret(
+            user.scope(),
+            CustomSecretChange::Delete {
+                name: path.into_inner(),
+            },
+        )
         .await
         .map_err(|e| change_error(e, "Something went wrong deleting secret"))?;
     Ok(HttpResponse::Ok().json(json!({"message": "Secret deleted successfully"})))
@@ -215,7 +223,12 @@ pub async fn add_git_providers(
         .secrets_store
         .replace_provider_tokens(user.scope(), body.provider_tokens)
         .await
-        .map_err(|e| ApiError::internal(&e, json!({"error": "Something went wrong storing git providers"})))?;
+        .map_err(|e| {
+            ApiError::internal(
+                &e,
+                json!({"error": "Something went wrong storing git providers"}),
+            )
+        })?;
     Ok(HttpResponse::Ok().json(json!({"message": "Git providers stored"})))
 }
 
@@ -231,6 +244,11 @@ pub async fn unset_provider_tokens(
         .secrets_store
         .replace_provider_tokens(user.scope(), BTreeMap::new())
         .await
-        .map_err(|e| ApiError::internal(&e, json!({"error": "Something went wrong unsetting tokens"})))?;
+        .map_err(|e| {
+            ApiError::internal(
+                &e,
+                json!({"error": "Something went wrong unsetting tokens"}),
+            )
+        })?;
     Ok(HttpResponse::Ok().json(json!({"message": "Unset Git provider tokens"})))
 }

@@ -60,7 +60,12 @@ pub async fn post_settings(
         .settings_store
         .store_merged(user.scope(), incoming)
         .await
-        .map_err(|e| ApiError::internal(&e, json!({"error": "Something went wrong storing settings"})))?;
+        .map_err(|e| {
+            ApiError::internal(
+                &e,
+                json!({"error": "Something went wrong storing settings"}),
+            )
+        })?;
     Ok(HttpResponse::Ok().json(json!({"message": "Settings stored"})))
 }
 

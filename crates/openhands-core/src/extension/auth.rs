@@ -46,6 +46,8 @@ pub enum AuthError {
 #[async_trait]
 pub trait UserAuth: Send + Sync {
     /// The caller of a request, or why it is refused.
-    async fn authenticate(&self, request: &dyn RequestHeaders)
-    -> Result<AuthenticatedUser, AuthError>;
+    async fn authenticate(
+        &self,
+        request: &dyn RequestHeaders,
+    ) -> Result<AuthenticatedUser, AuthError>;
 }

@@ -21,8 +21,11 @@ pub trait SettingsStore: Send + Sync {
     /// Applies OpenHands' POST rule ([`Settings::merged_over`]) against the stored settings
     /// and stores the result, as one atomic step with respect to other writers of the same
     /// user. Returns what was stored.
-    async fn store_merged(&self, scope: &UserScope, incoming: Settings)
-    -> Result<Settings, StoreError>;
+    async fn store_merged(
+        &self,
+        scope: &UserScope,
+        incoming: Settings,
+    ) -> Result<Settings, StoreError>;
 
     /// Checks that the backend answers (for `/ready`).
     async fn health(&self) -> Result<(), StoreError>;
@@ -67,8 +70,11 @@ pub trait SecretsStore: Send + Sync {
 #[async_trait]
 pub trait ConversationStore: Send + Sync {
     /// Creates or replaces the metadata (atomically).
-    async fn save(&self, scope: &UserScope, metadata: &ConversationMetadata)
-    -> Result<(), StoreError>;
+    async fn save(
+        &self,
+        scope: &UserScope,
+        metadata: &ConversationMetadata,
+    ) -> Result<(), StoreError>;
 
     /// The metadata, `None` when absent or owned by another scope.
     async fn get(

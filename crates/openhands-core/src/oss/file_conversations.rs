@@ -113,15 +113,16 @@ fn build_index(sessions: &std::path::Path) -> Result<Index, StoreError> {
         let Ok(bytes) = std::fs::read(&path) else {
             continue;
         };
-        match parse_json(&bytes, &path)
-            .and_then(|v| serde_json::from_value::<ConversationMetadata>(v).map_err(|e| {
-                StoreError::Corrupt {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                }
-            })) {
+        match parse_json(&bytes, &path).and_then(|v| {
+            serde_json::from_value::<ConversationMetadata>(v).map_err(|e| StoreError::Corrupt {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })
+        }) {
             Ok(meta) if meta.conversation_id == name => index.insert(meta),
-            Ok(_) => tracing::warn!(path = %path.display(), "metadata id does not match its directory; skipped"),
+            Ok(_) => {
+                tracing::warn!(path = %path.display(), "metadata id does not match its directory; skipped")
+            }
             Err(e) => tracing::warn!(error = %e, "unreadable conversation metadata; skipped"),
         }
     }
@@ -141,16 +142,19 @@ impl ConversationStore for FileConversationStore {
             ));
         }
         let _guard = self.write_lock.lock().await;
-        if let Some(existing) = self.read_index().by_id.get(&metadata.conversation_id) {
-            if !owned_by(existing, scope) {
-                return Err(StoreError::AlreadyExists(format!(
-                    "Conversation {}",
-                    metadata.conversation_id
-                )));
-            }
+        let taken_by_other = self
+            .read_index()
+            .by_id
+            .get(&metadata.conversation_id)
+            .is_some_and(|existing| !owned_by(existing, scope));
+        if taken_by_other {
+            return Err(StoreError::AlreadyExists(format!(
+                "Conversation {}",
+                metadata.conversation_id
+            )));
         }
-        let bytes = serde_json::to_vec_pretty(metadata)
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec_pretty(metadata).map_err(|e| StoreError::Backend(e.to_string()))?;
         write_atomic_async(self.metadata_path(&metadata.conversation_id)?, bytes).await?;
         self.write_index().insert(metadata.clone());
         Ok(())
@@ -197,23 +201,22 @@ impl ConversationStore for FileConversationStore {
         let start = query.page_id.as_deref().map(decode_cursor).transpose()?;
         let index = self.read_index();
         let candidates: Box<dyn Iterator<Item = &OrderKey>> = match &start {
-            Some(after) => Box::new(
-                index
-                    .order
-                    .range((std::ops::Bound::Excluded(after.clone()), std::ops::Bound::Unbounded)),
-            ),
+            Some(after) => Box::new(index.order.range((
+                std::ops::Bound::Excluded(after.clone()),
+                std::ops::Bound::Unbounded,
+            ))),
             None => Box::new(index.order.iter()),
         };
         let mut results = Vec::with_capacity(query.limit.min(100));
         let mut last_key = None;
         let mut more = false;
         for key in candidates {
-            if let Some(min) = query.created_after {
-                if key.0.0 < min {
-                    break;
-                }
+            if query.created_after.is_some_and(|min| key.0.0 < min) {
+                break;
             }
-            let Some(meta) = index.by_id.get(&key.1) else { continue };
+            let Some(meta) = index.by_id.get(&key.1) else {
+                continue;
+            };
             let wanted = owned_by(meta, scope)
                 && query
                     .selected_repository
@@ -231,7 +234,11 @@ impl ConversationStore for FileConversationStore {
             last_key = Some(key);
         }
         Ok(ConversationPage {
-            next_page_id: if more { last_key.map(encode_cursor) } else { None },
+            next_page_id: if more {
+                last_key.map(encode_cursor)
+            } else {
+                None
+            },
             results,
         })
     }
@@ -245,5 +252,7 @@ crate::register_plugin!(
     crate::extension::ConversationStore,
     "oss.file_conversations",
     "Conversation metadata in <data dir>/sessions/<id>/metadata.json with an in-memory index",
-    |ctx| Ok(Arc::new(FileConversationStore::open(ctx.data_dir.clone()).await?))
+    |ctx| Ok(Arc::new(
+        FileConversationStore::open(ctx.data_dir.clone()).await?
+    ))
 );

@@ -49,7 +49,11 @@ impl FileEventStore {
         let mut next = 0;
         match tokio::fs::read_dir(dir).await {
             Ok(mut entries) => {
-                while let Some(entry) = entries.next_entry().await.map_err(|e| StoreError::io(dir, e))? {
+                while let Some(entry) = entries
+                    .next_entry()
+                    .await
+                    .map_err(|e| StoreError::io(dir, e))?
+                {
                     let name = entry.file_name();
                     let id = name
                         .to_str()
@@ -129,7 +133,11 @@ impl EventStore for FileEventStore {
         Ok(page)
     }
 
-    async fn delete_all(&self, _scope: &UserScope, conversation_id: &str) -> Result<(), StoreError> {
+    async fn delete_all(
+        &self,
+        _scope: &UserScope,
+        conversation_id: &str,
+    ) -> Result<(), StoreError> {
         let dir = self.events_dir(conversation_id)?;
         let slot = self.slot(conversation_id);
         let mut next = slot.lock().await;

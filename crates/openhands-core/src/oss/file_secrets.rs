@@ -87,5 +87,8 @@ crate::register_plugin!(
     crate::extension::SecretsStore,
     "oss.file_secrets",
     "Custom secrets and git tokens in <data dir>/secrets.json, values sealed",
-    |ctx| Ok(Arc::new(FileSecretsStore::new(ctx.data_dir.clone(), ctx.cipher.clone())))
+    |ctx| Ok(Arc::new(FileSecretsStore::new(
+        ctx.data_dir.clone(),
+        ctx.cipher.clone()
+    )))
 );

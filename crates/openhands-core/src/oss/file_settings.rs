@@ -91,5 +91,8 @@ crate::register_plugin!(
     crate::extension::SettingsStore,
     "oss.file_settings",
     "Settings in <data dir>/settings.json, API keys sealed",
-    |ctx| Ok(Arc::new(FileSettingsStore::new(ctx.data_dir.clone(), ctx.cipher.clone())))
+    |ctx| Ok(Arc::new(FileSettingsStore::new(
+        ctx.data_dir.clone(),
+        ctx.cipher.clone()
+    )))
 );

@@ -47,5 +47,7 @@ crate::register_plugin!(
     crate::extension::UserAuth,
     "oss.local_user",
     "One local user, no login; SESSION_API_KEY guards the API when set",
-    |ctx| Ok(Arc::new(LocalUserAuth::new(ctx.config.session_api_key.clone())))
+    |ctx| Ok(Arc::new(LocalUserAuth::new(
+        ctx.config.session_api_key.clone()
+    )))
 );

@@ -20,7 +20,12 @@ impl MonitoringListener for LogMonitoringListener {
     }
 
     fn on_agent_session_start(&self, conversation_id: &str, success: bool, duration: Duration) {
-        tracing::debug!(conversation_id, success, duration_ms = duration.as_millis() as u64, "agent session start");
+        tracing::debug!(
+            conversation_id,
+            success,
+            duration_ms = duration.as_millis() as u64,
+            "agent session start"
+        );
     }
 }
 

@@ -119,9 +119,18 @@ mod tests {
         for _ in 0..20 {
             limiter.check_at("a", now);
         }
-        assert!(matches!(limiter.check_at("b", now), RateDecision::Allowed { .. }));
+        assert!(matches!(
+            limiter.check_at("b", now),
+            RateDecision::Allowed { .. }
+        ));
         let later = now + Duration::from_millis(100);
-        assert!(matches!(limiter.check_at("a", later), RateDecision::Allowed { .. }));
-        assert!(matches!(limiter.check_at("a", later), RateDecision::Limited { .. }));
+        assert!(matches!(
+            limiter.check_at("a", later),
+            RateDecision::Allowed { .. }
+        ));
+        assert!(matches!(
+            limiter.check_at("a", later),
+            RateDecision::Limited { .. }
+        ));
     }
 }
