@@ -1,6 +1,6 @@
 //! `oss.file_secrets`: custom secrets and provider tokens in `secrets.json`, values sealed.
 
-use super::layout::{check_writable, parse_json, user_dir};
+use super::layout::{UserCache, check_writable, parse_json, user_dir};
 use crate::crypto::Cipher;
 use crate::error::StoreError;
 use crate::extension::SecretsStore;
@@ -12,11 +12,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// File-backed secrets. Every change is read-modify-write under one lock, so concurrent
-/// requests never lose each other's changes.
+/// File-backed secrets with a write-through memory cache. Every change is
+/// read-modify-write under one lock, so concurrent requests never lose each other's changes.
 pub struct FileSecretsStore {
     root: PathBuf,
     cipher: Arc<Cipher>,
+    /// Decrypted secrets per user (`None` = known to be absent).
+    cache: UserCache<UserSecrets>,
     write_lock: tokio::sync::Mutex<()>,
 }
 
@@ -25,8 +27,18 @@ impl FileSecretsStore {
         Self {
             root,
             cipher,
+            cache: UserCache::default(),
             write_lock: tokio::sync::Mutex::new(()),
         }
+    }
+
+    async fn load_from_disk(&self, scope: &UserScope) -> Result<Option<UserSecrets>, StoreError> {
+        let path = self.path(scope)?;
+        let Some(bytes) = read_optional(&path).await? else {
+            return Ok(None);
+        };
+        let value = parse_json(&bytes, &path)?;
+        UserSecrets::from_stored(&value, &self.cipher, &path.display().to_string()).map(Some)
     }
 
     fn path(&self, scope: &UserScope) -> Result<PathBuf, StoreError> {
@@ -36,19 +48,21 @@ impl FileSecretsStore {
     async fn write(&self, scope: &UserScope, secrets: &UserSecrets) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec_pretty(&secrets.to_stored(&self.cipher)?)
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        write_atomic_async(self.path(scope)?, bytes).await
+        write_atomic_async(self.path(scope)?, bytes).await?;
+        self.cache.put(scope, Some(secrets.clone()));
+        Ok(())
     }
 }
 
 #[async_trait]
 impl SecretsStore for FileSecretsStore {
     async fn load(&self, scope: &UserScope) -> Result<Option<UserSecrets>, StoreError> {
-        let path = self.path(scope)?;
-        let Some(bytes) = read_optional(&path).await? else {
-            return Ok(None);
-        };
-        let value = parse_json(&bytes, &path)?;
-        UserSecrets::from_stored(&value, &self.cipher, &path.display().to_string()).map(Some)
+        if let Some(hit) = self.cache.get(scope) {
+            return Ok(hit);
+        }
+        let loaded = self.load_from_disk(scope).await?;
+        self.cache.put(scope, loaded.clone());
+        Ok(loaded)
     }
 
     async fn store(&self, scope: &UserScope, secrets: UserSecrets) -> Result<(), StoreError> {

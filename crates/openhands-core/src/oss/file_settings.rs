@@ -1,6 +1,6 @@
 //! `oss.file_settings`: settings in `settings.json`, secret fields sealed.
 
-use super::layout::{check_writable, parse_json, user_dir};
+use super::layout::{UserCache, check_writable, parse_json, user_dir};
 use crate::crypto::Cipher;
 use crate::error::StoreError;
 use crate::extension::SettingsStore;
@@ -8,16 +8,15 @@ use crate::fs_atomic::{read_optional, write_atomic_async};
 use crate::scope::UserScope;
 use crate::settings::Settings;
 use async_trait::async_trait;
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// File-backed settings with a write-through memory cache.
 pub struct FileSettingsStore {
     root: PathBuf,
     cipher: Arc<Cipher>,
     /// Loaded settings per user (`None` = known to be absent).
-    cache: RwLock<HashMap<Option<String>, Option<Settings>>>,
+    cache: UserCache<Settings>,
     /// Serializes read-merge-write cycles.
     write_lock: tokio::sync::Mutex<()>,
 }
@@ -27,23 +26,13 @@ impl FileSettingsStore {
         Self {
             root,
             cipher,
-            cache: RwLock::new(HashMap::new()),
+            cache: UserCache::default(),
             write_lock: tokio::sync::Mutex::new(()),
         }
     }
 
     fn path(&self, scope: &UserScope) -> Result<PathBuf, StoreError> {
         Ok(user_dir(&self.root, scope)?.join("settings.json"))
-    }
-
-    fn cached(&self, scope: &UserScope) -> Option<Option<Settings>> {
-        let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
-        cache.get(&scope.user_id).cloned()
-    }
-
-    fn remember(&self, scope: &UserScope, value: Option<Settings>) {
-        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
-        cache.insert(scope.user_id.clone(), value);
     }
 
     async fn load_from_disk(&self, scope: &UserScope) -> Result<Option<Settings>, StoreError> {
@@ -59,11 +48,11 @@ impl FileSettingsStore {
 #[async_trait]
 impl SettingsStore for FileSettingsStore {
     async fn load(&self, scope: &UserScope) -> Result<Option<Settings>, StoreError> {
-        if let Some(hit) = self.cached(scope) {
+        if let Some(hit) = self.cache.get(scope) {
             return Ok(hit);
         }
         let loaded = self.load_from_disk(scope).await?;
-        self.remember(scope, loaded.clone());
+        self.cache.put(scope, loaded.clone());
         Ok(loaded)
     }
 
@@ -78,7 +67,7 @@ impl SettingsStore for FileSettingsStore {
         let bytes = serde_json::to_vec_pretty(&merged.to_stored(&self.cipher)?)
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         write_atomic_async(self.path(scope)?, bytes).await?;
-        self.remember(scope, Some(merged.clone()));
+        self.cache.put(scope, Some(merged.clone()));
         Ok(merged)
     }
 

@@ -52,3 +52,31 @@ pub fn parse_json(bytes: &[u8], path: &Path) -> Result<serde_json::Value, StoreE
         reason: e.to_string(),
     })
 }
+
+/// Per-user values loaded from disk, kept in step with every write. `Some(None)` means the
+/// user is known to have nothing stored.
+pub struct UserCache<T> {
+    map: std::sync::RwLock<std::collections::HashMap<Option<String>, Option<T>>>,
+}
+
+impl<T> Default for UserCache<T> {
+    fn default() -> Self {
+        Self {
+            map: std::sync::RwLock::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+impl<T: Clone> UserCache<T> {
+    /// The cached value of `scope`'s user, if loaded.
+    pub fn get(&self, scope: &UserScope) -> Option<Option<T>> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&scope.user_id).cloned()
+    }
+
+    /// Records what is now stored for `scope`'s user.
+    pub fn put(&self, scope: &UserScope, value: Option<T>) {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        map.insert(scope.user_id.clone(), value);
+    }
+}
