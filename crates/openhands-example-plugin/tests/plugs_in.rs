@@ -68,3 +68,9 @@ async fn server_calls_the_example_monitor_when_selected() {
     assert_eq!(res.status(), 200);
     assert_eq!(CONVERSATIONS_CREATED.load(Ordering::SeqCst), before + 1);
 }
+
+#[tokio::test]
+async fn memory_settings_store_passes_the_shared_suite() {
+    let store = std::sync::Arc::new(openhands_example_plugin::MemorySettingsStore::default());
+    openhands_test_support::conformance::settings_store_suite(store).await;
+}

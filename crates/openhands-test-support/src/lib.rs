@@ -6,6 +6,8 @@
 //! `reqwest` client. Dropping it stops the server; [`TestServer::restart`] starts a new one
 //! on the same data dir, to prove that state survives.
 
+pub mod conformance;
+
 use openhands_core::config::{Config, RateLimitSetting};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
