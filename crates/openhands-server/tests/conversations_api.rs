@@ -4,9 +4,7 @@ use openhands_test_support::TestServer;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 
-async fn body(res: reqwest::Response) -> Value {
-    res.json().await.expect("JSON body")
-}
+use openhands_test_support::json_body as body;
 
 async fn create(server: &TestServer, request: Value) -> String {
     let res = server.post_json("/api/conversations", &request).await;

@@ -4,11 +4,9 @@
 use openhands_core::config::RateLimitSetting;
 use openhands_core::secret::Secret;
 use openhands_test_support::TestServer;
-use serde_json::{Value, json};
+use serde_json::json;
 
-async fn body(res: reqwest::Response) -> Value {
-    res.json().await.expect("JSON body")
-}
+use openhands_test_support::json_body as body;
 
 #[tokio::test]
 async fn alive_health_and_server_info() {

@@ -3,9 +3,7 @@
 use openhands_test_support::TestServer;
 use serde_json::{Value, json};
 
-async fn body(res: reqwest::Response) -> Value {
-    res.json().await.expect("JSON body")
-}
+use openhands_test_support::json_body as body;
 
 async fn create(server: &TestServer, name: &str, value: &str) -> reqwest::Response {
     server

@@ -172,3 +172,9 @@ impl Drop for TestServer {
         }
     }
 }
+
+/// The JSON body of a response (panics with the body text when it is not JSON).
+pub async fn json_body(res: reqwest::Response) -> serde_json::Value {
+    let text = res.text().await.expect("response body");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
