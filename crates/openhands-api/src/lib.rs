@@ -5,6 +5,7 @@
 //! any settings error reported as 401) we do the right thing and say so in `docs/`.
 //! Handlers only talk to the extension points in [`AppState`], never to a concrete store.
 
+pub mod agent_control;
 pub mod body;
 pub mod error;
 pub mod middleware;
@@ -14,6 +15,7 @@ pub mod spa;
 pub mod state;
 pub mod system_stats;
 pub mod user;
+pub mod workspace_path;
 
 pub use state::AppState;
 

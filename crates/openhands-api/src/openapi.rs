@@ -1,7 +1,7 @@
 //! The OpenAPI document, generated from the handlers' `#[utoipa::path]` annotations and the
 //! types' `ToSchema` derives, rendered once at start-up and served at `/openapi.json`.
 
-use crate::routes::{conversations, events, health, options, secrets, settings};
+use crate::routes::{control, conversations, events, files, health, options, secrets, settings};
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
 use utoipa::OpenApi;
@@ -21,13 +21,17 @@ use utoipa::OpenApi;
         conversations::create_conversation, conversations::list_conversations,
         conversations::get_conversation, conversations::rename_conversation,
         conversations::delete_conversation, events::read_events,
+        control::start, control::stop, control::message, control::post_event, control::trajectory,
+        files::list_files, files::select_file, files::zip_directory, files::upload_files,
+        files::git_changes, files::git_diff,
     ),
     tags(
         (name = "health", description = "Liveness, readiness and process figures (no auth)"),
         (name = "options", description = "Choices offered to the web app"),
         (name = "settings", description = "User settings; secrets are write-only"),
         (name = "secrets", description = "Custom secrets and git-provider tokens; values are write-only"),
-        (name = "conversations", description = "Conversations and their events"),
+        (name = "conversations", description = "Conversations and their events; live events at GET /api/conversations/{conversation_id}/events/socket (WebSocket)"),
+        (name = "files", description = "A conversation's workspace"),
     )
 )]
 pub struct ApiDoc;

@@ -36,13 +36,24 @@ impl RequestHeaders for OwnedHeaders {
     }
 }
 
+/// Runs the configured `UserAuth` on `headers`.
+pub async fn authenticate(state: &AppState, headers: HeaderMap) -> Result<CurrentUser, ApiError> {
+    state
+        .ext
+        .user_auth
+        .authenticate(&OwnedHeaders(headers))
+        .await
+        .map(CurrentUser)
+        .map_err(auth_error)
+}
+
 impl FromRequest for CurrentUser {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
         let state = req.app_data::<Data<AppState>>().cloned();
-        let headers = OwnedHeaders(req.headers().clone());
+        let headers = req.headers().clone();
         Box::pin(async move {
             let state = state.ok_or_else(|| {
                 ApiError::internal(
@@ -50,13 +61,7 @@ impl FromRequest for CurrentUser {
                     json!({"detail": "Server misconfigured"}),
                 )
             })?;
-            state
-                .ext
-                .user_auth
-                .authenticate(&headers)
-                .await
-                .map(CurrentUser)
-                .map_err(auth_error)
+            authenticate(&state, headers).await
         })
     }
 }

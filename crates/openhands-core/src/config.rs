@@ -165,6 +165,7 @@ pub struct PluginOverrides {
     pub conversation_manager: Option<String>,
     pub monitoring_listener: Option<String>,
     pub rate_limiter: Option<String>,
+    pub sandbox: Option<String>,
 }
 
 /// `off` or a number of requests per second.

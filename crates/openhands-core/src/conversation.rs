@@ -110,6 +110,9 @@ pub struct ConversationMetadata {
     pub sandbox_id: Option<String>,
     #[serde(default)]
     pub conversation_version: Option<String>,
+    /// Extra instructions given at creation, kept so a restarted agent gets them (ours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_instructions: Option<String>,
 }
 
 impl ConversationMetadata {
@@ -134,6 +137,7 @@ impl ConversationMetadata {
             total_tokens: 0,
             sandbox_id: None,
             conversation_version: Some("V0".to_owned()),
+            conversation_instructions: None,
         }
     }
 }

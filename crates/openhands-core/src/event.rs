@@ -158,3 +158,95 @@ mod tests {
         assert_eq!(serde_json::to_value(&event).expect("json"), raw);
     }
 }
+
+/// What stands in for a secret value in stored and sent events.
+pub const SECRET_PLACEHOLDER: &str = "<secret_hidden>";
+
+/// Top-level keys never rewritten by [`mask_secrets`] (as OpenHands).
+const UNMASKED_KEYS: [&str; 7] = [
+    "timestamp",
+    "id",
+    "source",
+    "cause",
+    "action",
+    "observation",
+    "message",
+];
+
+/// Replaces every occurrence of each secret value in the event's strings with
+/// `<secret_hidden>`, recursively through objects and arrays. The `message` summary is
+/// masked too (OpenHands leaves it, which leaks a secret echoed by a command).
+pub fn mask_secrets(event: &mut NewEvent, secrets: &[String]) {
+    let secrets: Vec<&str> = secrets
+        .iter()
+        .map(String::as_str)
+        .filter(|s| s.len() >= 3)
+        .collect();
+    if secrets.is_empty() {
+        return;
+    }
+    mask_string(&mut event.message, &secrets);
+    match &mut event.body {
+        EventBody::Action { args, .. } => mask_map(args, &secrets),
+        EventBody::Observation {
+            content, extras, ..
+        } => {
+            mask_string(content, &secrets);
+            mask_map(extras, &secrets);
+        }
+    }
+    event
+        .extra
+        .iter_mut()
+        .filter(|(k, _)| !UNMASKED_KEYS.contains(&k.as_str()))
+        .for_each(|(_, v)| mask_value(v, &secrets));
+}
+
+fn mask_string(text: &mut String, secrets: &[&str]) {
+    for secret in secrets {
+        if text.contains(secret) {
+            *text = text.replace(secret, SECRET_PLACEHOLDER);
+        }
+    }
+}
+
+fn mask_map(map: &mut Map<String, Value>, secrets: &[&str]) {
+    map.values_mut().for_each(|v| mask_value(v, secrets));
+}
+
+fn mask_value(value: &mut Value, secrets: &[&str]) {
+    match value {
+        Value::String(s) => mask_string(s, secrets),
+        Value::Array(items) => items.iter_mut().for_each(|v| mask_value(v, secrets)),
+        Value::Object(map) => mask_map(map, secrets),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod masking_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secrets_are_hidden_everywhere_in_the_event() {
+        let mut extras = Map::new();
+        extras.insert("command".into(), json!("echo hunter2"));
+        extras.insert("metadata".into(), json!({"nested": ["x hunter2 y"]}));
+        let mut event = NewEvent {
+            source: EventSource::Environment,
+            message: "Command `echo hunter2` executed".into(),
+            cause: Some(1),
+            body: EventBody::Observation {
+                observation: "run".into(),
+                content: "hunter2\n".into(),
+                extras,
+            },
+            extra: Map::new(),
+        };
+        mask_secrets(&mut event, &["hunter2".to_owned()]);
+        let text = serde_json::to_string(&Event::from_new(event, 2, "t".into())).expect("json");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert_eq!(text.matches(SECRET_PLACEHOLDER).count(), 4, "{text}");
+    }
+}

@@ -10,7 +10,7 @@
 use crate::config::Config;
 use crate::crypto::Cipher;
 use crate::extension::{
-    ConversationManager, ConversationStore, EventStore, MonitoringListener, RateLimiter,
+    ConversationManager, ConversationStore, EventStore, MonitoringListener, RateLimiter, Sandbox,
     SecretsStore, SettingsStore, UserAuth,
 };
 use futures_util::future::BoxFuture;
@@ -26,6 +26,29 @@ pub struct PluginContext {
     pub data_dir: PathBuf,
     /// Seals secrets at rest.
     pub cipher: Arc<Cipher>,
+    /// The stores, sandbox and monitoring, already built; set only for the slots built
+    /// after them (the conversation manager).
+    pub services: Option<Services>,
+}
+
+/// The extension points a conversation manager works with.
+#[derive(Clone)]
+pub struct Services {
+    pub settings_store: Arc<dyn SettingsStore>,
+    pub secrets_store: Arc<dyn SecretsStore>,
+    pub conversation_store: Arc<dyn ConversationStore>,
+    pub event_store: Arc<dyn EventStore>,
+    pub sandbox: Arc<dyn Sandbox>,
+    pub monitoring: Arc<dyn MonitoringListener>,
+}
+
+impl PluginContext {
+    /// The services, for constructors of slots that need them.
+    pub fn services(&self) -> Result<Services, PluginError> {
+        self.services
+            .clone()
+            .ok_or_else(|| PluginError("stores are not built yet for this slot".into()))
+    }
 }
 
 /// Why a constructor failed.
@@ -53,6 +76,7 @@ inventory::collect!(Plugin<dyn UserAuth>);
 inventory::collect!(Plugin<dyn ConversationManager>);
 inventory::collect!(Plugin<dyn MonitoringListener>);
 inventory::collect!(Plugin<dyn RateLimiter>);
+inventory::collect!(Plugin<dyn Sandbox>);
 
 /// An extension point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -65,11 +89,12 @@ pub enum Slot {
     ConversationManager,
     MonitoringListener,
     RateLimiter,
+    Sandbox,
 }
 
 impl Slot {
     /// Every slot, in resolution order.
-    pub const ALL: [Slot; 8] = [
+    pub const ALL: [Slot; 9] = [
         Slot::SettingsStore,
         Slot::SecretsStore,
         Slot::ConversationStore,
@@ -78,6 +103,7 @@ impl Slot {
         Slot::ConversationManager,
         Slot::MonitoringListener,
         Slot::RateLimiter,
+        Slot::Sandbox,
     ];
 
     /// The config key of the slot (`[plugins] settings_store = "..."`).
@@ -91,6 +117,7 @@ impl Slot {
             Slot::ConversationManager => "conversation_manager",
             Slot::MonitoringListener => "monitoring_listener",
             Slot::RateLimiter => "rate_limiter",
+            Slot::Sandbox => "sandbox",
         }
     }
 
@@ -116,6 +143,7 @@ impl Slot {
             Slot::ConversationManager => list::<dyn ConversationManager>(),
             Slot::MonitoringListener => list::<dyn MonitoringListener>(),
             Slot::RateLimiter => list::<dyn RateLimiter>(),
+            Slot::Sandbox => list::<dyn Sandbox>(),
         }
     }
 
@@ -130,6 +158,7 @@ impl Slot {
             Slot::ConversationManager => p.conversation_manager.as_deref(),
             Slot::MonitoringListener => p.monitoring_listener.as_deref(),
             Slot::RateLimiter => p.rate_limiter.as_deref(),
+            Slot::Sandbox => p.sandbox.as_deref(),
         }
     }
 }
@@ -259,6 +288,7 @@ pub struct Extensions {
     pub conversation_manager: Arc<dyn ConversationManager>,
     pub monitoring: Arc<dyn MonitoringListener>,
     pub rate_limiter: Arc<dyn RateLimiter>,
+    pub sandbox: Arc<dyn Sandbox>,
 }
 
 /// The config class named by `config`, or an error listing the registered ones.
@@ -346,28 +376,41 @@ pub async fn resolve(ctx: &PluginContext) -> Result<Extensions, RegistryError> {
             .map(|(_, n)| n.clone())
             .unwrap_or_default()
     };
-    Ok(Extensions {
-        class_name: class.name,
-        app_mode: class.app_mode,
+    let services = Services {
         settings_store: build(Slot::SettingsStore, &name(Slot::SettingsStore), ctx).await?,
         secrets_store: build(Slot::SecretsStore, &name(Slot::SecretsStore), ctx).await?,
         conversation_store: build(Slot::ConversationStore, &name(Slot::ConversationStore), ctx)
             .await?,
         event_store: build(Slot::EventStore, &name(Slot::EventStore), ctx).await?,
-        user_auth: build(Slot::UserAuth, &name(Slot::UserAuth), ctx).await?,
-        conversation_manager: build(
-            Slot::ConversationManager,
-            &name(Slot::ConversationManager),
-            ctx,
-        )
-        .await?,
+        sandbox: build(Slot::Sandbox, &name(Slot::Sandbox), ctx).await?,
         monitoring: build(
             Slot::MonitoringListener,
             &name(Slot::MonitoringListener),
             ctx,
         )
         .await?,
+    };
+    let with_services = PluginContext {
+        services: Some(services.clone()),
+        ..ctx.clone()
+    };
+    Ok(Extensions {
+        class_name: class.name,
+        app_mode: class.app_mode,
+        user_auth: build(Slot::UserAuth, &name(Slot::UserAuth), ctx).await?,
+        conversation_manager: build(
+            Slot::ConversationManager,
+            &name(Slot::ConversationManager),
+            &with_services,
+        )
+        .await?,
         rate_limiter: build(Slot::RateLimiter, &name(Slot::RateLimiter), ctx).await?,
+        settings_store: services.settings_store,
+        secrets_store: services.secrets_store,
+        conversation_store: services.conversation_store,
+        event_store: services.event_store,
+        sandbox: services.sandbox,
+        monitoring: services.monitoring,
         selected,
     })
 }

@@ -47,6 +47,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<web::Data<AppState>> 
         config: config.clone(),
         data_dir,
         cipher,
+        services: None,
     };
     let ext = registry::resolve(&ctx).await?;
     for (slot, name) in &ext.selected {

@@ -2,5 +2,8 @@
 //! each optional provider is named here behind its Cargo feature; that line is the only
 //! change a new provider needs outside its own crate.
 
+// The OSS conversation manager lives in its own crate (it needs the agent runtime).
+use openhands_standalone_manager as _;
+
 #[cfg(feature = "example-plugin")]
 use openhands_example_plugin as _;

@@ -22,6 +22,8 @@ pub struct TestServer {
     thread: Option<std::thread::JoinHandle<()>>,
     /// Kept so the directory lives as long as the server (and across restarts).
     data_dir: Arc<tempfile::TempDir>,
+    /// The scripted LLM of [`TestServer::store_default_settings`], kept alive with the server.
+    llm: std::sync::Mutex<Option<openhands_runtime::testing::ScriptedLlm>>,
 }
 
 /// A config for tests: fresh data dir, rate limit off, no web app directory.
@@ -104,6 +106,7 @@ impl TestServer {
             handle: Some(handle),
             thread: Some(thread),
             data_dir,
+            llm: std::sync::Mutex::new(None),
         })
     }
 
@@ -132,7 +135,10 @@ impl TestServer {
         self.stop().await;
         let config = self.config.clone();
         let data_dir = self.data_dir.clone();
-        Self::start(config, data_dir).await
+        let mut restarted = Self::start(config, data_dir).await;
+        restarted.llm =
+            std::sync::Mutex::new(self.llm.lock().unwrap_or_else(|p| p.into_inner()).take());
+        restarted
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
@@ -152,15 +158,22 @@ impl TestServer {
             .expect("POST request")
     }
 
-    /// Stores settings with an LLM key, so conversations can be created.
+    /// Stores settings with an LLM key, so conversations can be created. The LLM is a
+    /// scripted OpenAI-compatible server that answers every call with `finish`, so agents
+    /// started by these tests end at once without any network.
     pub async fn store_default_settings(&self) {
+        let llm = openhands_runtime::testing::ScriptedLlm::start(Vec::new())
+            .await
+            .expect("scripted LLM");
         let res = self
             .post_json(
                 "/api/settings",
-                &serde_json::json!({"llm_model": "openai/gpt-4o", "llm_api_key": "sk-test-key"}),
+                &serde_json::json!({"llm_model": "openai/gpt-4o", "llm_api_key": "sk-test-key",
+                                    "llm_base_url": llm.base_url()}),
             )
             .await;
         assert_eq!(res.status(), 200, "storing settings");
+        *self.llm.lock().unwrap_or_else(|p| p.into_inner()) = Some(llm);
     }
 }
 
@@ -177,4 +190,53 @@ impl Drop for TestServer {
 pub async fn json_body(res: reqwest::Response) -> serde_json::Value {
     let text = res.text().await.expect("response body");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+impl TestServer {
+    /// Every stored event of a conversation (through `/trajectory`).
+    pub async fn all_events(&self, conversation_id: &str) -> Vec<serde_json::Value> {
+        let res = self
+            .get(&format!("/api/conversations/{conversation_id}/trajectory"))
+            .await;
+        assert_eq!(res.status(), 200, "trajectory of {conversation_id}");
+        let body = json_body(res).await;
+        body["trajectory"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Polls until an `agent_state_changed` event with `state` is stored after event id
+    /// `after` (use -1 for any); panics with the events seen after `timeout`.
+    pub async fn wait_for_agent_state(
+        &self,
+        conversation_id: &str,
+        state: &str,
+        after: i64,
+        timeout: std::time::Duration,
+    ) -> Vec<serde_json::Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let events = self.all_events(conversation_id).await;
+            let reached = events.iter().any(|e| {
+                e["observation"] == "agent_state_changed"
+                    && e["extras"]["agent_state"] == state
+                    && e["id"].as_i64().unwrap_or(-1) > after
+            });
+            if reached {
+                return events;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("agent state `{state}` not reached; events: {events:#?}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The conversation's status as listed by the API.
+    pub async fn status_of(&self, conversation_id: &str) -> String {
+        let info = json_body(
+            self.get(&format!("/api/conversations/{conversation_id}"))
+                .await,
+        )
+        .await;
+        info["status"].as_str().unwrap_or_default().to_owned()
+    }
 }

@@ -1,8 +1,9 @@
 //! `/api/conversations`: create, list, get, rename, delete.
 //!
-//! Creating records the metadata and the first user message; starting the agent arrives
-//! with the agent runtime, so new conversations report `STOPPED` for now.
+//! Creating records the metadata and the first user message, then starts the agent, which
+//! answers that message.
 
+use crate::agent_control::start_agent;
 use crate::body::JsonBody;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -156,6 +157,10 @@ pub fn conversation_id_from(path: web::Path<String>) -> Result<String, ApiError>
     Ok(id)
 }
 
+fn manager_failure(err: openhands_core::extension::ManagerError) -> ApiError {
+    ApiError::internal(&err, json!({"status": "error", "message": err.to_string()}))
+}
+
 fn store_failure(err: StoreError) -> ApiError {
     ApiError::internal(
         &err,
@@ -257,6 +262,9 @@ pub async fn create_conversation(
     metadata.git_provider = request.git_provider;
     metadata.trigger = Some(trigger);
     metadata.llm_model = settings.llm_model;
+    metadata.conversation_instructions = request
+        .conversation_instructions
+        .filter(|i| !i.trim().is_empty());
     state
         .ext
         .conversation_store
@@ -287,11 +295,17 @@ pub async fn create_conversation(
         .ext
         .monitoring
         .on_create_conversation(&scope, &conversation_id);
+    let status = start_agent(&state, &scope, metadata).await.map_err(|e| {
+        ApiError::internal(
+            &e,
+            json!({"status": "error", "message": format!("Failed to start conversation: {e}"), "msg_id": "STATUS$ERROR"}),
+        )
+    })?;
     Ok(HttpResponse::Ok().json(ConversationResponse {
         status: "ok",
         conversation_id,
         message: None,
-        conversation_status: Some(ConversationStatus::Stopped),
+        conversation_status: Some(status),
     }))
 }
 
@@ -343,7 +357,7 @@ pub async fn list_conversations(
         .conversation_manager
         .statuses(scope, &ids)
         .await
-        .map_err(store_failure)?;
+        .map_err(manager_failure)?;
     let results = page
         .results
         .into_iter()
@@ -387,7 +401,7 @@ pub async fn get_conversation(
         .conversation_manager
         .statuses(scope, std::slice::from_ref(&id))
         .await
-        .map_err(store_failure)?
+        .map_err(manager_failure)?
         .remove(&id)
         .unwrap_or(ConversationStatus::Stopped);
     Ok(HttpResponse::Ok().json(ConversationInfo::from_metadata(meta, status)))
@@ -470,7 +484,13 @@ pub async fn delete_conversation(
         .conversation_manager
         .stop(scope, &id)
         .await
-        .map_err(store_failure)?;
+        .map_err(manager_failure)?;
+    state.ext.sandbox.remove(scope, &id).await.map_err(|e| {
+        ApiError::internal(
+            &e,
+            json!({"status": "error", "message": "Removing the workspace failed"}),
+        )
+    })?;
     state
         .ext
         .event_store

@@ -1,11 +1,14 @@
 //! The route handlers, one module per area, and [`configure`] which mounts them all.
 
+pub mod control;
 pub mod conversations;
 pub mod events;
+pub mod files;
 pub mod health;
 pub mod options;
 pub mod secrets;
 pub mod settings;
+pub mod socket;
 
 use actix_web::web;
 
@@ -17,5 +20,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     secrets::configure(cfg);
     conversations::configure(cfg);
     events::configure(cfg);
+    control::configure(cfg);
+    files::configure(cfg);
+    socket::configure(cfg);
     cfg.route("/openapi.json", web::get().to(crate::openapi::serve));
 }

@@ -1,15 +1,66 @@
 //! Running conversations.
 
-use crate::conversation::ConversationStatus;
-use crate::error::StoreError;
+use crate::conversation::{ConversationMetadata, ConversationStatus};
+use crate::event::Event;
 use crate::scope::UserScope;
+use crate::secrets::UserSecrets;
+use crate::settings::Settings;
 use async_trait::async_trait;
+use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Something watchers of a conversation receive live.
+#[derive(Debug, Clone)]
+pub enum LiveMessage {
+    /// A stored event.
+    Event(Arc<Event>),
+    /// A status notice in OpenHands' `status_update` shape, not stored.
+    Notice(Value),
+}
+
+/// The live feed of one conversation. A receiver that falls behind gets `Lagged`; the
+/// sender never waits for it.
+pub type LiveReceiver = tokio::sync::broadcast::Receiver<LiveMessage>;
+
+/// Input from the user to a running conversation.
+#[derive(Debug, Clone)]
+pub enum ConversationInput {
+    Message {
+        content: String,
+        image_urls: Vec<String>,
+    },
+    Confirm,
+    Reject,
+}
+
+/// Everything needed to start (or resume) a conversation's agent.
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    pub scope: UserScope,
+    pub metadata: ConversationMetadata,
+    pub settings: Settings,
+    pub secrets: UserSecrets,
+    /// Extra instructions for this conversation only.
+    pub conversation_instructions: Option<String>,
+}
+
+/// Why a manager call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    #[error("conversation {0} is not running")]
+    NotRunning(String),
+    #[error("conversation {0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Failed(String),
+}
 
 /// Owns the agent loops of running conversations.
 ///
-/// Guarantees: statuses reflect the truth at the time of the call; `stop` and `close` are
-/// idempotent; a conversation of one scope is never visible to another.
+/// Guarantees: statuses reflect the truth at the time of the call; `stop` is idempotent;
+/// a conversation of one scope is never visible to another; every event is stored before
+/// it is published to watchers.
 #[async_trait]
 pub trait ConversationManager: Send + Sync {
     /// The live status of each listed conversation that is not stopped. A conversation
@@ -18,7 +69,10 @@ pub trait ConversationManager: Send + Sync {
         &self,
         scope: &UserScope,
         conversation_ids: &[String],
-    ) -> Result<HashMap<String, ConversationStatus>, StoreError>;
+    ) -> Result<HashMap<String, ConversationStatus>, ManagerError>;
+
+    /// Starts the agent loop, or does nothing when it runs. Returns the status after.
+    async fn start(&self, request: StartRequest) -> Result<ConversationStatus, ManagerError>;
 
     /// Stops the conversation's agent loop. Returns its status before stopping, or `None`
     /// when it was not running.
@@ -26,7 +80,25 @@ pub trait ConversationManager: Send + Sync {
         &self,
         scope: &UserScope,
         conversation_id: &str,
-    ) -> Result<Option<ConversationStatus>, StoreError>;
+    ) -> Result<Option<ConversationStatus>, ManagerError>;
+
+    /// Delivers user input to a running conversation.
+    async fn send(
+        &self,
+        scope: &UserScope,
+        conversation_id: &str,
+        input: ConversationInput,
+    ) -> Result<(), ManagerError>;
+
+    /// Subscribes to the live feed (running or not: a later start publishes to it).
+    async fn subscribe(
+        &self,
+        scope: &UserScope,
+        conversation_id: &str,
+    ) -> Result<LiveReceiver, ManagerError>;
+
+    /// A watcher attached or detached (used for idle close).
+    fn watcher_count_changed(&self, conversation_id: &str, delta: i64);
 
     /// Stops everything at server shutdown.
     async fn shutdown(&self);

@@ -8,10 +8,14 @@ mod auth;
 mod manager;
 mod monitoring;
 mod rate_limit;
+mod sandbox;
 mod stores;
 
 pub use auth::{AuthError, AuthType, AuthenticatedUser, RequestHeaders, UserAuth};
-pub use manager::ConversationManager;
+pub use manager::{
+    ConversationInput, ConversationManager, LiveMessage, LiveReceiver, ManagerError, StartRequest,
+};
 pub use monitoring::MonitoringListener;
 pub use rate_limit::{RateDecision, RateLimiter};
+pub use sandbox::{PreparedSandbox, Sandbox, SandboxError, SandboxSpec};
 pub use stores::{ConversationStore, EventStore, SecretsStore, SettingsStore};

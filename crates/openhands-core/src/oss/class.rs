@@ -16,6 +16,7 @@ inventory::submit! {
             (Slot::ConversationManager, "oss.standalone"),
             (Slot::MonitoringListener, "oss.log"),
             (Slot::RateLimiter, "oss.memory"),
+            (Slot::Sandbox, "oss.process"),
         ],
     }
 }

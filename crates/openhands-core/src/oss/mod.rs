@@ -15,7 +15,7 @@ mod layout;
 mod local_auth;
 mod log_monitoring;
 mod memory_rate_limiter;
-mod standalone_manager;
+mod process_sandbox;
 
 pub use file_conversations::FileConversationStore;
 pub use file_events::FileEventStore;
@@ -24,4 +24,4 @@ pub use file_settings::FileSettingsStore;
 pub use local_auth::{LocalUserAuth, SESSION_API_KEY_HEADER};
 pub use log_monitoring::LogMonitoringListener;
 pub use memory_rate_limiter::MemoryRateLimiter;
-pub use standalone_manager::StandaloneConversationManager;
+pub use process_sandbox::{ProcessSandbox, clone_url};

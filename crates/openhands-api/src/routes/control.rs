@@ -1,0 +1,211 @@
+//! Driving a conversation: `/start`, `/stop`, `/message`, POST `/events`, `/trajectory`.
+
+use super::conversations::{ConversationResponse, conversation_id_from};
+use crate::agent_control::{
+    StartError, UserAction, deliver, manager_failure, parse_action, start_agent,
+};
+use crate::body::JsonBody;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::user::CurrentUser;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use openhands_core::conversation::{ConversationMetadata, ConversationStatus};
+use openhands_core::event::EventQuery;
+use openhands_core::secrets::ProviderType;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let base = "/api/conversations/{conversation_id}";
+    cfg.route(&format!("{base}/start"), web::post().to(start))
+        .route(&format!("{base}/stop"), web::post().to(stop))
+        .route(&format!("{base}/message"), web::post().to(message))
+        .route(&format!("{base}/events"), web::post().to(post_event))
+        .route(&format!("{base}/trajectory"), web::get().to(trajectory));
+}
+
+/// The user's conversation, or `Err(id)` when it does not exist.
+async fn owned(
+    state: &AppState,
+    user: &CurrentUser,
+    id: &str,
+) -> Result<Result<ConversationMetadata, ()>, ApiError> {
+    state
+        .ext
+        .conversation_store
+        .get(user.scope(), id)
+        .await
+        .map(|m| m.ok_or(()))
+        .map_err(|e| ApiError::internal(&e, json!({"status": "error", "conversation_id": id})))
+}
+
+/// `POST .../start` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct StartBody {
+    /// Used in SaaS mode to pick tokens; OSS uses the stored tokens.
+    #[serde(default)]
+    pub providers_set: Option<Vec<ProviderType>>,
+}
+
+/// Starts the agent (or reports it running).
+#[utoipa::path(post, path = "/api/conversations/{conversation_id}/start", tag = "conversations",
+    params(("conversation_id" = String, Path)), request_body = StartBody, responses(
+    (status = 200, body = ConversationResponse), (status = 404), (status = 500)))]
+pub async fn start(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    JsonBody(_body): JsonBody<StartBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = conversation_id_from(path)?;
+    let Ok(metadata) = owned(&state, &user, &id).await? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            json!({"status": "error", "conversation_id": id}),
+        ));
+    };
+    let status = start_agent(&state, user.scope(), metadata).await.map_err(|e| {
+        if !matches!(e, StartError::SettingsMissing) {
+            tracing::error!(conversation_id = %id, error = %e, "starting a conversation failed");
+        }
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"status": "error", "conversation_id": id, "message": format!("Failed to start conversation: {e}")}),
+        )
+    })?;
+    Ok(HttpResponse::Ok().json(ConversationResponse {
+        status: "ok",
+        conversation_id: id,
+        message: None,
+        conversation_status: Some(status),
+    }))
+}
+
+/// Stops the agent.
+#[utoipa::path(post, path = "/api/conversations/{conversation_id}/stop", tag = "conversations",
+    params(("conversation_id" = String, Path)), responses((status = 200, body = ConversationResponse), (status = 404)))]
+pub async fn stop(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = conversation_id_from(path)?;
+    if owned(&state, &user, &id).await?.is_err() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            json!({"status": "error", "conversation_id": id}),
+        ));
+    }
+    let before = state
+        .ext
+        .conversation_manager
+        .stop(user.scope(), &id)
+        .await
+        .map_err(manager_failure)?;
+    let (message, status) = match before {
+        Some(status) => ("Conversation stopped successfully", status),
+        None => ("Conversation was not running", ConversationStatus::Stopped),
+    };
+    Ok(HttpResponse::Ok().json(ConversationResponse {
+        status: "ok",
+        conversation_id: id,
+        message: Some(message.to_owned()),
+        conversation_status: Some(status),
+    }))
+}
+
+/// `POST .../message` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct MessageBody {
+    pub message: String,
+}
+
+/// Sends a user message; a stopped conversation is started to answer it.
+#[utoipa::path(post, path = "/api/conversations/{conversation_id}/message", tag = "conversations",
+    params(("conversation_id" = String, Path)), request_body = MessageBody, responses(
+    (status = 200, example = json!({"success": true})), (status = 404)))]
+pub async fn message(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    JsonBody(body): JsonBody<MessageBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = conversation_id_from(path)?;
+    let Ok(metadata) = owned(&state, &user, &id).await? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            json!({"success": false, "error": format!("Conversation {id} not found")}),
+        ));
+    };
+    let action = UserAction::Message {
+        content: body.message,
+        image_urls: Vec::new(),
+    };
+    deliver(&state, user.scope(), metadata, action).await?;
+    Ok(HttpResponse::Ok().json(json!({"success": true})))
+}
+
+/// Sends a client action (`message`, or `change_agent_state` to `user_confirmed`,
+/// `user_rejected` or `stopped`).
+#[utoipa::path(post, path = "/api/conversations/{conversation_id}/events", tag = "conversations",
+    params(("conversation_id" = String, Path)), request_body = Object, responses(
+    (status = 200, example = json!({"success": true})), (status = 400, description = "Unsupported action"), (status = 404)))]
+pub async fn post_event(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let id = conversation_id_from(path)?;
+    let Ok(metadata) = owned(&state, &user, &id).await? else {
+        return Err(ApiError::detail(
+            StatusCode::NOT_FOUND,
+            format!("Conversation {id} not found"),
+        ));
+    };
+    let action = parse_action(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            json!({"success": false, "error": e}),
+        )
+    })?;
+    deliver(&state, user.scope(), metadata, action).await?;
+    Ok(HttpResponse::Ok().json(json!({"success": true})))
+}
+
+/// Every stored event of the conversation.
+#[utoipa::path(get, path = "/api/conversations/{conversation_id}/trajectory", tag = "conversations",
+    params(("conversation_id" = String, Path)), responses((status = 200, body = Object), (status = 404)))]
+pub async fn trajectory(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = conversation_id_from(path)?;
+    if owned(&state, &user, &id).await?.is_err() {
+        return Err(ApiError::detail(
+            StatusCode::NOT_FOUND,
+            format!("Conversation {id} not found"),
+        ));
+    }
+    let query = EventQuery {
+        start_id: 0,
+        end_id: None,
+        reverse: false,
+        limit: usize::MAX,
+    };
+    let page = state
+        .ext
+        .event_store
+        .read(user.scope(), &id, query)
+        .await
+        .map_err(|e| {
+            ApiError::internal(
+                &e,
+                json!({"trajectory": null, "error": "Failed to read events"}),
+            )
+        })?;
+    Ok(HttpResponse::Ok().json(json!({"trajectory": page.events})))
+}

@@ -1,0 +1,244 @@
+//! Rebuilding the LLM conversation from stored events.
+//!
+//! The event log is the single source of truth: before every LLM call the agent rebuilds the
+//! messages from it, so a conversation restarted from storage continues exactly where it was.
+//!
+//! * user `message` actions → user messages (with their images);
+//! * agent `message` actions → assistant text;
+//! * events with `tool_call_metadata` → the assistant turn of their `model_response` (once
+//!   per response), and observations → the tool result of their call (found through the
+//!   metadata, or through `cause` → the action's call);
+//! * a tool call without a result (the loop stopped, the user rejected an earlier call of
+//!   the batch, or `finish`) gets a short placeholder result, because the API refuses
+//!   assistant tool calls that are not answered;
+//! * everything else (`agent_state_changed`, errors not tied to a call) is not sent.
+
+use crate::llm::{ChatMessage, ToolCall};
+use openhands_core::event::{Event, EventBody, EventSource};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+
+/// The LLM messages for `events`, after the system prompt.
+pub(crate) fn build_messages(system_prompt: &str, events: &[Event]) -> Vec<ChatMessage> {
+    let mut builder = Builder {
+        messages: vec![ChatMessage::system(system_prompt)],
+        ..Builder::default()
+    };
+    for event in events {
+        builder.add(event);
+    }
+    builder.flush();
+    builder.messages
+}
+
+/// Whether the last meaningful event is a user message nobody answered yet.
+pub(crate) fn awaits_reply(events: &[Event]) -> bool {
+    events
+        .iter()
+        .rev()
+        .find(|e| !is_state_change(e))
+        .is_some_and(|e| {
+            e.source == EventSource::User
+                && matches!(&e.body, EventBody::Action { action, .. } if action == "message")
+        })
+}
+
+/// The accumulated `(cost, prompt_tokens, completion_tokens)` of the last event carrying
+/// `llm_metrics`, so totals continue across restarts.
+pub(crate) fn last_metrics(events: &[Event]) -> (f64, u64, u64) {
+    events
+        .iter()
+        .rev()
+        .find_map(|e| e.extra.get("llm_metrics"))
+        .map_or((0.0, 0, 0), |m| {
+            let usage = &m["accumulated_token_usage"];
+            (
+                m["accumulated_cost"].as_f64().unwrap_or(0.0),
+                usage["prompt_tokens"].as_u64().unwrap_or(0),
+                usage["completion_tokens"].as_u64().unwrap_or(0),
+            )
+        })
+}
+
+fn is_state_change(event: &Event) -> bool {
+    matches!(&event.body, EventBody::Observation { observation, .. } if observation == "agent_state_changed")
+}
+
+#[derive(Default)]
+struct Builder {
+    messages: Vec<ChatMessage>,
+    seen_responses: HashSet<String>,
+    /// Calls of the last assistant turn still waiting for a result, in order.
+    open_calls: Vec<(String, String)>,
+    /// Tool call id of each action event.
+    action_calls: HashMap<u64, String>,
+}
+
+impl Builder {
+    fn add(&mut self, event: &Event) {
+        let metadata = event.extra.get("tool_call_metadata");
+        match &event.body {
+            EventBody::Action { action, args } => {
+                if action == "message" && metadata.is_none() {
+                    let content = args
+                        .get("content")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    self.flush();
+                    match event.source {
+                        EventSource::User => {
+                            let images: Vec<String> = args
+                                .get("image_urls")
+                                .and_then(Value::as_array)
+                                .map(|urls| {
+                                    urls.iter()
+                                        .filter_map(|u| u.as_str().map(str::to_owned))
+                                        .collect()
+                                })
+                                .unwrap_or_default();
+                            self.messages
+                                .push(ChatMessage::user_with_images(content, &images));
+                        }
+                        EventSource::Agent | EventSource::Environment => {
+                            self.messages
+                                .push(ChatMessage::assistant(Some(content.to_owned()), Vec::new()));
+                        }
+                    }
+                } else if let Some(metadata) = metadata {
+                    self.assistant_turn(metadata);
+                    if let Some(id) = metadata.get("tool_call_id").and_then(Value::as_str) {
+                        self.action_calls.insert(event.id, id.to_owned());
+                    }
+                }
+            }
+            EventBody::Observation {
+                observation,
+                content,
+                extras,
+            } => {
+                if let Some(metadata) = metadata {
+                    self.assistant_turn(metadata);
+                }
+                let call_id = metadata
+                    .and_then(|m| m.get("tool_call_id"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .or_else(|| event.cause.and_then(|c| self.action_calls.get(&c).cloned()));
+                if let Some(call_id) = call_id {
+                    self.answer(&call_id, tool_result_text(observation, content, extras));
+                }
+            }
+        }
+    }
+
+    /// Adds the assistant turn of `metadata.model_response` unless it is there already.
+    fn assistant_turn(&mut self, metadata: &Value) {
+        let response = &metadata["model_response"];
+        let message = &response["choices"][0]["message"];
+        let calls: Vec<ToolCall> = message["tool_calls"]
+            .as_array()
+            .map(|calls| calls.iter().filter_map(ToolCall::from_wire).collect())
+            .unwrap_or_default();
+        let key = response["id"]
+            .as_str()
+            .map(str::to_owned)
+            .or_else(|| calls.first().map(|c| c.id.clone()))
+            .unwrap_or_default();
+        if calls.is_empty() || !self.seen_responses.insert(key) {
+            return;
+        }
+        self.flush();
+        self.open_calls = calls
+            .iter()
+            .map(|c| (c.id.clone(), c.name.clone()))
+            .collect();
+        let content = message["content"]
+            .as_str()
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned);
+        self.messages.push(ChatMessage::assistant(content, calls));
+    }
+
+    fn answer(&mut self, call_id: &str, text: String) {
+        if let Some(pos) = self.open_calls.iter().position(|(id, _)| id == call_id) {
+            self.open_calls.remove(pos);
+            self.messages.push(ChatMessage::tool_result(call_id, text));
+        }
+    }
+
+    /// Answers the calls of the last assistant turn that got no result.
+    fn flush(&mut self) {
+        for (id, name) in std::mem::take(&mut self.open_calls) {
+            let text = if name == crate::tools::FINISH_TOOL {
+                "The task was marked as finished."
+            } else {
+                "No result: this action was not executed."
+            };
+            self.messages.push(ChatMessage::tool_result(id, text));
+        }
+    }
+}
+
+/// What the model reads as the result of a call.
+fn tool_result_text(kind: &str, content: &str, extras: &serde_json::Map<String, Value>) -> String {
+    if kind == "run" {
+        let metadata = &extras.get("metadata").cloned().unwrap_or_default();
+        let code = metadata["exit_code"].as_i64().unwrap_or(-1);
+        let dir = metadata["working_dir"].as_str().unwrap_or_default();
+        return format!(
+            "{content}\n[Command finished with exit code {code}; working directory: {dir}]"
+        );
+    }
+    if kind == "error" {
+        return format!("ERROR: {content}");
+    }
+    content.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openhands_core::event::NewEvent;
+    use serde_json::json;
+
+    fn stored(new: NewEvent, id: u64) -> Event {
+        Event::from_new(new, id, "t".into())
+    }
+
+    #[test]
+    fn unanswered_calls_get_placeholders_before_the_next_user_message() {
+        let metadata = json!({"tool_call_id": "a", "function_name": "execute_bash",
+            "model_response": {"id": "r1", "choices": [{"message": {"content": "plan",
+              "tool_calls": [
+                {"id": "a", "type": "function", "function": {"name": "execute_bash", "arguments": "{\"command\":\"ls\"}"}},
+                {"id": "b", "type": "function", "function": {"name": "finish", "arguments": "{}"}}]}}]}});
+        let mut action = NewEvent::user_message("x", vec![]);
+        action.source = EventSource::Agent;
+        action.body = EventBody::Action {
+            action: "run".into(),
+            args: serde_json::Map::new(),
+        };
+        action.extra.insert("tool_call_metadata".into(), metadata);
+        let events = vec![
+            stored(NewEvent::user_message("hello", vec![]), 0),
+            stored(action.clone(), 1),
+            stored(action, 2), // re-emitted after confirmation: same turn
+            stored(NewEvent::user_message("next", vec![]), 3),
+        ];
+        let msgs = build_messages("sys", &events);
+        assert_eq!(msgs.len(), 6, "{msgs:#?}");
+        assert!(
+            matches!(&msgs[2], ChatMessage::Assistant { content: Some(c), tool_calls } if c == "plan" && tool_calls.len() == 2)
+        );
+        assert_eq!(
+            msgs[3],
+            ChatMessage::tool_result("a", "No result: this action was not executed.")
+        );
+        assert_eq!(
+            msgs[4],
+            ChatMessage::tool_result("b", "The task was marked as finished.")
+        );
+        assert_eq!(msgs[5], ChatMessage::user("next"));
+        assert!(awaits_reply(&events));
+    }
+}

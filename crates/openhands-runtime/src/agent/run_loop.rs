@@ -1,0 +1,478 @@
+//! The loop itself: LLM call → actions → observations, with confirmation, limits and stop.
+//!
+//! Iterations are counted as LLM calls since the last user message; a new message resets the
+//! count. Budget is the conversation's accumulated cost (continued from the `llm_metrics` of
+//! stored events); a new message after the budget was hit extends the limit by
+//! `max_budget_per_task`, as OpenHands does.
+
+use super::actions::{self, Action};
+use super::events::{self, BAD_ACTION, CallContext};
+use super::history;
+use super::prompt::system_prompt;
+use super::{AgentConfig, AgentInput, AgentIo, AgentOutcome};
+use crate::llm::ToolSpec;
+use crate::llm::{ChatResponse, LlmClient, LlmError, ToolCall, cost_usd};
+use crate::tools::bash::BashSession;
+use crate::tools::editor::FileEditor;
+use crate::tools::{ToolError, tool_specs};
+use openhands_core::event::{Event, NewEvent};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::mpsc::Receiver;
+
+const RUNNING: &str = "running";
+const AWAITING_INPUT: &str = "awaiting_user_input";
+const AWAITING_CONFIRMATION: &str = "awaiting_user_confirmation";
+const FINISHED: &str = "finished";
+const STOPPED: &str = "stopped";
+const ERROR: &str = "error";
+
+/// Why the loop ends early.
+enum Exit {
+    Stopped,
+    /// The input channel closed while the agent waited.
+    Closed,
+    /// An event could not be stored.
+    Fatal(String),
+}
+
+type Step<T> = Result<T, Exit>;
+
+/// The input channel plus inputs that arrived while the agent was busy.
+struct Inputs {
+    rx: Receiver<AgentInput>,
+    queued: VecDeque<AgentInput>,
+    closed: bool,
+}
+
+impl Inputs {
+    async fn next(&mut self) -> Option<AgentInput> {
+        if let Some(input) = self.queued.pop_front() {
+            return Some(input);
+        }
+        if self.closed {
+            return None;
+        }
+        let input = self.rx.recv().await;
+        self.closed = input.is_none();
+        input
+    }
+
+    /// Drives `work` to completion unless a `Stop` arrives first (then `None`); other inputs
+    /// are queued for later.
+    async fn unless_stopped<F: Future>(&mut self, work: F) -> Option<F::Output> {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                out = &mut work => return Some(out),
+                input = self.rx.recv(), if !self.closed => match input {
+                    Some(AgentInput::Stop) => return None,
+                    Some(other) => self.queued.push_back(other),
+                    None => self.closed = true,
+                },
+            }
+        }
+    }
+}
+
+/// What the user decided about an action awaiting confirmation.
+enum Decision {
+    Confirmed,
+    Rejected,
+    /// Rejected by sending a new message (already recorded).
+    NewMessage,
+}
+
+pub(crate) struct Agent {
+    config: AgentConfig,
+    io: Arc<dyn AgentIo>,
+    inputs: Inputs,
+    events: Vec<Event>,
+    system_prompt: String,
+    tools: Vec<ToolSpec>,
+    /// Built on the first call and reused (it holds the connection pool).
+    llm: Option<LlmClient>,
+    bash: Option<BashSession>,
+    editor: FileEditor,
+    state: Option<&'static str>,
+    last_error: String,
+    iterations: u32,
+    cost: f64,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    budget_limit: Option<f64>,
+}
+
+impl Agent {
+    pub fn new(
+        config: AgentConfig,
+        history: Vec<Event>,
+        io: Arc<dyn AgentIo>,
+        rx: Receiver<AgentInput>,
+    ) -> Self {
+        let (cost, prompt_tokens, completion_tokens) = history::last_metrics(&history);
+        let budget_limit = config
+            .max_budget_per_task
+            .filter(|b| *b > 0.0)
+            .map(|b| if cost >= b { cost + b } else { b });
+        Self {
+            system_prompt: system_prompt(&config),
+            tools: tool_specs(),
+            editor: FileEditor::new(config.workspace_dir.clone()),
+            config,
+            io,
+            inputs: Inputs {
+                rx,
+                queued: VecDeque::new(),
+                closed: false,
+            },
+            events: history,
+            llm: None,
+            bash: None,
+            state: None,
+            last_error: String::new(),
+            iterations: 0,
+            cost,
+            prompt_tokens,
+            completion_tokens,
+            budget_limit,
+        }
+    }
+
+    pub async fn run(mut self) -> AgentOutcome {
+        let result = self.main().await;
+        if let Some(bash) = self.bash.take() {
+            bash.close().await;
+        }
+        match result {
+            Ok(()) | Err(Exit::Closed) => match self.state {
+                Some(FINISHED) => AgentOutcome::Finished,
+                Some(ERROR) => AgentOutcome::Error(self.last_error.clone()),
+                _ => AgentOutcome::AwaitingInput,
+            },
+            Err(Exit::Stopped) => {
+                if let Err(Exit::Fatal(e)) = self.set_state(STOPPED, "").await {
+                    return AgentOutcome::Error(e);
+                }
+                AgentOutcome::Stopped
+            }
+            Err(Exit::Fatal(e)) => {
+                tracing::error!(error = %e, "agent loop ended: an event could not be stored");
+                AgentOutcome::Error(e)
+            }
+        }
+    }
+
+    async fn main(&mut self) -> Step<()> {
+        let mut call_llm = history::awaits_reply(&self.events);
+        loop {
+            if call_llm {
+                call_llm = self.step().await?;
+                continue;
+            }
+            match self.inputs.next().await {
+                None => return Ok(()),
+                Some(AgentInput::Stop) => return Err(Exit::Stopped),
+                Some(AgentInput::UserMessage {
+                    content,
+                    image_urls,
+                }) => {
+                    self.user_message(&content, image_urls).await?;
+                    call_llm = true;
+                }
+                Some(AgentInput::Confirm | AgentInput::Reject) => {
+                    tracing::debug!("confirmation received with no action awaiting it; ignored");
+                }
+            }
+        }
+    }
+
+    async fn emit(&mut self, event: NewEvent) -> Step<Event> {
+        let stored = self
+            .io
+            .emit(event)
+            .await
+            .map_err(|e| Exit::Fatal(format!("storing an agent event failed: {e}")))?;
+        self.events.push(stored.clone());
+        Ok(stored)
+    }
+
+    async fn set_state(&mut self, state: &'static str, reason: &str) -> Step<()> {
+        if self.state == Some(state) && reason.is_empty() {
+            return Ok(());
+        }
+        self.state = Some(state);
+        self.emit(events::state_changed(state, reason))
+            .await
+            .map(drop)
+    }
+
+    async fn user_message(&mut self, content: &str, image_urls: Vec<String>) -> Step<()> {
+        self.emit(NewEvent::user_message(content, image_urls))
+            .await?;
+        self.iterations = 0;
+        if let (Some(limit), Some(step)) = (self.budget_limit, self.config.max_budget_per_task)
+            && self.cost >= limit
+        {
+            self.budget_limit = Some(self.cost + step);
+        }
+        Ok(())
+    }
+
+    /// Reports an error to the user and waits for them.
+    async fn fail(&mut self, content: &str, error_id: &str) -> Step<bool> {
+        self.emit(events::error_observation(content, error_id, None, None))
+            .await?;
+        self.last_error = content.to_owned();
+        self.set_state(ERROR, content).await?;
+        Ok(false)
+    }
+
+    fn metrics(&self) -> serde_json::Value {
+        events::llm_metrics(
+            &self.config.llm.model,
+            self.cost,
+            self.prompt_tokens,
+            self.completion_tokens,
+        )
+    }
+
+    /// One LLM call and its actions; returns whether to call the LLM again right away.
+    async fn step(&mut self) -> Step<bool> {
+        let max = self.config.effective_max_iterations();
+        if self.iterations >= max {
+            let text = format!(
+                "Agent reached maximum iteration limit: {max} LLM calls since the last user message. Send a message to continue."
+            );
+            return self.fail(&text, "AGENT_ERROR$MAX_ITERATIONS").await;
+        }
+        if let Some(limit) = self.budget_limit.filter(|l| self.cost >= *l) {
+            let text = format!(
+                "Agent reached maximum budget for conversation: ${:.4} spent, limit ${limit:.4}. Send a message to continue.",
+                self.cost
+            );
+            return self.fail(&text, "AGENT_ERROR$BUDGET_EXCEEDED").await;
+        }
+        self.set_state(RUNNING, "").await?;
+        let response = match self.call_llm().await? {
+            Ok(response) => response,
+            Err(e) => {
+                let id = match e {
+                    LlmError::Authentication { .. } => "STATUS$ERROR_LLM_AUTHENTICATION",
+                    LlmError::RetriesExhausted { .. } => "STATUS$ERROR_LLM_SERVICE_UNAVAILABLE",
+                    _ => "AGENT_ERROR$LLM_ERROR",
+                };
+                return self.fail(&format!("LLM call failed: {e}"), id).await;
+            }
+        };
+        self.iterations += 1;
+        self.account(&response).await;
+        let message = response.message;
+        if message.tool_calls.is_empty() {
+            let text = message.content.unwrap_or_default();
+            self.emit(events::agent_message(&text, true, self.metrics()))
+                .await?;
+            self.set_state(AWAITING_INPUT, "").await?;
+            return Ok(false);
+        }
+        let response_id = response
+            .response_id
+            .unwrap_or_else(|| format!("local-{}", message.tool_calls[0].id));
+        for (index, call) in message.tool_calls.iter().enumerate() {
+            let thought = if index == 0 {
+                message.content.clone().unwrap_or_default()
+            } else {
+                String::new()
+            };
+            let ctx = CallContext::new(&response_id, &message, call, self.metrics());
+            if !self.handle_call(call, &thought, &ctx).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The LLM call, interruptible by `Stop`. The outer error ends the loop.
+    async fn call_llm(&mut self) -> Step<Result<ChatResponse, LlmError>> {
+        if self.llm.is_none() {
+            match LlmClient::new(self.config.llm.clone()) {
+                Ok(client) => self.llm = Some(client),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        let Some(client) = self.llm.as_ref() else {
+            return Ok(Err(LlmError::InvalidConfig("no LLM client".into())));
+        };
+        let messages = history::build_messages(&self.system_prompt, &self.events);
+        let call = client.complete(&messages, &self.tools);
+        self.inputs.unless_stopped(call).await.ok_or(Exit::Stopped)
+    }
+
+    async fn account(&mut self, response: &ChatResponse) {
+        let usage = response.usage;
+        let model = &self.config.llm.model;
+        let cost = cost_usd(model, &usage);
+        self.cost += cost;
+        self.prompt_tokens += usage.prompt_tokens;
+        self.completion_tokens += usage.completion_tokens;
+        self.io
+            .record_usage(model, usage.prompt_tokens, usage.completion_tokens, cost)
+            .await;
+    }
+
+    /// Handles one tool call; returns whether to go on with the response's other calls.
+    async fn handle_call(
+        &mut self,
+        call: &ToolCall,
+        thought: &str,
+        ctx: &CallContext,
+    ) -> Step<bool> {
+        let action = match actions::parse(call) {
+            Ok(action) => action,
+            Err(reason) => {
+                let text = format!("Invalid tool call `{}`: {reason}", call.name);
+                self.emit(events::error_observation(
+                    &text,
+                    BAD_ACTION,
+                    None,
+                    Some(ctx),
+                ))
+                .await?;
+                return Ok(true);
+            }
+        };
+        match action {
+            Action::Think { thought } => {
+                let stored = self.emit(events::think_action(&thought, ctx)).await?;
+                self.emit(events::think_observation(stored.id, ctx)).await?;
+                Ok(true)
+            }
+            Action::Finish { message } => {
+                self.emit(events::finish_action(&message, thought, ctx))
+                    .await?;
+                self.set_state(FINISHED, "").await?;
+                Ok(false)
+            }
+            Action::Run { command, timeout } => {
+                let build = |state: &str| events::run_action(&command, thought, state, ctx);
+                let Some(cause) = self.confirm(build).await? else {
+                    return Ok(false);
+                };
+                let timeout = timeout.unwrap_or(self.config.command_timeout);
+                let result = self.run_command(&command, timeout).await?;
+                match result {
+                    Ok(out) => {
+                        self.emit(events::run_observation(cause, &command, &out, ctx))
+                            .await?
+                    }
+                    Err(e) => self.tool_error(cause, &e, ctx).await?,
+                };
+                Ok(true)
+            }
+            Action::Edit(cmd) => {
+                let build = |state: &str| events::editor_action(&cmd, thought, state, ctx);
+                let Some(cause) = self.confirm(build).await? else {
+                    return Ok(false);
+                };
+                match self.editor.execute(cmd.clone()).await {
+                    Ok(out) => {
+                        self.emit(events::editor_observation(cause, &cmd, &out, ctx))
+                            .await?
+                    }
+                    Err(e) => self.tool_error(cause, &e, ctx).await?,
+                };
+                Ok(true)
+            }
+        }
+    }
+
+    async fn tool_error(
+        &mut self,
+        cause: u64,
+        error: &ToolError,
+        ctx: &CallContext,
+    ) -> Step<Event> {
+        self.emit(events::error_observation(
+            &error.to_string(),
+            "",
+            Some(cause),
+            Some(ctx),
+        ))
+        .await
+    }
+
+    /// Emits the action, asking for confirmation first in confirmation mode. Returns the id
+    /// of the action to execute, or `None` when the user rejected it.
+    async fn confirm(&mut self, build: impl Fn(&str) -> NewEvent) -> Step<Option<u64>> {
+        if !self.config.confirmation_mode {
+            return Ok(Some(self.emit(build("confirmed")).await?.id));
+        }
+        self.emit(build("awaiting_confirmation")).await?;
+        self.set_state(AWAITING_CONFIRMATION, "").await?;
+        let decision = match self.inputs.next().await {
+            None => return Err(Exit::Closed),
+            Some(AgentInput::Stop) => return Err(Exit::Stopped),
+            Some(AgentInput::Confirm) => Decision::Confirmed,
+            Some(AgentInput::Reject) => Decision::Rejected,
+            Some(message @ AgentInput::UserMessage { .. }) => {
+                // Put the message back: it is recorded after the rejection.
+                self.inputs.queued.push_front(message);
+                Decision::NewMessage
+            }
+        };
+        match decision {
+            Decision::Confirmed => {
+                let stored = self.emit(build("confirmed")).await?;
+                self.set_state(RUNNING, "").await?;
+                Ok(Some(stored.id))
+            }
+            Decision::Rejected | Decision::NewMessage => {
+                let stored = self.emit(build("rejected")).await?;
+                let ctx_event = events::user_rejected(stored.id, &self.context_of(&stored));
+                self.emit(ctx_event).await?;
+                self.set_state(AWAITING_INPUT, "").await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The call context recorded on a stored action.
+    fn context_of(&self, event: &Event) -> CallContext {
+        CallContext {
+            tool_call_metadata: event
+                .extra
+                .get("tool_call_metadata")
+                .cloned()
+                .unwrap_or_default(),
+            llm_metrics: self.metrics(),
+        }
+    }
+
+    /// Runs a command in the (lazily started) shell; a `Stop` interrupts it.
+    async fn run_command(
+        &mut self,
+        command: &str,
+        timeout: std::time::Duration,
+    ) -> Step<Result<crate::tools::bash::CommandOutput, ToolError>> {
+        if self.bash.is_none() {
+            match BashSession::start(&self.config.workspace_dir, self.config.env.clone()).await {
+                Ok(bash) => self.bash = Some(bash),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        let Some(bash) = self.bash.as_mut() else {
+            return Ok(Err(ToolError::Shell {
+                doing: "starting".into(),
+                reason: "no shell".into(),
+            }));
+        };
+        match self.inputs.unless_stopped(bash.run(command, timeout)).await {
+            Some(result) => Ok(result),
+            None => {
+                bash.interrupt().await;
+                Err(Exit::Stopped)
+            }
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! The chat-completions call with its retry policy.
+//!
+//! Retried: HTTP 429, 5xx and transport failures (connect, timeout, broken body), with
+//! exponential backoff from `initial_backoff` plus up to 25 % jitter, or the server's
+//! `Retry-After` (seconds, capped at 60 s) when it sends one. Not retried: other 4xx — 401/403
+//! become [`LlmError::Authentication`], 400 [`LlmError::BadRequest`]. Bodies put into errors are
+//! cut to an excerpt and have the API key replaced by `[REDACTED]`.
+
+use super::config::LlmConfig;
+use super::error::LlmError;
+use super::wire::{ChatMessage, ChatResponse, ToolSpec, parse_response, request_body};
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER};
+use std::time::Duration;
+
+/// Longest `Retry-After` we honour.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Longest body excerpt kept in an error.
+const BODY_EXCERPT_CHARS: usize = 500;
+
+/// A client for one model on one endpoint.
+#[derive(Debug, Clone)]
+pub struct LlmClient {
+    config: LlmConfig,
+    endpoint: String,
+    http: reqwest::Client,
+}
+
+/// Outcome of one attempt.
+enum Attempt {
+    Done(Box<ChatResponse>),
+    Retry {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl LlmClient {
+    /// Builds a client; fails on an empty model id or an HTTP client that cannot be built.
+    pub fn new(config: LlmConfig) -> Result<Self, LlmError> {
+        if config.model.trim().is_empty() {
+            return Err(LlmError::InvalidConfig("the model id is empty".into()));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .build()
+            .map_err(|e| LlmError::InvalidConfig(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            endpoint: config.endpoint(),
+            config,
+            http,
+        })
+    }
+
+    /// The configuration this client was built with.
+    pub fn config(&self) -> &LlmConfig {
+        &self.config
+    }
+
+    /// Sends `messages` with `tools` and returns the first choice, retrying as the module
+    /// docs describe.
+    pub async fn complete(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[ToolSpec],
+    ) -> Result<ChatResponse, LlmError> {
+        let body = request_body(self.config.wire_model(), messages, tools);
+        let mut attempt: u32 = 0;
+        loop {
+            match self.attempt(&body).await? {
+                Attempt::Done(response) => return Ok(*response),
+                Attempt::Retry {
+                    reason,
+                    retry_after,
+                } => {
+                    if attempt >= self.config.max_retries {
+                        return Err(LlmError::RetriesExhausted {
+                            url: self.endpoint.clone(),
+                            attempts: attempt + 1,
+                            last: reason,
+                        });
+                    }
+                    let wait = retry_after.unwrap_or_else(|| self.backoff(attempt));
+                    tracing::warn!(
+                        model = %self.config.model,
+                        attempt = attempt + 1,
+                        wait_ms = wait.as_millis() as u64,
+                        %reason,
+                        "LLM call failed, retrying"
+                    );
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self, body: &serde_json::Value) -> Result<Attempt, LlmError> {
+        let mut request = self.http.post(&self.endpoint).json(body);
+        if let Some(key) = self.config.api_key.as_ref().filter(|k| !k.is_blank()) {
+            request = request.header(AUTHORIZATION, format!("Bearer {}", key.expose()));
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) if e.is_builder() => {
+                return Err(LlmError::InvalidConfig(self.redact(&format!(
+                    "request to {} cannot be built: {e}",
+                    self.endpoint
+                ))));
+            }
+            Err(e) => {
+                return Ok(Attempt::Retry {
+                    reason: self.redact(&transport_error(&e)),
+                    retry_after: None,
+                });
+            }
+        };
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let text = match response.text().await {
+            Ok(text) => text,
+            Err(e) => {
+                return Ok(Attempt::Retry {
+                    reason: self.redact(&transport_error(&e)),
+                    retry_after: None,
+                });
+            }
+        };
+        if status.is_success() {
+            return parse_response(&text)
+                .map(|r| Attempt::Done(Box::new(r)))
+                .map_err(|reason| LlmError::Decode {
+                    url: self.endpoint.clone(),
+                    reason: self.redact(&reason),
+                });
+        }
+        let excerpt = self.redact(&excerpt(&text));
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            return Ok(Attempt::Retry {
+                reason: format!("HTTP {}: {excerpt}", status.as_u16()),
+                retry_after,
+            });
+        }
+        Err(match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => LlmError::Authentication {
+                model: self.config.model.clone(),
+                status: status.as_u16(),
+                body: excerpt,
+            },
+            StatusCode::BAD_REQUEST => LlmError::BadRequest(excerpt),
+            _ => LlmError::Http {
+                url: self.endpoint.clone(),
+                status: status.as_u16(),
+                body: excerpt,
+            },
+        })
+    }
+
+    /// `initial_backoff * 2^attempt` plus up to 25 % jitter, capped at [`MAX_RETRY_AFTER`].
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = self
+            .config
+            .initial_backoff
+            .saturating_mul(2u32.saturating_pow(attempt.min(16)))
+            .min(MAX_RETRY_AFTER);
+        base + base.mul_f64(jitter_fraction() * 0.25)
+    }
+
+    /// Replaces the API key, wherever it appears, with `[REDACTED]`.
+    fn redact(&self, text: &str) -> String {
+        match self.config.api_key.as_ref().filter(|k| !k.is_blank()) {
+            Some(key) => text.replace(key.expose(), "[REDACTED]"),
+            None => text.to_owned(),
+        }
+    }
+}
+
+/// `Retry-After` in seconds, capped; HTTP-date values are ignored (backoff applies).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let secs: f64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs).min(MAX_RETRY_AFTER))
+}
+
+/// A transport error with its cause chain (reqwest's top-level message is terse).
+fn transport_error(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn excerpt(body: &str) -> String {
+    let body = body.trim();
+    if body.chars().count() <= BODY_EXCERPT_CHARS {
+        return body.to_owned();
+    }
+    let cut: String = body.chars().take(BODY_EXCERPT_CHARS).collect();
+    format!("{cut}...")
+}
+
+/// A number in `[0, 1)` that varies between calls; good enough for jitter.
+fn jitter_fraction() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos % 1000) / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn retry_after_is_parsed_and_capped() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("3600"));
+        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let client = LlmClient::new(LlmConfig {
+            initial_backoff: Duration::from_millis(100),
+            ..LlmConfig::new("gpt-4o")
+        })
+        .expect("client");
+        let first = client.backoff(0);
+        let third = client.backoff(2);
+        assert!(first >= Duration::from_millis(100) && first <= Duration::from_millis(125));
+        assert!(third >= Duration::from_millis(400) && third <= Duration::from_millis(500));
+        assert!(client.backoff(30) <= MAX_RETRY_AFTER + MAX_RETRY_AFTER / 4);
+    }
+
+    #[test]
+    fn empty_model_is_refused() {
+        assert!(matches!(
+            LlmClient::new(LlmConfig::new(" ")),
+            Err(LlmError::InvalidConfig(_))
+        ));
+    }
+}

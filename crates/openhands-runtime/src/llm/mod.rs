@@ -1,0 +1,19 @@
+//! An OpenAI-compatible chat-completions client with tool calling.
+//!
+//! The wire types are written by hand (the format is small and stable), so that we control
+//! exactly what is sent and ignore whatever extra fields a provider adds to its answers.
+
+mod client;
+mod config;
+mod cost;
+mod error;
+mod wire;
+
+pub use client::LlmClient;
+pub use config::LlmConfig;
+pub use cost::cost_usd;
+pub use error::LlmError;
+pub use wire::{
+    AssistantMessage, ChatMessage, ChatResponse, ContentPart, ImageUrl, MessageContent, ToolCall,
+    ToolSpec, Usage,
+};

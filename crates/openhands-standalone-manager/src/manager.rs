@@ -1,0 +1,336 @@
+//! The [`ConversationManager`] implementation.
+
+use crate::io::ConversationIo;
+use crate::runner::{Task, TaskEnd, TaskInput, ended_notice, secret_values};
+use async_trait::async_trait;
+use openhands_core::config::Config;
+use openhands_core::conversation::ConversationStatus;
+use openhands_core::extension::{
+    ConversationInput, ConversationManager, LiveMessage, LiveReceiver, ManagerError, StartRequest,
+};
+use openhands_core::registry::Services;
+use openhands_core::scope::UserScope;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc};
+
+/// Messages buffered per watcher before it counts as too slow.
+const LIVE_BUFFER: usize = 4096;
+/// How long a stopping agent may take before its task is aborted.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+struct Running {
+    scope: UserScope,
+    status: ConversationStatus,
+    inputs: mpsc::Sender<TaskInput>,
+    last_active: Arc<Mutex<Instant>>,
+    task: tokio::task::JoinHandle<()>,
+    /// Distinguishes this run from a later one of the same conversation.
+    generation: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    running: HashMap<String, Running>,
+    live: HashMap<String, broadcast::Sender<LiveMessage>>,
+    watchers: HashMap<String, i64>,
+    next_generation: u64,
+}
+
+impl Inner {
+    fn live_sender(&mut self, conversation_id: &str) -> broadcast::Sender<LiveMessage> {
+        self.live
+            .entry(conversation_id.to_owned())
+            .or_insert_with(|| broadcast::channel(LIVE_BUFFER).0)
+            .clone()
+    }
+}
+
+/// Runs agent loops as tasks of this process.
+pub struct StandaloneConversationManager {
+    config: Arc<Config>,
+    services: Services,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl StandaloneConversationManager {
+    pub fn new(config: Arc<Config>, services: Services) -> Self {
+        Self {
+            config,
+            services,
+            inner: Arc::new(Mutex::new(Inner::default())),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts the background task that closes idle, unwatched conversations.
+    pub fn spawn_idle_sweeper(&self) {
+        let close_delay = Duration::from_secs(self.config.sandbox.close_delay);
+        if close_delay.is_zero() {
+            return;
+        }
+        let period = (close_delay / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        let inner: Weak<Mutex<Inner>> = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                let Some(inner) = inner.upgrade() else { return };
+                let idle: Vec<(String, mpsc::Sender<TaskInput>)> = {
+                    let guard = inner.lock().unwrap_or_else(|p| p.into_inner());
+                    guard
+                        .running
+                        .iter()
+                        .filter(|(id, run)| {
+                            let watched = guard.watchers.get(*id).copied().unwrap_or(0) > 0;
+                            let last = *run.last_active.lock().unwrap_or_else(|p| p.into_inner());
+                            !watched && last.elapsed() >= close_delay
+                        })
+                        .map(|(id, run)| (id.clone(), run.inputs.clone()))
+                        .collect()
+                };
+                for (id, inputs) in idle {
+                    tracing::info!(conversation_id = %id, "closing idle conversation");
+                    let _ = inputs.send(TaskInput::Stop).await;
+                }
+            }
+        });
+    }
+
+    /// The least recently active running conversation of `scope`, when at the limit.
+    fn eviction_candidate(&self, scope: &UserScope) -> Option<String> {
+        let inner = self.lock();
+        let mine: Vec<(&String, &Running)> = inner
+            .running
+            .iter()
+            .filter(|(_, r)| &r.scope == scope)
+            .collect();
+        let limit = self.config.max_concurrent_conversations.max(1) as usize;
+        if mine.len() < limit {
+            return None;
+        }
+        mine.into_iter()
+            .min_by_key(|(_, r)| *r.last_active.lock().unwrap_or_else(|p| p.into_inner()))
+            .map(|(id, _)| id.clone())
+    }
+}
+
+#[async_trait]
+impl ConversationManager for StandaloneConversationManager {
+    async fn statuses(
+        &self,
+        scope: &UserScope,
+        conversation_ids: &[String],
+    ) -> Result<HashMap<String, ConversationStatus>, ManagerError> {
+        let inner = self.lock();
+        Ok(conversation_ids
+            .iter()
+            .filter_map(|id| {
+                inner
+                    .running
+                    .get(id)
+                    .filter(|r| &r.scope == scope)
+                    .map(|r| (id.clone(), r.status))
+            })
+            .collect())
+    }
+
+    async fn start(&self, request: StartRequest) -> Result<ConversationStatus, ManagerError> {
+        let id = request.metadata.conversation_id.clone();
+        {
+            let mut inner = self.lock();
+            match inner.running.get(&id).map(|r| r.status) {
+                // A failed run has ended; starting again replaces it.
+                Some(ConversationStatus::Error) => {
+                    inner.running.remove(&id);
+                }
+                Some(status) => return Ok(status),
+                None => {}
+            }
+        }
+        if let Some(evicted) = self.eviction_candidate(&request.scope) {
+            let notice = json!({
+                "status_update": true, "type": "error", "id": "AGENT_ERROR$TOO_MANY_CONVERSATIONS",
+                "message": format!(
+                    "Too many conversations at once. This one was stopped to start another; at most {} run at the same time.",
+                    self.config.max_concurrent_conversations
+                ),
+            });
+            let _ = self
+                .lock()
+                .live_sender(&evicted)
+                .send(LiveMessage::Notice(notice));
+            self.stop(&request.scope, &evicted).await?;
+        }
+        let (tx, rx) = mpsc::channel(64);
+        let last_active = Arc::new(Mutex::new(Instant::now()));
+        let mut inner = self.lock();
+        if let Some(status) = inner.running.get(&id).map(|r| r.status) {
+            return Ok(status);
+        }
+        let live = inner.live_sender(&id);
+        inner.next_generation += 1;
+        let generation = inner.next_generation;
+        let io = Arc::new(ConversationIo {
+            scope: request.scope.clone(),
+            conversation_id: id.clone(),
+            secrets: secret_values(&request),
+            event_store: self.services.event_store.clone(),
+            conversation_store: self.services.conversation_store.clone(),
+            monitoring: self.services.monitoring.clone(),
+            live: live.clone(),
+            last_active: last_active.clone(),
+        });
+        let weak = Arc::downgrade(&self.inner);
+        let running_id = id.clone();
+        let on_running = Box::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(run) = guard
+                    .running
+                    .get_mut(&running_id)
+                    .filter(|r| r.generation == generation)
+                {
+                    run.status = ConversationStatus::Running;
+                }
+            }
+        });
+        let task = Task {
+            request: request.clone(),
+            io,
+            event_store: self.services.event_store.clone(),
+            sandbox: self.services.sandbox.clone(),
+            on_running,
+        };
+        let weak = Arc::downgrade(&self.inner);
+        let task_id = id.clone();
+        let monitoring = self.services.monitoring.clone();
+        let started = Instant::now();
+        let handle = tokio::spawn(async move {
+            let end = task.run(rx).await;
+            monitoring.on_agent_session_start(
+                &task_id,
+                matches!(end, TaskEnd::Stopped),
+                started.elapsed(),
+            );
+            if let Some(notice) = ended_notice(&end) {
+                let _ = live.send(LiveMessage::Notice(notice));
+            }
+            if let Some(inner) = weak.upgrade() {
+                let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
+                let current = guard
+                    .running
+                    .get(&task_id)
+                    .is_some_and(|r| r.generation == generation);
+                match (&end, current) {
+                    (TaskEnd::Failed(_), true) => {
+                        if let Some(run) = guard.running.get_mut(&task_id) {
+                            run.status = ConversationStatus::Error;
+                        }
+                    }
+                    (TaskEnd::Stopped, true) => {
+                        guard.running.remove(&task_id);
+                    }
+                    _ => {}
+                }
+            }
+        });
+        inner.running.insert(
+            id,
+            Running {
+                scope: request.scope,
+                status: ConversationStatus::Starting,
+                inputs: tx,
+                last_active,
+                task: handle,
+                generation,
+            },
+        );
+        Ok(ConversationStatus::Starting)
+    }
+
+    async fn stop(
+        &self,
+        scope: &UserScope,
+        conversation_id: &str,
+    ) -> Result<Option<ConversationStatus>, ManagerError> {
+        let run = {
+            let mut inner = self.lock();
+            match inner.running.get(conversation_id) {
+                Some(run) if &run.scope == scope => inner.running.remove(conversation_id),
+                _ => None,
+            }
+        };
+        let Some(run) = run else { return Ok(None) };
+        let status = run.status;
+        let _ = run.inputs.send(TaskInput::Stop).await;
+        let mut task = run.task;
+        if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
+            tracing::warn!(conversation_id, "agent did not stop in time; aborting it");
+            task.abort();
+        }
+        Ok(Some(status))
+    }
+
+    async fn send(
+        &self,
+        scope: &UserScope,
+        conversation_id: &str,
+        input: ConversationInput,
+    ) -> Result<(), ManagerError> {
+        let (inputs, last_active) = {
+            let inner = self.lock();
+            let run = inner
+                .running
+                .get(conversation_id)
+                .filter(|r| &r.scope == scope && r.status != ConversationStatus::Error)
+                .ok_or_else(|| ManagerError::NotRunning(conversation_id.to_owned()))?;
+            (run.inputs.clone(), run.last_active.clone())
+        };
+        *last_active.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        inputs
+            .send(TaskInput::User(input))
+            .await
+            .map_err(|_| ManagerError::NotRunning(conversation_id.to_owned()))
+    }
+
+    async fn subscribe(
+        &self,
+        _scope: &UserScope,
+        conversation_id: &str,
+    ) -> Result<LiveReceiver, ManagerError> {
+        Ok(self.lock().live_sender(conversation_id).subscribe())
+    }
+
+    fn watcher_count_changed(&self, conversation_id: &str, delta: i64) {
+        let mut inner = self.lock();
+        let count = inner
+            .watchers
+            .entry(conversation_id.to_owned())
+            .or_insert(0);
+        *count = (*count + delta).max(0);
+        if *count == 0 {
+            inner.watchers.remove(conversation_id);
+        }
+        if let Some(run) = inner.running.get(conversation_id) {
+            *run.last_active.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        }
+    }
+
+    async fn shutdown(&self) {
+        let runs: Vec<(UserScope, String)> = self
+            .lock()
+            .running
+            .iter()
+            .map(|(id, r)| (r.scope.clone(), id.clone()))
+            .collect();
+        for (scope, id) in runs {
+            let _ = self.stop(&scope, &id).await;
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! One conversation's task: prepare the sandbox, then run the agent, again after each
+//! new user message once it has finished.
+
+use crate::io::ConversationIo;
+use openhands_core::event::{EventBody, EventQuery, EventSource, NewEvent};
+use openhands_core::extension::{
+    ConversationInput, EventStore, LiveMessage, Sandbox, SandboxSpec, StartRequest,
+};
+use openhands_core::secret::Secret;
+use openhands_core::secrets::{ProviderType, UserSecrets};
+use openhands_runtime::agent::{AgentConfig, AgentInput, AgentOutcome, run_agent};
+use openhands_runtime::llm::LlmConfig;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Default iteration cap when settings leave it unset (OpenHands uses 500 for a whole task;
+/// ours counts LLM calls per user turn).
+const DEFAULT_MAX_ITERATIONS: u32 = 100;
+
+/// What a conversation task receives from the manager.
+#[derive(Debug)]
+pub enum TaskInput {
+    User(ConversationInput),
+    Stop,
+}
+
+/// Environment for the sandbox: custom secrets by name, provider tokens as
+/// `<provider>_token`, as OpenHands exports them.
+pub fn sandbox_env(secrets: &UserSecrets) -> Vec<(String, Secret)> {
+    let mut env: Vec<(String, Secret)> = secrets
+        .provider_tokens
+        .iter()
+        .filter_map(|(p, t)| {
+            t.token
+                .clone()
+                .map(|tok| (format!("{}_token", p.as_str()), tok))
+        })
+        .collect();
+    env.extend(
+        secrets
+            .custom_secrets
+            .iter()
+            .map(|(name, s)| (name.clone(), s.secret.clone())),
+    );
+    env
+}
+
+/// Every secret value, for masking events.
+pub fn secret_values(request: &StartRequest) -> Vec<String> {
+    let mut values: Vec<String> = sandbox_env(&request.secrets)
+        .into_iter()
+        .map(|(_, s)| s.expose().to_owned())
+        .collect();
+    let settings = &request.settings;
+    values.extend(
+        [&settings.llm_api_key, &settings.search_api_key]
+            .into_iter()
+            .flatten()
+            .map(|key| key.expose().to_owned()),
+    );
+    values
+}
+
+fn git_token(
+    secrets: &UserSecrets,
+    provider: Option<ProviderType>,
+) -> Option<(Secret, Option<String>)> {
+    let provider = provider.unwrap_or(ProviderType::Github);
+    let token = secrets.provider_tokens.get(&provider)?;
+    Some((token.token.clone()?, token.host.clone()))
+}
+
+fn state_event(state: &str, reason: &str) -> NewEvent {
+    let mut extras = Map::new();
+    extras.insert("agent_state".into(), json!(state));
+    extras.insert("reason".into(), json!(reason));
+    NewEvent {
+        source: EventSource::Environment,
+        message: String::new(),
+        cause: None,
+        body: EventBody::Observation {
+            observation: "agent_state_changed".into(),
+            content: String::new(),
+            extras,
+        },
+        extra: Map::new(),
+    }
+}
+
+fn error_event(message: &str, error_id: &str) -> NewEvent {
+    let mut extras = Map::new();
+    extras.insert("error_id".into(), json!(error_id));
+    NewEvent {
+        source: EventSource::Environment,
+        message: message.to_owned(),
+        cause: None,
+        body: EventBody::Observation {
+            observation: "error".into(),
+            content: message.to_owned(),
+            extras,
+        },
+        extra: Map::new(),
+    }
+}
+
+/// Everything a task needs, fixed at start.
+pub struct Task {
+    pub request: StartRequest,
+    pub io: Arc<ConversationIo>,
+    pub event_store: Arc<dyn EventStore>,
+    pub sandbox: Arc<dyn Sandbox>,
+    /// Called once the sandbox is ready and the agent about to run.
+    pub on_running: Box<dyn FnOnce() + Send>,
+}
+
+/// How a task ended.
+#[derive(Debug)]
+pub enum TaskEnd {
+    Stopped,
+    Failed(String),
+}
+
+impl Task {
+    pub async fn run(self, mut inputs: mpsc::Receiver<TaskInput>) -> TaskEnd {
+        let Task {
+            request,
+            io,
+            event_store,
+            sandbox,
+            on_running,
+        } = self;
+        let emit = |event: NewEvent| {
+            let io = io.clone();
+            async move {
+                use openhands_runtime::agent::AgentIo;
+                if let Err(err) = io.emit(event).await {
+                    tracing::error!(error = %err, "storing a conversation event failed");
+                }
+            }
+        };
+        let _ = io.live.send(LiveMessage::Notice(json!({
+            "status_update": true, "type": "info", "id": "STATUS$SETTING_UP_WORKSPACE",
+            "message": "Setting up the workspace"
+        })));
+        let settings = &request.settings;
+        let spec = SandboxSpec {
+            scope: request.scope.clone(),
+            conversation_id: request.metadata.conversation_id.clone(),
+            repository: request.metadata.selected_repository.clone(),
+            branch: request.metadata.selected_branch.clone(),
+            git_provider: request.metadata.git_provider,
+            git_token: git_token(&request.secrets, request.metadata.git_provider),
+            env: sandbox_env(&request.secrets),
+            git_user_name: settings.git_user_name.clone(),
+            git_user_email: settings.git_user_email.clone(),
+        };
+        let prepared = match sandbox.prepare(spec).await {
+            Ok(prepared) => prepared,
+            Err(err) => {
+                let message = format!("Setting up the workspace failed: {err}");
+                emit(error_event(&message, "STATUS$ERROR")).await;
+                emit(state_event("error", &message)).await;
+                return TaskEnd::Failed(message);
+            }
+        };
+        on_running();
+        let max_iterations = settings
+            .max_iterations
+            .filter(|n| *n > 0)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(DEFAULT_MAX_ITERATIONS);
+        let config = AgentConfig {
+            llm: LlmConfig {
+                model: settings
+                    .llm_model
+                    .clone()
+                    .unwrap_or_else(|| "openai/gpt-4o".into()),
+                base_url: settings
+                    .llm_base_url
+                    .clone()
+                    .filter(|u| !u.trim().is_empty()),
+                api_key: settings.llm_api_key.clone(),
+                ..LlmConfig::default()
+            },
+            max_iterations,
+            max_budget_per_task: settings.max_budget_per_task,
+            confirmation_mode: settings.confirmation_mode.unwrap_or(false),
+            workspace_dir: prepared.workspace_dir,
+            env: prepared
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+                .collect(),
+            repository: request.metadata.selected_repository.clone(),
+            conversation_instructions: request.conversation_instructions.clone(),
+            command_timeout: Duration::from_secs(120),
+        };
+        let mut pending: Option<AgentInput> = None;
+        loop {
+            let history = match read_history(&*event_store, &request).await {
+                Ok(history) => history,
+                Err(message) => return TaskEnd::Failed(message),
+            };
+            let (agent_tx, agent_rx) = mpsc::channel(64);
+            if let Some(first) = pending.take() {
+                let _ = agent_tx.send(first).await;
+            }
+            let agent = run_agent(config.clone(), history, io.clone(), agent_rx);
+            tokio::pin!(agent);
+            let outcome = loop {
+                tokio::select! {
+                    outcome = &mut agent => break outcome,
+                    input = inputs.recv() => {
+                        let forwarded = match input {
+                            Some(TaskInput::User(input)) => to_agent_input(input),
+                            Some(TaskInput::Stop) | None => AgentInput::Stop,
+                        };
+                        let _ = agent_tx.send(forwarded).await;
+                    }
+                }
+            };
+            match outcome {
+                AgentOutcome::Stopped => return TaskEnd::Stopped,
+                AgentOutcome::Error(message) => return TaskEnd::Failed(message),
+                AgentOutcome::Finished | AgentOutcome::AwaitingInput => {
+                    // Idle until the user says something new.
+                    loop {
+                        match inputs.recv().await {
+                            Some(TaskInput::User(input @ ConversationInput::Message { .. })) => {
+                                pending = Some(to_agent_input(input));
+                                break;
+                            }
+                            Some(TaskInput::User(_)) => continue,
+                            Some(TaskInput::Stop) | None => {
+                                emit(state_event("stopped", "")).await;
+                                return TaskEnd::Stopped;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn to_agent_input(input: ConversationInput) -> AgentInput {
+    match input {
+        ConversationInput::Message {
+            content,
+            image_urls,
+        } => AgentInput::UserMessage {
+            content,
+            image_urls,
+        },
+        ConversationInput::Confirm => AgentInput::Confirm,
+        ConversationInput::Reject => AgentInput::Reject,
+    }
+}
+
+async fn read_history(
+    event_store: &dyn EventStore,
+    request: &StartRequest,
+) -> Result<Vec<openhands_core::event::Event>, String> {
+    let query = EventQuery {
+        start_id: 0,
+        end_id: None,
+        reverse: false,
+        limit: usize::MAX,
+    };
+    event_store
+        .read(&request.scope, &request.metadata.conversation_id, query)
+        .await
+        .map(|page| page.events)
+        .map_err(|e| format!("reading the conversation history failed: {e}"))
+}
+
+/// The events a watcher should also receive when a task ends without the agent saying so.
+pub fn ended_notice(end: &TaskEnd) -> Option<Value> {
+    match end {
+        TaskEnd::Stopped => None,
+        TaskEnd::Failed(message) => Some(json!({
+            "status_update": true, "type": "error", "id": "STATUS$ERROR", "message": message
+        })),
+    }
+}
