@@ -77,6 +77,9 @@ pub struct Config {
     pub max_concurrent_conversations: u32,
     /// Conversations older than this are hidden from lists. Env: `CONVERSATION_MAX_AGE_SECONDS`.
     pub conversation_max_age_seconds: u64,
+    /// Live messages buffered per conversation; a watcher further behind than this is
+    /// closed as too slow (the agent never waits for it). Env: `OPENHANDS_WATCHER_BUFFER`.
+    pub watcher_buffer: usize,
     /// Sandbox settings.
     pub sandbox: SandboxConfig,
     /// Let `POST /api/conversations` choose the id. Env: `ALLOW_SET_CONVERSATION_ID`.
@@ -122,6 +125,7 @@ impl Default for Config {
             max_body_bytes: 10 * 1024 * 1024,
             max_concurrent_conversations: 3,
             conversation_max_age_seconds: 864_000,
+            watcher_buffer: 1024,
             sandbox: SandboxConfig::default(),
             allow_set_conversation_id: false,
             serve_frontend: true,

@@ -273,22 +273,26 @@ fn not_built(what: &'static str, requested: &str) -> Option<RegistryError> {
         })
 }
 
-/// The selected implementation of every slot.
+/// The selected implementation of every slot. The stores, sandbox and monitoring are in
+/// [`Services`], reachable directly through `Deref` (`ext.settings_store`).
 #[derive(Clone)]
 pub struct Extensions {
     pub class_name: &'static str,
     pub app_mode: &'static str,
     /// `(slot, selected plugin name)`, for logs and `openhands plugins`.
     pub selected: Vec<(Slot, String)>,
-    pub settings_store: Arc<dyn SettingsStore>,
-    pub secrets_store: Arc<dyn SecretsStore>,
-    pub conversation_store: Arc<dyn ConversationStore>,
-    pub event_store: Arc<dyn EventStore>,
+    pub services: Services,
     pub user_auth: Arc<dyn UserAuth>,
     pub conversation_manager: Arc<dyn ConversationManager>,
-    pub monitoring: Arc<dyn MonitoringListener>,
     pub rate_limiter: Arc<dyn RateLimiter>,
-    pub sandbox: Arc<dyn Sandbox>,
+}
+
+impl std::ops::Deref for Extensions {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.services
+    }
 }
 
 /// The config class named by `config`, or an error listing the registered ones.
@@ -405,12 +409,7 @@ pub async fn resolve(ctx: &PluginContext) -> Result<Extensions, RegistryError> {
         )
         .await?,
         rate_limiter: build(Slot::RateLimiter, &name(Slot::RateLimiter), ctx).await?,
-        settings_store: services.settings_store,
-        secrets_store: services.secrets_store,
-        conversation_store: services.conversation_store,
-        event_store: services.event_store,
-        sandbox: services.sandbox,
-        monitoring: services.monitoring,
+        services,
         selected,
     })
 }

@@ -16,8 +16,6 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
 
-/// Messages buffered per watcher before it counts as too slow.
-const LIVE_BUFFER: usize = 4096;
 /// How long a stopping agent may take before its task is aborted.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -37,13 +35,16 @@ struct Inner {
     live: HashMap<String, broadcast::Sender<LiveMessage>>,
     watchers: HashMap<String, i64>,
     next_generation: u64,
+    /// Capacity of each live channel (`watcher_buffer`).
+    watcher_buffer: usize,
 }
 
 impl Inner {
     fn live_sender(&mut self, conversation_id: &str) -> broadcast::Sender<LiveMessage> {
+        let capacity = self.watcher_buffer.max(1);
         self.live
             .entry(conversation_id.to_owned())
-            .or_insert_with(|| broadcast::channel(LIVE_BUFFER).0)
+            .or_insert_with(|| broadcast::channel(capacity).0)
             .clone()
     }
 }
@@ -58,9 +59,12 @@ pub struct StandaloneConversationManager {
 impl StandaloneConversationManager {
     pub fn new(config: Arc<Config>, services: Services) -> Self {
         Self {
-            config,
             services,
-            inner: Arc::new(Mutex::new(Inner::default())),
+            inner: Arc::new(Mutex::new(Inner {
+                watcher_buffer: config.watcher_buffer,
+                ..Inner::default()
+            })),
+            config,
         }
     }
 

@@ -16,29 +16,30 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-/// One request to send, possibly many times; cheap to clone.
+/// One request to send, possibly many times; cloned once per connection, not
+/// per request.
 #[derive(Debug, Clone)]
 pub struct RequestSpec {
     pub method: Method,
-    pub path: &'static str,
+    pub path: String,
     /// A JSON body; sent with `content-type: application/json`.
     pub json_body: Option<Bytes>,
 }
 
 impl RequestSpec {
-    pub fn get(path: &'static str) -> Self {
+    pub fn get(path: impl Into<String>) -> Self {
         Self {
             method: Method::GET,
-            path,
+            path: path.into(),
             json_body: None,
         }
     }
 
-    pub fn post_json(path: &'static str, body: &'static str) -> Self {
+    pub fn post_json(path: impl Into<String>, body: impl Into<Bytes>) -> Self {
         Self {
             method: Method::POST,
-            path,
-            json_body: Some(Bytes::from_static(body.as_bytes())),
+            path: path.into(),
+            json_body: Some(body.into()),
         }
     }
 }
@@ -77,7 +78,7 @@ impl HttpConn {
     pub async fn send(&mut self, spec: &RequestSpec) -> Result<Reply> {
         let mut builder = Request::builder()
             .method(spec.method.clone())
-            .uri(spec.path)
+            .uri(spec.path.as_str())
             .header(HOST, self.host.clone());
         if spec.json_body.is_some() {
             builder = builder.header(CONTENT_TYPE, "application/json");

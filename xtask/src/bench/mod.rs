@@ -5,9 +5,11 @@
 //! slow every run). It builds the release binary, fills a fresh data dir through
 //! the API, measures start-up and memory, loads a handful of routes and writes
 //! `<target>/bench/results.{json,md}`. Each step is one module: `server` (the
-//! child process), `prepare` (set-up data), `load` (the generator), `stats`,
-//! `rss`, `targets` and `report`.
+//! child process), `prepare` (set-up data), `load` (the generator), `agent` (the
+//! agent loop against a fake LLM, on a fresh server), `stats`, `rss`, `targets`
+//! and `report`.
 
+mod agent;
 mod client;
 #[cfg(test)]
 mod fake_server;
@@ -70,6 +72,9 @@ pub struct BenchArgs {
     /// Bench this server binary instead of `<target>/release/openhands` (implies --skip-build).
     #[arg(long)]
     binary: Option<PathBuf>,
+    /// Skip the agent measurements (events/s, memory per idle conversation, fan-out).
+    #[arg(long)]
+    skip_agent: bool,
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
@@ -95,6 +100,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         binary,
         data_dir,
         log_file,
+        env: Vec::new(),
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -102,7 +108,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("building the load generator's runtime")?;
-    let results = runtime.block_on(measure(args, &config))?;
+    let agent_data_dir = bench_dir.join("agent-data");
+    let results = runtime.block_on(measure(args, &config, agent_data_dir))?;
 
     let markdown = report::write(&bench_dir, &results)?;
     println!("{markdown}");
@@ -153,8 +160,13 @@ fn server_binary(args: &BenchArgs, target_dir: &Path) -> Result<PathBuf> {
     Ok(binary)
 }
 
-/// Every measurement, in order: set-up, start-up runs, then load and memory.
-async fn measure(args: &BenchArgs, config: &ServerConfig) -> Result<Results> {
+/// Every measurement, in order: set-up, start-up runs, load and memory, then
+/// the agent measurements on a fresh server over `agent_data_dir`.
+async fn measure(
+    args: &BenchArgs,
+    config: &ServerConfig,
+    agent_data_dir: PathBuf,
+) -> Result<Results> {
     eprintln!(
         "==> set-up: settings and {} conversations",
         args.conversations
@@ -190,6 +202,12 @@ async fn measure(args: &BenchArgs, config: &ServerConfig) -> Result<Results> {
     let idle_rss_mb = rss::rss_mb(pid).context("reading idle RSS")?;
     server.stop().await.context("stopping the server")?;
 
+    let agent = if args.skip_agent {
+        None
+    } else {
+        Some(agent::measure(config, agent_data_dir).await?)
+    };
+
     let startup_ms_median = stats::median(&startup_ms_runs);
     let targets = targets::evaluate(
         &scenario_results,
@@ -197,6 +215,7 @@ async fn measure(args: &BenchArgs, config: &ServerConfig) -> Result<Results> {
             startup_ms_median,
             idle_rss_mb,
         },
+        agent.as_ref(),
     );
     Ok(Results {
         generated_at: unix_now(),
@@ -211,6 +230,7 @@ async fn measure(args: &BenchArgs, config: &ServerConfig) -> Result<Results> {
         startup_ms_runs,
         startup_rss_mb,
         idle_rss_mb,
+        agent,
         targets,
     })
 }
@@ -239,7 +259,7 @@ fn scenario_result(scenario: &Scenario, outcome: LoadOutcome, window: Duration) 
     ScenarioResult {
         name: scenario.name.clone(),
         method: scenario.request.method.to_string(),
-        path: scenario.request.path.to_owned(),
+        path: scenario.request.path.clone(),
         requests: outcome.requests,
         errors: outcome.errors,
         req_per_s: (req_per_s * 10.0).round() / 10.0,

@@ -9,6 +9,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use super::agent::AgentResults;
 use super::targets::Target;
 
 /// One measured scenario.
@@ -45,6 +46,8 @@ pub struct Results {
     pub startup_ms_runs: Vec<f64>,
     pub startup_rss_mb: f64,
     pub idle_rss_mb: f64,
+    /// The agent measurements (fresh server, fake LLM); `null` with `--skip-agent`.
+    pub agent: Option<AgentResults>,
     pub targets: Vec<Target>,
 }
 
@@ -109,6 +112,9 @@ pub fn render_markdown(results: &Results) -> String {
         "| RSS idle after load (MB) | {:.1} |",
         results.idle_rss_mb
     );
+    if let Some(agent) = &results.agent {
+        render_agent(&mut md, agent);
+    }
     let _ = writeln!(md, "\n| target | goal | value | met |");
     let _ = writeln!(md, "| --- | --- | ---: | :---: |");
     for t in &results.targets {
@@ -122,6 +128,38 @@ pub fn render_markdown(results: &Results) -> String {
         );
     }
     md
+}
+
+/// The agent measurements' table, each row saying what was run.
+fn render_agent(md: &mut String, agent: &AgentResults) {
+    let events = &agent.events;
+    let memory = &agent.idle_memory;
+    let fanout = &agent.fanout;
+    let _ = writeln!(md, "\n| agent (fresh server, fake LLM) | value |");
+    let _ = writeln!(md, "| --- | ---: |");
+    let _ = writeln!(
+        md,
+        "| events/s ({} think calls: {} events in {:.3} s) | {:.0} |",
+        events.think_calls, events.events, events.seconds, events.events_per_s
+    );
+    let _ = writeln!(
+        md,
+        "| memory per idle conversation, 1 watcher each (KB; {} conversations, RSS {:.1} -> {:.1} MB) | {:.1} |",
+        memory.conversations,
+        memory.rss_before_kb as f64 / 1024.0,
+        memory.rss_after_kb as f64 / 1024.0,
+        memory.kb_per_conversation
+    );
+    let _ = writeln!(
+        md,
+        "| fan-out delay p50 / p99 / max (ms; {} watchers, {} think calls, {} deliveries) | {:.2} / {:.2} / {:.2} |",
+        fanout.watchers,
+        fanout.think_calls,
+        fanout.deliveries,
+        fanout.p50_ms,
+        fanout.p99_ms,
+        fanout.max_ms
+    );
 }
 
 fn optional(value: Option<f64>, decimals: usize) -> String {
@@ -162,6 +200,7 @@ mod tests {
             startup_ms_runs: vec![40.0, 42.0, 50.0],
             startup_rss_mb: 12.0,
             idle_rss_mb: 14.5,
+            agent: None,
             targets: vec![
                 Target {
                     name: "idle RSS".to_owned(),
@@ -209,6 +248,49 @@ mod tests {
         );
     }
 
+    fn agent() -> AgentResults {
+        use crate::bench::agent::{EventThroughput, FanOut, IdleMemory};
+        AgentResults {
+            events: EventThroughput {
+                think_calls: 500,
+                events: 1004,
+                seconds: 0.25,
+                events_per_s: 4012.0,
+            },
+            idle_memory: IdleMemory {
+                conversations: 1000,
+                rss_before_kb: 20_480,
+                rss_after_kb: 71_680,
+                kb_per_conversation: 51.2,
+            },
+            fanout: FanOut {
+                watchers: 1000,
+                think_calls: 200,
+                deliveries: 402_000,
+                p50_ms: 1.5,
+                p99_ms: 7.25,
+                max_ms: 12.0,
+            },
+        }
+    }
+
+    #[test]
+    fn markdown_shows_agent_figures_only_when_measured() {
+        let mut results = sample();
+        assert!(!render_markdown(&results).contains("agent (fresh server"));
+        results.agent = Some(agent());
+        let md = render_markdown(&results);
+        assert!(
+            md.contains("| events/s (500 think calls: 1004 events in 0.250 s) | 4012 |"),
+            "{md}"
+        );
+        assert!(md.contains("RSS 20.0 -> 70.0 MB) | 51.2 |"), "{md}");
+        assert!(
+            md.contains("402000 deliveries) | 1.50 / 7.25 / 12.00 |"),
+            "{md}"
+        );
+    }
+
     #[test]
     fn json_has_the_documented_fields() -> Result<()> {
         let value = serde_json::to_value(sample())?;
@@ -222,6 +304,7 @@ mod tests {
             "startup_ms_runs",
             "startup_rss_mb",
             "idle_rss_mb",
+            "agent",
             "targets",
         ] {
             assert!(value.get(field).is_some(), "missing {field}");

@@ -23,10 +23,15 @@ pub fn kb_to_mb(kb: u64) -> f64 {
 
 /// The current resident set size of process `pid` in MB.
 pub fn rss_mb(pid: u32) -> Result<f64> {
+    rss_kb(pid).map(kb_to_mb)
+}
+
+/// The current resident set size of process `pid` in kB, for per-item figures
+/// too small to survive rounding to MB.
+pub fn rss_kb(pid: u32) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    let kb = parse_vm_rss_kb(&status).with_context(|| format!("no VmRSS line in {path}"))?;
-    Ok(kb_to_mb(kb))
+    parse_vm_rss_kb(&status).with_context(|| format!("no VmRSS line in {path}"))
 }
 
 #[cfg(test)]

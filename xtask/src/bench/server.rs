@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Server stdout and stderr are appended here, keeping the report readable.
     pub log_file: PathBuf,
+    /// Extra environment for the child, set after (so overriding) the defaults.
+    pub env: Vec<(&'static str, String)>,
 }
 
 /// A running server child; killed on drop unless [`ServerProcess::stop`] ran.
@@ -53,6 +55,7 @@ impl ServerProcess {
             .env("OPENHANDS_PORT", port.to_string())
             .env("OPENHANDS_RATE_LIMIT", "off")
             .env("RUST_LOG", "warn")
+            .envs(config.env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);

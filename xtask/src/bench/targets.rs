@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use super::agent::AgentResults;
 use super::report::ScenarioResult;
 use super::scenarios::{CONVERSATIONS, SETTINGS};
 
@@ -49,14 +50,19 @@ impl Goal {
     }
 }
 
-/// Evaluates every target against a run.
-pub fn evaluate(scenarios: &[ScenarioResult], server: ServerFigures) -> Vec<Target> {
+/// Evaluates every target against a run; the agent targets only when the agent
+/// measurements ran (`--skip-agent` leaves them out rather than failing them).
+pub fn evaluate(
+    scenarios: &[ScenarioResult],
+    server: ServerFigures,
+    agent: Option<&AgentResults>,
+) -> Vec<Target> {
     let get = |path: &str| {
         scenarios
             .iter()
             .find(|s| s.method == "GET" && s.path == path && s.errors == 0)
     };
-    vec![
+    let mut targets = vec![
         target(
             "GET /api/settings throughput",
             Goal::AtLeast(40_000.0),
@@ -87,6 +93,34 @@ pub fn evaluate(scenarios: &[ScenarioResult], server: ServerFigures) -> Vec<Targ
             "ms",
             server.startup_ms_median,
         ),
+    ];
+    if let Some(agent) = agent {
+        targets.extend(agent_targets(agent));
+    }
+    targets
+}
+
+fn agent_targets(agent: &AgentResults) -> [Target; 3] {
+    [
+        target(
+            "agent events/s",
+            Goal::AtLeast(2_000.0),
+            "events/s",
+            Some(agent.events.events_per_s),
+        ),
+        target(
+            "memory per idle conversation (1 watcher)",
+            Goal::Below(100.0),
+            "KB",
+            Some(agent.idle_memory.kb_per_conversation),
+        ),
+        target(
+            "fan-out delay p99",
+            Goal::Below(20.0),
+            "ms",
+            // No delivery at all is a failure, not a 0 ms delay.
+            (agent.fanout.deliveries > 0).then_some(agent.fanout.p99_ms),
+        ),
     ]
 }
 
@@ -102,6 +136,7 @@ fn target(name: &str, goal: Goal, unit: &str, value: Option<f64>) -> Target {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::agent::{EventThroughput, FanOut, IdleMemory};
 
     fn settings(req_per_s: f64, p99_ms: f64, errors: u64) -> ScenarioResult {
         ScenarioResult {
@@ -129,7 +164,7 @@ mod tests {
 
     #[test]
     fn bounds_are_applied_per_target() {
-        let targets = evaluate(&[settings(40_000.0, 5.0, 0)], figures(199.0, 30.0));
+        let targets = evaluate(&[settings(40_000.0, 5.0, 0)], figures(199.0, 30.0), None);
         assert_eq!(met(&targets, "GET /api/settings throughput"), Some(true));
         assert_eq!(met(&targets, "GET /api/settings p99 latency"), Some(false));
         assert_eq!(met(&targets, "start-up (median)"), Some(true));
@@ -138,7 +173,7 @@ mod tests {
 
     #[test]
     fn a_missing_scenario_is_not_met() {
-        let targets = evaluate(&[], figures(10.0, 10.0));
+        let targets = evaluate(&[], figures(10.0, 10.0), None);
         let conversations = targets
             .iter()
             .find(|t| t.name == "GET /api/conversations throughput");
@@ -147,9 +182,63 @@ mod tests {
 
     #[test]
     fn a_scenario_with_errors_meets_nothing() {
-        let targets = evaluate(&[settings(90_000.0, 0.5, 3)], figures(10.0, 10.0));
+        let targets = evaluate(&[settings(90_000.0, 0.5, 3)], figures(10.0, 10.0), None);
         assert_eq!(met(&targets, "GET /api/settings throughput"), Some(false));
         assert_eq!(met(&targets, "GET /api/settings p99 latency"), Some(false));
+    }
+
+    fn agent(events_per_s: f64, kb: f64, deliveries: usize, p99_ms: f64) -> AgentResults {
+        AgentResults {
+            events: EventThroughput {
+                think_calls: 500,
+                events: 1003,
+                seconds: 0.5,
+                events_per_s,
+            },
+            idle_memory: IdleMemory {
+                conversations: 1000,
+                rss_before_kb: 10_000,
+                rss_after_kb: 60_000,
+                kb_per_conversation: kb,
+            },
+            fanout: FanOut {
+                watchers: 1000,
+                think_calls: 200,
+                deliveries,
+                p50_ms: 1.0,
+                p99_ms,
+                max_ms: 30.0,
+            },
+        }
+    }
+
+    #[test]
+    fn agent_targets_only_when_measured() {
+        let skipped = evaluate(&[], figures(10.0, 10.0), None);
+        assert_eq!(met(&skipped, "agent events/s"), None);
+        let good = agent(2_000.0, 99.9, 400_000, 19.9);
+        let targets = evaluate(&[], figures(10.0, 10.0), Some(&good));
+        assert_eq!(met(&targets, "agent events/s"), Some(true));
+        assert_eq!(
+            met(&targets, "memory per idle conversation (1 watcher)"),
+            Some(true)
+        );
+        assert_eq!(met(&targets, "fan-out delay p99"), Some(true));
+        let bad = agent(1_999.0, 100.0, 400_000, 20.0);
+        let targets = evaluate(&[], figures(10.0, 10.0), Some(&bad));
+        assert_eq!(met(&targets, "agent events/s"), Some(false));
+        assert_eq!(
+            met(&targets, "memory per idle conversation (1 watcher)"),
+            Some(false)
+        );
+        assert_eq!(met(&targets, "fan-out delay p99"), Some(false));
+    }
+
+    #[test]
+    fn fan_out_without_deliveries_is_not_met() {
+        let none = agent(5_000.0, 10.0, 0, 0.0);
+        let targets = evaluate(&[], figures(10.0, 10.0), Some(&none));
+        assert_eq!(met(&targets, "fan-out delay p99"), Some(false));
     }
 
     #[test]

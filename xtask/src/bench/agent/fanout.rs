@@ -1,0 +1,221 @@
+//! Fan-out delay: how long an event takes from creation to every watcher.
+//!
+//! One conversation, many watchers of it (many tabs or clients on one task).
+//! After its first task has finished and every watcher has caught up on the
+//! replay, the fake LLM is given a budget of `think` calls and one watcher sends
+//! a user message. Each watcher then records, for every live event, its receive
+//! time minus the event's timestamp, until it sees the `finished` state of the
+//! new task. The timestamp is taken when the event is created, just before it is
+//! stored, so the delay includes storing as well as broadcasting and sending.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use futures_util::stream::SplitStream;
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::api;
+use super::events::{self, Frame};
+use super::fake_llm::FakeLlm;
+use super::watcher::{self, Incoming, Socket};
+use crate::bench::client::HttpConn;
+use crate::bench::stats;
+
+/// Watchers connecting concurrently.
+const CONNECTING: usize = 16;
+/// The longest the first task, the connections or the replay may take.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
+/// The longest the measured task may take to reach every watcher.
+const TIMEOUT: Duration = Duration::from_secs(120);
+/// The user message that starts the measured task (an OpenHands action dict).
+const MESSAGE: &str = r#"{"action":"message","args":{"content":"again"}}"#;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FanOut {
+    pub watchers: usize,
+    pub think_calls: u64,
+    /// Live events received, summed over watchers.
+    pub deliveries: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+pub async fn measure(
+    addr: SocketAddr,
+    llm: &FakeLlm,
+    watchers: usize,
+    think_calls: u64,
+) -> Result<FanOut> {
+    ensure!(watchers > 0, "no watchers to measure");
+    llm.set_think_budget(0);
+    let mut conn = HttpConn::connect(addr).await?;
+    let id = api::create_conversation(&mut conn)
+        .await
+        .context("creating the watched conversation")?;
+    let first_task = api::wait_finished(addr, &id, SETUP_TIMEOUT)
+        .await
+        .context("the first task of the watched conversation")?;
+    let replayed_up_to = first_task.last().map_or(0, |event| event.id);
+
+    let sockets = tokio::time::timeout(SETUP_TIMEOUT, connect_all(addr, &id, watchers))
+        .await
+        .map_err(|_| anyhow!("{watchers} watchers did not connect within {SETUP_TIMEOUT:?}"))??;
+    let mut sinks = Vec::with_capacity(watchers);
+    let mut readers = JoinSet::new();
+    let mut caught_up = Vec::with_capacity(watchers);
+    for socket in sockets {
+        let (sink, stream) = socket.split();
+        let (ready, ready_rx) = oneshot::channel();
+        sinks.push(sink);
+        caught_up.push(ready_rx);
+        readers.spawn(record_delays(stream, replayed_up_to, ready));
+    }
+    let replay = async {
+        for ready in caught_up {
+            ready
+                .await
+                .context("a watcher ended during the replay")?
+                .context("a watcher failed during the replay")?;
+        }
+        anyhow::Ok(())
+    };
+    tokio::time::timeout(SETUP_TIMEOUT, replay)
+        .await
+        .map_err(|_| {
+            anyhow!("watchers did not replay the first task within {SETUP_TIMEOUT:?}")
+        })??;
+
+    llm.set_think_budget(think_calls);
+    let sender = sinks
+        .first_mut()
+        .context("no watcher to send the message")?;
+    sender
+        .send(Message::text(MESSAGE))
+        .await
+        .context("sending the user message")?;
+
+    let collect = async {
+        let mut delays_us = Vec::new();
+        while let Some(joined) = readers.join_next().await {
+            delays_us.extend(joined.context("watcher task panicked")??);
+        }
+        anyhow::Ok(delays_us)
+    };
+    let delays_us = tokio::time::timeout(TIMEOUT, collect).await.map_err(|_| {
+        anyhow!("not every watcher saw the measured task finish within {TIMEOUT:?}")
+    })??;
+    drop(sinks);
+    Ok(summarize(watchers, think_calls, delays_us))
+}
+
+fn summarize(watchers: usize, think_calls: u64, mut delays_us: Vec<u32>) -> FanOut {
+    delays_us.sort_unstable();
+    let at = |p| stats::percentile(&delays_us, p).map_or(0.0, stats::micros_to_ms);
+    FanOut {
+        watchers,
+        think_calls,
+        deliveries: delays_us.len(),
+        p50_ms: at(50.0),
+        p99_ms: at(99.0),
+        max_ms: at(100.0),
+    }
+}
+
+/// Opens `total` watchers of conversation `id`, [`CONNECTING`] at a time.
+async fn connect_all(addr: SocketAddr, id: &str, total: usize) -> Result<Vec<Socket>> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = JoinSet::new();
+    for _ in 0..CONNECTING.min(total) {
+        let next = Arc::clone(&next);
+        let id = id.to_owned();
+        workers.spawn(async move {
+            let mut sockets = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < total {
+                sockets.push(watcher::connect(addr, &id).await?);
+            }
+            anyhow::Ok(sockets)
+        });
+    }
+    let mut sockets = Vec::with_capacity(total);
+    while let Some(joined) = workers.join_next().await {
+        sockets.extend(joined.context("connecting worker panicked")??);
+    }
+    Ok(sockets)
+}
+
+/// Skips the replay (ids up to `replayed_up_to`, signalling `caught_up` at the
+/// last one), then returns the delay of every live event until the `finished`
+/// state of the new task.
+async fn record_delays(
+    mut stream: SplitStream<Socket>,
+    replayed_up_to: u64,
+    caught_up: oneshot::Sender<Result<()>>,
+) -> Result<Vec<u32>> {
+    let mut caught_up = Some(caught_up);
+    let mut delays = Vec::with_capacity(1024);
+    let outcome = loop {
+        let (received, event) = match watcher::next(&mut stream).await {
+            Ok(Incoming::Frame(received, Frame::Event(event))) => (received, event),
+            Ok(Incoming::Frame(_, Frame::Notice)) => continue,
+            Ok(Incoming::Frame(_, Frame::Error(message))) => {
+                break Err(anyhow!("the server refused a watcher's message: {message}"));
+            }
+            Ok(Incoming::Closed(reason)) => {
+                break Err(anyhow!(
+                    "the server closed a watcher before the task finished: {reason}"
+                ));
+            }
+            Err(err) => break Err(err),
+        };
+        if event.id <= replayed_up_to {
+            if event.id == replayed_up_to
+                && let Some(ready) = caught_up.take()
+            {
+                let _ = ready.send(Ok(()));
+            }
+            continue;
+        }
+        delays.push(events::delay_micros(received, &event));
+        if let Some(reason) = event.error_reason() {
+            break Err(anyhow!(
+                "the measured task ended in the error state: {reason}"
+            ));
+        }
+        if event.is_finished() {
+            break Ok(delays);
+        }
+    };
+    match (caught_up, outcome) {
+        (Some(ready), Err(err)) => {
+            let message = format!("{err:#}");
+            let _ = ready.send(Err(err));
+            bail!("{message}")
+        }
+        (_, outcome) => outcome,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_uses_nearest_rank_and_max() {
+        let delays: Vec<u32> = (1..=1000).rev().map(|i| i * 10).collect();
+        let fanout = summarize(3, 200, delays);
+        assert_eq!(fanout.deliveries, 1000);
+        assert_eq!(fanout.p50_ms, 5.0);
+        assert_eq!(fanout.p99_ms, 9.9);
+        assert_eq!(fanout.max_ms, 10.0);
+        let empty = summarize(3, 200, Vec::new());
+        assert_eq!((empty.deliveries, empty.p99_ms), (0, 0.0));
+    }
+}
