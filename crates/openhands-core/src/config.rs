@@ -125,7 +125,7 @@ impl Default for Config {
             max_body_bytes: 10 * 1024 * 1024,
             max_concurrent_conversations: 3,
             conversation_max_age_seconds: 864_000,
-            watcher_buffer: 1024,
+            watcher_buffer: 256,
             sandbox: SandboxConfig::default(),
             allow_set_conversation_id: false,
             serve_frontend: true,

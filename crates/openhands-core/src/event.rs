@@ -73,8 +73,10 @@ impl NewEvent {
     }
 }
 
-/// A stored event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// A stored event. Deserialized by hand (see [`Event::from_map`]): with two flattened
+/// fields serde would hand the body's keys to `extra` as well, and they would be written
+/// twice on the way out.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Event {
     pub id: u64,
     /// Local time, ISO-8601 without zone, as OpenHands writes it.
@@ -91,7 +93,77 @@ pub struct Event {
     pub extra: Map<String, Value>,
 }
 
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = Map::<String, Value>::deserialize(deserializer)?;
+        Event::from_map(map).map_err(serde::de::Error::custom)
+    }
+}
+
 impl Event {
+    /// Splits a JSON object into the envelope, the action or observation body, and the
+    /// remaining top-level keys.
+    pub fn from_map(mut map: Map<String, Value>) -> Result<Self, String> {
+        let id = map
+            .remove("id")
+            .and_then(|v| v.as_u64())
+            .ok_or("event has no numeric `id`")?;
+        let timestamp = match map.remove("timestamp") {
+            Some(Value::String(t)) => t,
+            _ => return Err("event has no `timestamp` string".into()),
+        };
+        let source: EventSource = map
+            .remove("source")
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| format!("event `source`: {e}"))?
+            .ok_or("event has no `source`")?;
+        let message = match map.remove("message") {
+            Some(Value::String(m)) => m,
+            _ => String::new(),
+        };
+        let cause = map.remove("cause").and_then(|v| v.as_u64());
+        let take_object = |map: &mut Map<String, Value>, key: &str| match map.remove(key) {
+            Some(Value::Object(object)) => object,
+            _ => Map::new(),
+        };
+        let body = if let Some(action) = map.remove("action") {
+            let action = action
+                .as_str()
+                .ok_or("`action` is not a string")?
+                .to_owned();
+            EventBody::Action {
+                action,
+                args: take_object(&mut map, "args"),
+            }
+        } else if let Some(observation) = map.remove("observation") {
+            let observation = observation
+                .as_str()
+                .ok_or("`observation` is not a string")?
+                .to_owned();
+            let content = match map.remove("content") {
+                Some(Value::String(c)) => c,
+                _ => String::new(),
+            };
+            EventBody::Observation {
+                observation,
+                content,
+                extras: take_object(&mut map, "extras"),
+            }
+        } else {
+            return Err("event has neither `action` nor `observation`".into());
+        };
+        Ok(Self {
+            id,
+            timestamp,
+            source,
+            message,
+            cause,
+            body,
+            extra: map,
+        })
+    }
+
     /// Gives `new` its id and timestamp.
     pub fn from_new(new: NewEvent, id: u64, timestamp: String) -> Self {
         Self {
@@ -144,6 +216,20 @@ mod tests {
             value,
             json!({"id":3,"timestamp":"t","source":"user","message":"hi","action":"message",
                    "args":{"content":"hi","file_urls":[],"image_urls":[],"wait_for_response":false,"security_risk":-1}})
+        );
+    }
+
+    #[test]
+    fn read_back_events_write_each_key_once() {
+        let raw = r#"{"id":1,"timestamp":"t","source":"agent","message":"m","action":"think","args":{"thought":"x"},"llm_metrics":{"accumulated_cost":0.1}}"#;
+        let event: Event = serde_json::from_str(raw).expect("parse");
+        let text = serde_json::to_string(&event).expect("json");
+        for key in ["\"action\"", "\"args\"", "\"id\"", "\"llm_metrics\""] {
+            assert_eq!(text.matches(key).count(), 1, "{key} in {text}");
+        }
+        assert!(event.extra.contains_key("llm_metrics"));
+        assert!(
+            serde_json::from_str::<Event>(r#"{"id":1,"timestamp":"t","source":"agent"}"#).is_err()
         );
     }
 

@@ -3,6 +3,12 @@
 //! A write goes to a temporary file in the same directory, is flushed to disk, then renamed
 //! over the target and the directory is synced. Readers therefore see the old content or the
 //! new content, never a torn mix, even if the process dies half-way.
+//!
+//! [`Durability::ProcessCrash`] skips the two `fsync`s: the rename still makes the write
+//! atomic and a process crash loses nothing (the data is in the page cache), but a power loss
+//! may lose the most recent writes. The event log uses it, because an `fsync` per event
+//! would cap a conversation at a few hundred events per second; settings, secrets and
+//! metadata stay fully synced.
 
 use crate::error::StoreError;
 use std::io::Write;
@@ -11,8 +17,28 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Atomically replaces `path` with `contents` (blocking; call from `spawn_blocking`).
+/// How far a write must have reached before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// On disk, surviving a power loss (file and directory synced).
+    PowerLoss,
+    /// In the page cache, surviving a process crash.
+    ProcessCrash,
+}
+
+/// Atomically replaces `path` with `contents`, synced to disk (blocking; call from
+/// `spawn_blocking`).
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), StoreError> {
+    write_atomic_with(path, contents, Durability::PowerLoss)
+}
+
+/// Atomically replaces `path` with `contents` with the given durability (blocking).
+pub fn write_atomic_with(
+    path: &Path,
+    contents: &[u8],
+    durability: Durability,
+) -> Result<(), StoreError> {
+    let synced = durability == Durability::PowerLoss;
     let parent = path
         .parent()
         .ok_or_else(|| StoreError::Invalid(format!("{} has no parent", path.display())))?;
@@ -22,9 +48,11 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), StoreError> {
         let mut file = std::fs::File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
         file.write_all(contents)
             .map_err(|e| StoreError::io(&tmp, e))?;
-        file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+        if synced {
+            file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+        }
         std::fs::rename(&tmp, path).map_err(|e| StoreError::io(path, e))?;
-        sync_dir(parent)
+        if synced { sync_dir(parent) } else { Ok(()) }
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -34,7 +62,16 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), StoreError> {
 
 /// Runs [`write_atomic`] on the blocking pool.
 pub async fn write_atomic_async(path: PathBuf, contents: Vec<u8>) -> Result<(), StoreError> {
-    tokio::task::spawn_blocking(move || write_atomic(&path, &contents))
+    write_atomic_async_with(path, contents, Durability::PowerLoss).await
+}
+
+/// Runs [`write_atomic_with`] on the blocking pool.
+pub async fn write_atomic_async_with(
+    path: PathBuf,
+    contents: Vec<u8>,
+    durability: Durability,
+) -> Result<(), StoreError> {
+    tokio::task::spawn_blocking(move || write_atomic_with(&path, &contents, durability))
         .await
         .map_err(|e| StoreError::Backend(format!("write task failed: {e}")))?
 }

@@ -40,7 +40,7 @@ impl AgentIo for ConversationIo {
         self.monitoring
             .on_session_event(&self.conversation_id, &stored);
         // No receiver is fine: nobody is watching.
-        let _ = self.live.send(LiveMessage::Event(Arc::new(stored.clone())));
+        let _ = self.live.send(LiveMessage::event(&stored));
         Ok(stored)
     }
 

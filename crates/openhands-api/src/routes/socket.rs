@@ -134,8 +134,8 @@ impl Watcher {
         loop {
             tokio::select! {
                 message = live.recv() => match message {
-                    Ok(LiveMessage::Event(event)) => {
-                        if self.send_event(&event).await.is_err() {
+                    Ok(LiveMessage::Event { id, json }) => {
+                        if self.send_json(id, &json).await.is_err() {
                             return None;
                         }
                     }
@@ -201,12 +201,17 @@ impl Watcher {
     }
 
     async fn send_event(&mut self, event: &Event) -> Result<(), ()> {
-        let id = i64::try_from(event.id).unwrap_or(i64::MAX);
+        let text = serde_json::to_string(event).map_err(|_| ())?;
+        self.send_json(event.id, &text).await
+    }
+
+    /// Sends an event's JSON unless this watcher already has it.
+    async fn send_json(&mut self, id: u64, json: &str) -> Result<(), ()> {
+        let id = i64::try_from(id).unwrap_or(i64::MAX);
         if id <= self.last_sent {
             return Ok(());
         }
-        let text = serde_json::to_string(event).map_err(|_| ())?;
-        self.session.text(text).await.map_err(|_| ())?;
+        self.session.text(json.to_owned()).await.map_err(|_| ())?;
         self.last_sent = id;
         Ok(())
     }

@@ -13,10 +13,21 @@ use std::sync::Arc;
 /// Something watchers of a conversation receive live.
 #[derive(Debug, Clone)]
 pub enum LiveMessage {
-    /// A stored event.
-    Event(Arc<Event>),
+    /// A stored event, serialized once for every watcher.
+    Event { id: u64, json: Arc<str> },
     /// A status notice in OpenHands' `status_update` shape, not stored.
     Notice(Value),
+}
+
+impl LiveMessage {
+    /// The live form of a stored event.
+    pub fn event(event: &Event) -> Self {
+        let json = serde_json::to_string(event).unwrap_or_else(|_| "{}".to_owned());
+        LiveMessage::Event {
+            id: event.id,
+            json: json.into(),
+        }
+    }
 }
 
 /// The live feed of one conversation. A receiver that falls behind gets `Lagged`; the

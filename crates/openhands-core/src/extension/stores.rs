@@ -100,9 +100,10 @@ pub trait ConversationStore: Send + Sync {
 /// The append-only event log of each conversation.
 ///
 /// Guarantees: ids start at 0 and increase by one per conversation without gaps, even under
-/// concurrent appends; an event is durable before `append` returns (so it is stored before
-/// anyone is shown it); stored events are never modified. Callers check conversation
-/// ownership through the [`ConversationStore`] before reading or appending.
+/// concurrent appends; an event is stored (readable by every later `read`, surviving a
+/// crash of the process) before `append` returns, so it is stored before anyone is shown
+/// it; stored events are never modified. Callers check conversation ownership through the
+/// [`ConversationStore`] before reading or appending.
 #[async_trait]
 pub trait EventStore: Send + Sync {
     /// Appends an event, assigning the next id and the timestamp.

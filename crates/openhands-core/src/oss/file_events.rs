@@ -2,13 +2,14 @@
 //!
 //! Appends to one conversation are serialized by a per-conversation lock, which also holds
 //! the next id (found once by scanning the directory), so ids have no gaps or repeats. An
-//! event file is written atomically and synced before `append` returns.
+//! event file is written atomically before `append` returns; it survives a process crash but
+//! is not `fsync`ed (see [`crate::fs_atomic::Durability`]).
 
 use super::layout::{check_writable, conversation_dir, sessions_dir};
 use crate::error::StoreError;
 use crate::event::{Event, EventPage, EventQuery, NewEvent, event_timestamp_now};
 use crate::extension::EventStore;
-use crate::fs_atomic::{read_optional, write_atomic_async};
+use crate::fs_atomic::{Durability, read_optional, write_atomic_async_with};
 use crate::scope::UserScope;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -86,7 +87,8 @@ impl EventStore for FileEventStore {
         let id = Self::next_id(&dir, &mut next).await?;
         let event = Event::from_new(event, id, event_timestamp_now());
         let bytes = serde_json::to_vec(&event).map_err(|e| StoreError::Backend(e.to_string()))?;
-        write_atomic_async(dir.join(format!("{id}.json")), bytes).await?;
+        let path = dir.join(format!("{id}.json"));
+        write_atomic_async_with(path, bytes, Durability::ProcessCrash).await?;
         *next = Some(id + 1);
         Ok(event)
     }
