@@ -152,7 +152,7 @@ fn render_agent(md: &mut String, agent: &AgentResults) {
     );
     let _ = writeln!(
         md,
-        "| fan-out delay p50 / p99 / max (ms; {} watchers, {} think calls, {} deliveries) | {:.2} / {:.2} / {:.2} |",
+        "| fan-out delay p50 / p99 / max (ms; {} watchers, {} think calls answered in 10 ms each, {} deliveries) | {:.2} / {:.2} / {:.2} |",
         fanout.watchers,
         fanout.think_calls,
         fanout.deliveries,

@@ -53,6 +53,8 @@ struct Policy {
     think_budget: AtomicU64,
     /// Answers served, numbering the tool calls (`call_N`).
     served: AtomicU64,
+    /// Milliseconds to wait before each answer (0: answer at once).
+    answer_delay_ms: AtomicU64,
 }
 
 impl Policy {
@@ -88,6 +90,12 @@ impl FakeLlm {
     /// The `llm_base_url` to store in the server's settings.
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
+    }
+
+    /// Makes every following answer wait `delay` (zero: answer at once).
+    pub fn set_answer_delay(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.policy.answer_delay_ms.store(ms, Ordering::Release);
     }
 
     /// Answers `think` for the next `calls` requests, then `finish`.
@@ -135,6 +143,10 @@ async fn answer(
     let route_ok = request.method() == Method::POST && request.uri().path() == COMPLETIONS_PATH;
     // Read the body whatever it holds, so the connection stays reusable.
     let body_ok = request.into_body().collect().await.is_ok();
+    let delay_ms = policy.answer_delay_ms.load(Ordering::Acquire);
+    if delay_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+    }
     let response = if route_ok && body_ok {
         let call = policy.served.fetch_add(1, Ordering::AcqRel) + 1;
         respond(StatusCode::OK, completion_body(call, policy.next_tool()))

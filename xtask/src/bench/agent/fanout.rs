@@ -7,6 +7,13 @@
 //! time minus the event's timestamp, until it sees the `finished` state of the
 //! new task. The timestamp is taken when the event is created, just before it is
 //! stored, so the delay includes storing as well as broadcasting and sending.
+//!
+//! The fake LLM answers after [`LLM_ANSWER_DELAY`] here, not at once: with instant
+//! answers one conversation makes ~1,000 events/s, and 1,000 watchers would need a
+//! million WebSocket frames per second from two cores shared with the load
+//! generator, so the figure would measure a saturated machine instead of the
+//! delivery path. Real LLM calls take hundreds of milliseconds; 10 ms is still
+//! far faster than any of them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +29,9 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::api;
+
+/// How long the fake LLM takes per answer during the fan-out measurement.
+pub const LLM_ANSWER_DELAY: Duration = Duration::from_millis(10);
 use super::events::{self, Frame};
 use super::fake_llm::FakeLlm;
 use super::watcher::{self, Incoming, Socket};
@@ -93,6 +103,7 @@ pub async fn measure(
             anyhow!("watchers did not replay the first task within {SETUP_TIMEOUT:?}")
         })??;
 
+    llm.set_answer_delay(LLM_ANSWER_DELAY);
     llm.set_think_budget(think_calls);
     let sender = sinks
         .first_mut()
