@@ -1,7 +1,11 @@
-//! Rebuilding the LLM conversation from stored events.
+//! The LLM conversation, derived from the events.
 //!
-//! The event log is the single source of truth: before every LLM call the agent rebuilds the
-//! messages from it, so a conversation restarted from storage continues exactly where it was.
+//! The event log is the single source of truth: a conversation restarted from storage rebuilds
+//! its messages from the stored events, so it continues exactly where it was. A running agent
+//! does not rebuild them before every call (that is O(n) per call, O(n²) per task): its
+//! [`Transcript`] is built from the history once, then fed each event as it is stored, and
+//! keeps the messages serialized ([`MessageLog`]) so a call only copies bytes. Either way the
+//! same rules apply:
 //!
 //! * user `message` actions → user messages (with their images);
 //! * agent `message` actions → assistant text;
@@ -13,12 +17,15 @@
 //!   assistant tool calls that are not answered;
 //! * everything else (`agent_state_changed`, errors not tied to a call) is not sent.
 
-use crate::llm::{ChatMessage, ToolCall};
+use crate::llm::{ChatMessage, MessageLog, ToolCall};
 use openhands_core::event::{Event, EventBody, EventSource};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
-/// The LLM messages for `events`, after the system prompt.
+/// The LLM messages for `events`, after the system prompt (what a [`Transcript`] of the same
+/// events sends, unserialized).
+#[cfg(test)]
 pub(crate) fn build_messages(system_prompt: &str, events: &[Event]) -> Vec<ChatMessage> {
     let mut builder = Builder {
         messages: vec![ChatMessage::system(system_prompt)],
@@ -29,6 +36,56 @@ pub(crate) fn build_messages(system_prompt: &str, events: &[Event]) -> Vec<ChatM
     }
     builder.flush();
     builder.messages
+}
+
+/// The conversation as sent to the LLM, kept in step with the events.
+#[derive(Debug)]
+pub(crate) struct Transcript {
+    builder: Builder,
+    /// Every message completed so far, serialized; the builder only holds new ones briefly.
+    log: MessageLog,
+}
+
+impl Transcript {
+    /// The system prompt followed by the messages of the stored `events`.
+    pub fn new(system_prompt: &str, events: &[Event]) -> Self {
+        let mut log = MessageLog::new();
+        log.push(&ChatMessage::system(system_prompt));
+        let mut transcript = Self {
+            builder: Builder::default(),
+            log,
+        };
+        for event in events {
+            transcript.builder.add(event);
+        }
+        transcript.drain();
+        transcript
+    }
+
+    /// Takes a newly stored event into account.
+    pub fn add(&mut self, event: &Event) {
+        self.builder.add(event);
+        self.drain();
+    }
+
+    /// The messages to send now: the log, plus placeholder results for calls still unanswered
+    /// (not kept: a real result may still come, as a rebuild from the events would show).
+    pub fn messages(&self) -> Cow<'_, MessageLog> {
+        if self.builder.open_calls.is_empty() {
+            return Cow::Borrowed(&self.log);
+        }
+        let mut log = self.log.clone();
+        for (id, name) in &self.builder.open_calls {
+            log.push(&placeholder(id, name));
+        }
+        Cow::Owned(log)
+    }
+
+    fn drain(&mut self) {
+        for message in self.builder.messages.drain(..) {
+            self.log.push(&message);
+        }
+    }
 }
 
 /// Whether the last meaningful event is a user message nobody answered yet.
@@ -64,7 +121,7 @@ fn is_state_change(event: &Event) -> bool {
     matches!(&event.body, EventBody::Observation { observation, .. } if observation == "agent_state_changed")
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Builder {
     messages: Vec<ChatMessage>,
     seen_responses: HashSet<String>,
@@ -135,18 +192,29 @@ impl Builder {
     fn assistant_turn(&mut self, metadata: &Value) {
         let response = &metadata["model_response"];
         let message = &response["choices"][0]["message"];
-        let calls: Vec<ToolCall> = message["tool_calls"]
+        let raw_calls = message["tool_calls"]
             .as_array()
-            .map(|calls| calls.iter().filter_map(ToolCall::from_wire).collect())
-            .unwrap_or_default();
-        let key = response["id"]
-            .as_str()
-            .map(str::to_owned)
-            .or_else(|| calls.first().map(|c| c.id.clone()))
-            .unwrap_or_default();
-        if calls.is_empty() || !self.seen_responses.insert(key) {
+            .map_or(&[][..], Vec::as_slice);
+        // The response is identified by its id, else by its first call's id; checked before
+        // the calls are decoded, since every event of a response carries it.
+        let key: Cow<'_, str> = match response["id"].as_str() {
+            Some(id) => Cow::Borrowed(id),
+            None => Cow::Owned(
+                raw_calls
+                    .iter()
+                    .find_map(ToolCall::from_wire)
+                    .map(|c| c.id)
+                    .unwrap_or_default(),
+            ),
+        };
+        if raw_calls.is_empty() || self.seen_responses.contains(key.as_ref()) {
             return;
         }
+        let calls: Vec<ToolCall> = raw_calls.iter().filter_map(ToolCall::from_wire).collect();
+        if calls.is_empty() {
+            return;
+        }
+        self.seen_responses.insert(key.into_owned());
         self.flush();
         self.open_calls = calls
             .iter()
@@ -169,14 +237,19 @@ impl Builder {
     /// Answers the calls of the last assistant turn that got no result.
     fn flush(&mut self) {
         for (id, name) in std::mem::take(&mut self.open_calls) {
-            let text = if name == crate::tools::FINISH_TOOL {
-                "The task was marked as finished."
-            } else {
-                "No result: this action was not executed."
-            };
-            self.messages.push(ChatMessage::tool_result(id, text));
+            self.messages.push(placeholder(&id, &name));
         }
     }
+}
+
+/// The result given to a call that got none.
+fn placeholder(call_id: &str, name: &str) -> ChatMessage {
+    let text = if name == crate::tools::FINISH_TOOL {
+        "The task was marked as finished."
+    } else {
+        "No result: this action was not executed."
+    };
+    ChatMessage::tool_result(call_id, text)
 }
 
 /// What the model reads as the result of a call.
@@ -240,5 +313,15 @@ mod tests {
         );
         assert_eq!(msgs[5], ChatMessage::user("next"));
         assert!(awaits_reply(&events));
+
+        // Fed one event at a time, the transcript sends what a rebuild would, at every step.
+        let mut transcript = Transcript::new("sys", &[]);
+        for (n, event) in events.iter().enumerate() {
+            transcript.add(event);
+            let rebuilt: MessageLog = build_messages("sys", &events[..=n]).iter().collect();
+            assert_eq!(*transcript.messages(), rebuilt, "after event {n}");
+        }
+        let resumed = Transcript::new("sys", &events);
+        assert_eq!(*resumed.messages(), *transcript.messages());
     }
 }

@@ -7,14 +7,13 @@
 
 use super::actions::{self, Action};
 use super::events::{self, BAD_ACTION, CallContext};
-use super::history;
+use super::history::{self, Transcript};
 use super::prompt::system_prompt;
 use super::{AgentConfig, AgentInput, AgentIo, AgentOutcome};
-use crate::llm::ToolSpec;
 use crate::llm::{ChatResponse, LlmClient, LlmError, ToolCall, cost_usd};
 use crate::tools::bash::BashSession;
 use crate::tools::editor::FileEditor;
-use crate::tools::{ToolError, tool_specs};
+use crate::tools::{ToolError, tool_specs_json};
 use openhands_core::event::{Event, NewEvent};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -88,9 +87,10 @@ pub(crate) struct Agent {
     config: AgentConfig,
     io: Arc<dyn AgentIo>,
     inputs: Inputs,
-    events: Vec<Event>,
-    system_prompt: String,
-    tools: Vec<ToolSpec>,
+    /// The LLM messages, updated as events are stored (the events themselves are not kept).
+    transcript: Transcript,
+    /// The history ended with a user message nobody answered yet.
+    resume_with_call: bool,
     /// Built on the first call and reused (it holds the connection pool).
     llm: Option<LlmClient>,
     bash: Option<BashSession>,
@@ -117,8 +117,8 @@ impl Agent {
             .filter(|b| *b > 0.0)
             .map(|b| if cost >= b { cost + b } else { b });
         Self {
-            system_prompt: system_prompt(&config),
-            tools: tool_specs(),
+            transcript: Transcript::new(&system_prompt(&config), &history),
+            resume_with_call: history::awaits_reply(&history),
             editor: FileEditor::new(config.workspace_dir.clone()),
             config,
             io,
@@ -127,7 +127,6 @@ impl Agent {
                 queued: VecDeque::new(),
                 closed: false,
             },
-            events: history,
             llm: None,
             bash: None,
             state: None,
@@ -165,7 +164,7 @@ impl Agent {
     }
 
     async fn main(&mut self) -> Step<()> {
-        let mut call_llm = history::awaits_reply(&self.events);
+        let mut call_llm = self.resume_with_call;
         loop {
             if call_llm {
                 call_llm = self.step().await?;
@@ -194,7 +193,7 @@ impl Agent {
             .emit(event)
             .await
             .map_err(|e| Exit::Fatal(format!("storing an agent event failed: {e}")))?;
-        self.events.push(stored.clone());
+        self.transcript.add(&stored);
         Ok(stored)
     }
 
@@ -304,8 +303,8 @@ impl Agent {
         let Some(client) = self.llm.as_ref() else {
             return Ok(Err(LlmError::InvalidConfig("no LLM client".into())));
         };
-        let messages = history::build_messages(&self.system_prompt, &self.events);
-        let call = client.complete(&messages, &self.tools);
+        let messages = self.transcript.messages();
+        let call = client.complete_log(&messages, tool_specs_json());
         self.inputs.unless_stopped(call).await.ok_or(Exit::Stopped)
     }
 

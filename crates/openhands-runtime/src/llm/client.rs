@@ -8,9 +8,11 @@
 
 use super::config::LlmConfig;
 use super::error::LlmError;
-use super::wire::{ChatMessage, ChatResponse, ToolSpec, parse_response, request_body};
+use super::request::{MessageLog, request_bytes, tools_json};
+use super::wire::{ChatMessage, ChatResponse, ToolSpec, parse_response};
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Longest `Retry-After` we honour.
@@ -18,7 +20,23 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Longest body excerpt kept in an error.
 const BODY_EXCERPT_CHARS: usize = 500;
 
-/// A client for one model on one endpoint.
+/// The process-wide HTTP client: one connection pool and one set of buffers shared by every
+/// conversation, so an idle conversation holds no connection of its own. The per-model timeout
+/// is set on each request instead.
+static SHARED_HTTP: OnceLock<reqwest::Client> = OnceLock::new();
+
+fn shared_http() -> Result<reqwest::Client, LlmError> {
+    if let Some(client) = SHARED_HTTP.get() {
+        return Ok(client.clone());
+    }
+    let client = reqwest::Client::builder()
+        .build()
+        .map_err(|e| LlmError::InvalidConfig(format!("HTTP client: {e}")))?;
+    // Another thread may have won the race; either client is as good.
+    Ok(SHARED_HTTP.get_or_init(|| client).clone())
+}
+
+/// A client for one model on one endpoint (cheap: the HTTP client is shared).
 #[derive(Debug, Clone)]
 pub struct LlmClient {
     config: LlmConfig,
@@ -41,10 +59,7 @@ impl LlmClient {
         if config.model.trim().is_empty() {
             return Err(LlmError::InvalidConfig("the model id is empty".into()));
         }
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .build()
-            .map_err(|e| LlmError::InvalidConfig(format!("HTTP client: {e}")))?;
+        let http = shared_http()?;
         Ok(Self {
             endpoint: config.endpoint(),
             config,
@@ -64,7 +79,18 @@ impl LlmClient {
         messages: &[ChatMessage],
         tools: &[ToolSpec],
     ) -> Result<ChatResponse, LlmError> {
-        let body = request_body(self.config.wire_model(), messages, tools);
+        let log: MessageLog = messages.iter().collect();
+        self.complete_log(&log, &tools_json(tools)).await
+    }
+
+    /// Like [`Self::complete`], with the messages already serialized in `messages` and the
+    /// tools as a serialized JSON array (`""` for none): what an agent calls on every step.
+    pub async fn complete_log(
+        &self,
+        messages: &MessageLog,
+        tools_json: &str,
+    ) -> Result<ChatResponse, LlmError> {
+        let body = request_bytes(self.config.wire_model(), messages, tools_json);
         let mut attempt: u32 = 0;
         loop {
             match self.attempt(&body).await? {
@@ -95,8 +121,13 @@ impl LlmClient {
         }
     }
 
-    async fn attempt(&self, body: &serde_json::Value) -> Result<Attempt, LlmError> {
-        let mut request = self.http.post(&self.endpoint).json(body);
+    async fn attempt(&self, body: &[u8]) -> Result<Attempt, LlmError> {
+        let mut request = self
+            .http
+            .post(&self.endpoint)
+            .timeout(self.config.timeout)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(body.to_vec());
         if let Some(key) = self.config.api_key.as_ref().filter(|k| !k.is_blank()) {
             request = request.header(AUTHORIZATION, format!("Bearer {}", key.expose()));
         }

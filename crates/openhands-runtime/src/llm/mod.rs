@@ -2,17 +2,21 @@
 //!
 //! The wire types are written by hand (the format is small and stable), so that we control
 //! exactly what is sent and ignore whatever extra fields a provider adds to its answers.
+//! Requests are assembled from pre-serialized parts ([`MessageLog`], [`tools_json`]) so that
+//! an agent's growing conversation is serialized once, not once per call.
 
 mod client;
 mod config;
 mod cost;
 mod error;
+mod request;
 mod wire;
 
 pub use client::LlmClient;
 pub use config::LlmConfig;
 pub use cost::cost_usd;
 pub use error::LlmError;
+pub use request::{MessageLog, tools_json};
 pub use wire::{
     AssistantMessage, ChatMessage, ChatResponse, ContentPart, ImageUrl, MessageContent, ToolCall,
     ToolSpec, Usage,

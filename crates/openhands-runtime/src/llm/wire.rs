@@ -146,9 +146,31 @@ mod wire_tool_calls {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use serde_json::Value;
 
+    /// `{id, type, function: {name, arguments}}`, written straight to the serializer (no
+    /// intermediate `Value`: this runs for every assistant turn of every request).
+    #[derive(Serialize)]
+    struct Wire<'a> {
+        id: &'a str,
+        #[serde(rename = "type")]
+        kind: &'static str,
+        function: Function<'a>,
+    }
+
+    #[derive(Serialize)]
+    struct Function<'a> {
+        name: &'a str,
+        arguments: &'a str,
+    }
+
     pub fn serialize<S: Serializer>(calls: &[ToolCall], s: S) -> Result<S::Ok, S::Error> {
-        let wire: Vec<Value> = calls.iter().map(ToolCall::to_wire).collect();
-        wire.serialize(s)
+        s.collect_seq(calls.iter().map(|call| Wire {
+            id: &call.id,
+            kind: "function",
+            function: Function {
+                name: &call.name,
+                arguments: &call.arguments,
+            },
+        }))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ToolCall>, D::Error> {
@@ -202,15 +224,6 @@ pub struct ChatResponse {
     pub usage: Usage,
     /// The provider's response id (`chatcmpl-...`), when given.
     pub response_id: Option<String>,
-}
-
-/// The request body for `messages` and `tools`.
-pub(crate) fn request_body(model: &str, messages: &[ChatMessage], tools: &[ToolSpec]) -> Value {
-    let mut body = json!({"model": model, "messages": messages});
-    if !tools.is_empty() {
-        body["tools"] = Value::Array(tools.iter().map(ToolSpec::to_wire).collect());
-    }
-    body
 }
 
 #[derive(Deserialize)]
@@ -306,7 +319,9 @@ mod tests {
             ChatMessage::tool_result("c1", "ok"),
             ChatMessage::assistant(Some("done".into()), vec![]),
         ];
-        let body = request_body("gpt-4o", &msgs, &[]);
+        let log: super::super::MessageLog = msgs.iter().collect();
+        let bytes = super::super::request::request_bytes("gpt-4o", &log, "");
+        let body: Value = serde_json::from_slice(&bytes).expect("valid JSON");
         assert_eq!(
             body,
             json!({"model":"gpt-4o","messages":[

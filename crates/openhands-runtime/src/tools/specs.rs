@@ -2,8 +2,18 @@
 //!
 //! Names and parameters follow OpenHands' CodeAct agent, so prompts and habits carry over.
 
-use crate::llm::ToolSpec;
+use crate::llm::{ToolSpec, tools_json};
 use serde_json::json;
+use std::sync::LazyLock;
+
+/// [`tool_specs`] serialized once per process: every conversation sends the same schemas on
+/// every call, so neither the specs nor their JSON are rebuilt or held per conversation.
+static TOOL_SPECS_JSON: LazyLock<String> = LazyLock::new(|| tools_json(&tool_specs()));
+
+/// The `tools` array of every agent request, serialized (built on first use, then shared).
+pub fn tool_specs_json() -> &'static str {
+    &TOOL_SPECS_JSON
+}
 
 /// Runs a shell command in the persistent session.
 pub const EXECUTE_BASH_TOOL: &str = "execute_bash";
@@ -83,6 +93,14 @@ pub fn tool_specs() -> Vec<ToolSpec> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_json_is_the_serialized_specs() {
+        let parsed: serde_json::Value =
+            serde_json::from_str(tool_specs_json()).expect("valid JSON");
+        let expected: Vec<serde_json::Value> = tool_specs().iter().map(ToolSpec::to_wire).collect();
+        assert_eq!(parsed, serde_json::Value::Array(expected));
+    }
 
     #[test]
     fn every_tool_has_an_object_schema_with_required_fields_it_defines() {
