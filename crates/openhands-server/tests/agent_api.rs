@@ -118,6 +118,27 @@ async fn agent_creates_runs_edits_and_finishes() {
             .contains("Write hello.txt")
     );
 
+    // Usage is written to the metadata when the agent stops working.
+    let metadata_file = server
+        .data_dir()
+        .join(format!("sessions/{id}/metadata.json"));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let metadata: Value =
+            serde_json::from_str(&std::fs::read_to_string(&metadata_file).expect("metadata"))
+                .expect("json");
+        if metadata["prompt_tokens"].as_i64().unwrap_or(0) > 0 {
+            assert_eq!(metadata["llm_model"], "openai/test-model");
+            assert!(metadata["total_tokens"].as_i64() > metadata["prompt_tokens"].as_i64());
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "usage never recorded: {metadata}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     let info = body(server.get(&format!("/api/conversations/{id}")).await).await;
     assert_eq!(info["status"], "RUNNING");
     let listed = body(server.get("/api/conversations").await).await;

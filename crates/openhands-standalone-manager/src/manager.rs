@@ -189,6 +189,7 @@ impl ConversationManager for StandaloneConversationManager {
             monitoring: self.services.monitoring.clone(),
             live: live.clone(),
             last_active: last_active.clone(),
+            usage: Mutex::new(Default::default()),
         });
         let weak = Arc::downgrade(&self.inner);
         let running_id = id.clone();
