@@ -26,19 +26,44 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(&format!("{base}/trajectory"), web::get().to(trajectory));
 }
 
-/// The user's conversation, or `Err(id)` when it does not exist.
+/// How a route answers for a conversation that does not exist (OpenHands' shapes differ).
+#[derive(Clone, Copy)]
+enum Missing {
+    /// `{"status": "error", "conversation_id": id}`
+    StatusError,
+    /// `{"success": false, "error": "Conversation <id> not found"}`
+    Success,
+    /// `{"detail": "Conversation <id> not found"}`
+    Detail,
+}
+
+/// The user's conversation, or a 404 in the route's shape.
 async fn owned(
     state: &AppState,
     user: &CurrentUser,
     id: &str,
-) -> Result<Result<ConversationMetadata, ()>, ApiError> {
-    state
+    missing: Missing,
+) -> Result<ConversationMetadata, ApiError> {
+    let found = state
         .ext
         .conversation_store
         .get(user.scope(), id)
         .await
-        .map(|m| m.ok_or(()))
-        .map_err(|e| ApiError::internal(&e, json!({"status": "error", "conversation_id": id})))
+        .map_err(|e| ApiError::internal(&e, json!({"status": "error", "conversation_id": id})))?;
+    found.ok_or_else(|| {
+        let message = format!("Conversation {id} not found");
+        match missing {
+            Missing::StatusError => ApiError::new(
+                StatusCode::NOT_FOUND,
+                json!({"status": "error", "conversation_id": id}),
+            ),
+            Missing::Success => ApiError::new(
+                StatusCode::NOT_FOUND,
+                json!({"success": false, "error": message}),
+            ),
+            Missing::Detail => ApiError::detail(StatusCode::NOT_FOUND, message),
+        }
+    })
 }
 
 /// `POST .../start` body.
@@ -60,12 +85,7 @@ pub async fn start(
     JsonBody(_body): JsonBody<StartBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = conversation_id_from(path)?;
-    let Ok(metadata) = owned(&state, &user, &id).await? else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            json!({"status": "error", "conversation_id": id}),
-        ));
-    };
+    let metadata = owned(&state, &user, &id, Missing::StatusError).await?;
     let status = start_agent(&state, user.scope(), metadata).await.map_err(|e| {
         if !matches!(e, StartError::SettingsMissing) {
             tracing::error!(conversation_id = %id, error = %e, "starting a conversation failed");
@@ -92,12 +112,7 @@ pub async fn stop(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = conversation_id_from(path)?;
-    if owned(&state, &user, &id).await?.is_err() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            json!({"status": "error", "conversation_id": id}),
-        ));
-    }
+    owned(&state, &user, &id, Missing::StatusError).await?;
     let before = state
         .ext
         .conversation_manager
@@ -133,12 +148,7 @@ pub async fn message(
     JsonBody(body): JsonBody<MessageBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = conversation_id_from(path)?;
-    let Ok(metadata) = owned(&state, &user, &id).await? else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            json!({"success": false, "error": format!("Conversation {id} not found")}),
-        ));
-    };
+    let metadata = owned(&state, &user, &id, Missing::Success).await?;
     let action = UserAction::Message {
         content: body.message,
         image_urls: Vec::new(),
@@ -159,12 +169,7 @@ pub async fn post_event(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let id = conversation_id_from(path)?;
-    let Ok(metadata) = owned(&state, &user, &id).await? else {
-        return Err(ApiError::detail(
-            StatusCode::NOT_FOUND,
-            format!("Conversation {id} not found"),
-        ));
-    };
+    let metadata = owned(&state, &user, &id, Missing::Detail).await?;
     let action = parse_action(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -184,12 +189,7 @@ pub async fn trajectory(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = conversation_id_from(path)?;
-    if owned(&state, &user, &id).await?.is_err() {
-        return Err(ApiError::detail(
-            StatusCode::NOT_FOUND,
-            format!("Conversation {id} not found"),
-        ));
-    }
+    owned(&state, &user, &id, Missing::Detail).await?;
     let query = EventQuery {
         start_id: 0,
         end_id: None,
