@@ -101,7 +101,11 @@ impl TestServer {
             .map_err(|_| "server thread ended before starting".to_owned())??;
         Ok(Self {
             address,
-            client: reqwest::Client::new(),
+            // A stalled request fails the test instead of hanging it.
+            client: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(60))
+                .build()
+                .map_err(|e| e.to_string())?,
             config,
             handle: Some(handle),
             thread: Some(thread),
