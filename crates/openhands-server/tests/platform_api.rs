@@ -147,6 +147,17 @@ async fn rate_limit_answers_429_at_once_with_retry_after() {
     );
 }
 
+/// `GET /alive` sent from a browser page at `origin`.
+async fn get_with_origin(server: &TestServer, origin: &str) -> reqwest::Response {
+    server
+        .client
+        .get(server.url("/alive"))
+        .header("Origin", origin)
+        .send()
+        .await
+        .expect("get")
+}
+
 #[tokio::test]
 async fn cache_headers_request_ids_and_cors() {
     let server = TestServer::spawn().await;
@@ -166,25 +177,13 @@ async fn cache_headers_request_ids_and_cors() {
         .expect("get");
     assert_eq!(res.headers()["x-request-id"], "client-id-1");
 
-    let res = server
-        .client
-        .get(server.url("/alive"))
-        .header("Origin", "http://localhost:3001")
-        .send()
-        .await
-        .expect("get");
+    let res = get_with_origin(&server, "http://localhost:3001").await;
     assert_eq!(
         res.headers()["access-control-allow-origin"],
         "http://localhost:3001"
     );
     assert_eq!(res.headers()["access-control-allow-credentials"], "true");
-    let res = server
-        .client
-        .get(server.url("/alive"))
-        .header("Origin", "https://evil.example")
-        .send()
-        .await
-        .expect("get");
+    let res = get_with_origin(&server, "https://evil.example").await;
     assert!(res.headers().get("access-control-allow-origin").is_none());
 }
 
@@ -193,24 +192,12 @@ async fn permitted_cors_origins_replace_the_localhost_rule() {
     let server =
         TestServer::spawn_with(|c| c.permitted_cors_origins = vec!["https://app.example".into()])
             .await;
-    let res = server
-        .client
-        .get(server.url("/alive"))
-        .header("Origin", "https://app.example")
-        .send()
-        .await
-        .expect("get");
+    let res = get_with_origin(&server, "https://app.example").await;
     assert_eq!(
         res.headers()["access-control-allow-origin"],
         "https://app.example"
     );
-    let res = server
-        .client
-        .get(server.url("/alive"))
-        .header("Origin", "http://localhost:3001")
-        .send()
-        .await
-        .expect("get");
+    let res = get_with_origin(&server, "http://localhost:3001").await;
     assert!(res.headers().get("access-control-allow-origin").is_none());
 }
 
