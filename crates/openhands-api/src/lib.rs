@@ -8,6 +8,7 @@
 pub mod agent_control;
 pub mod body;
 pub mod error;
+pub mod event_feed;
 pub mod middleware;
 pub mod openapi;
 pub mod routes;

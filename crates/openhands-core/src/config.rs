@@ -39,6 +39,14 @@ pub const LEGACY_ENV: &[(&str, &str)] = &[
         "conversation_max_age_seconds",
     ),
     ("SANDBOX_CLOSE_DELAY", "sandbox.close_delay"),
+    ("DATABASE_URL", "database.url"),
+    ("DB_HOST", "database.host"),
+    ("DB_PORT", "database.port"),
+    ("DB_USER", "database.user"),
+    ("DB_PASS", "database.password"),
+    ("DB_NAME", "database.name"),
+    ("DB_POOL_SIZE", "database.pool_size"),
+    ("DB_MAX_OVERFLOW", "database.max_overflow"),
 ];
 
 /// Where the config file is looked for unless `OPENHANDS_CONFIG_FILE` names another.
@@ -82,6 +90,8 @@ pub struct Config {
     pub watcher_buffer: usize,
     /// Sandbox settings.
     pub sandbox: SandboxConfig,
+    /// The SQL database of SaaS mode (unused by the OSS file stores).
+    pub database: DatabaseConfig,
     /// Let `POST /api/conversations` choose the id. Env: `ALLOW_SET_CONVERSATION_ID`.
     #[serde(deserialize_with = "flexible_bool")]
     pub allow_set_conversation_id: bool,
@@ -127,6 +137,7 @@ impl Default for Config {
             conversation_max_age_seconds: 864_000,
             watcher_buffer: 256,
             sandbox: SandboxConfig::default(),
+            database: DatabaseConfig::default(),
             allow_set_conversation_id: false,
             serve_frontend: true,
             web_dir: "web/dist".into(),
@@ -155,6 +166,99 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         Self { close_delay: 3600 }
     }
+}
+
+/// The SQL database (`[database]`), as OpenHands' `DB_*` variables describe it.
+///
+/// `url` wins; else `host` (with `port`, `user`, `password`, `name`) names a PostgreSQL
+/// server; with neither, SaaS mode keeps a single-box SQLite file at
+/// `<data dir>/openhands.db`. See [`DatabaseConfig::connection_url`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// A full connection URL, `postgres://...` or `sqlite://<path>?mode=rwc`. It may hold
+    /// a password, so it is redacted in dumps. Env: `DATABASE_URL`.
+    #[serde(serialize_with = "serialize_redacted")]
+    pub url: Option<Secret>,
+    /// PostgreSQL host. Env: `DB_HOST`.
+    pub host: Option<String>,
+    /// PostgreSQL port. Env: `DB_PORT`.
+    pub port: u16,
+    /// PostgreSQL user. Env: `DB_USER`.
+    pub user: String,
+    /// PostgreSQL password. Env: `DB_PASS`.
+    #[serde(serialize_with = "serialize_redacted")]
+    pub password: Option<Secret>,
+    /// Database name. Env: `DB_NAME`.
+    pub name: String,
+    /// Connections the pool keeps for steady load. Env: `DB_POOL_SIZE`.
+    pub pool_size: u32,
+    /// Extra connections opened under peak load, closed again when idle.
+    /// Env: `DB_MAX_OVERFLOW`.
+    pub max_overflow: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            host: None,
+            port: 5432,
+            user: "postgres".into(),
+            password: None,
+            name: "openhands".into(),
+            pool_size: 25,
+            max_overflow: 10,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// The URL to connect to: `url` when set; else a PostgreSQL URL built from `host`,
+    /// `port`, `user`, `password` and `name` (user and password percent-encoded); else the
+    /// SQLite file `<data_dir>/openhands.db`, created on first connect.
+    pub fn connection_url(&self, data_dir: &Path) -> Secret {
+        if let Some(url) = self.url.as_ref().filter(|u| !u.is_blank()) {
+            return url.clone();
+        }
+        match self
+            .host
+            .as_deref()
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+        {
+            Some(host) => {
+                let password = self
+                    .password
+                    .as_ref()
+                    .map(|p| format!(":{}", percent_encode(p.expose())))
+                    .unwrap_or_default();
+                Secret::new(format!(
+                    "postgres://{}{password}@{host}:{}/{}",
+                    percent_encode(&self.user),
+                    self.port,
+                    percent_encode(&self.name),
+                ))
+            }
+            None => Secret::new(format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("openhands.db").display()
+            )),
+        }
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// Per-slot implementation overrides (`[plugins]`); unset slots use the config class.
@@ -433,6 +537,14 @@ mod tests {
                 ("MAX_CONCURRENT_CONVERSATIONS", "5"),
                 ("CONVERSATION_MAX_AGE_SECONDS", "60"),
                 ("SANDBOX_CLOSE_DELAY", "30"),
+                ("DATABASE_URL", "postgres://u:p@db.example/oh"),
+                ("DB_HOST", "db.internal"),
+                ("DB_PORT", "6543"),
+                ("DB_USER", "oh_user"),
+                ("DB_PASS", "db-secret"),
+                ("DB_NAME", "oh_db"),
+                ("DB_POOL_SIZE", "7"),
+                ("DB_MAX_OVERFLOW", "3"),
             ];
             assert_eq!(values.len(), LEGACY_ENV.len(), "test every mapped variable");
             for (k, v) in values {
@@ -462,6 +574,17 @@ mod tests {
             assert_eq!(c.max_concurrent_conversations, 5);
             assert_eq!(c.conversation_max_age_seconds, 60);
             assert_eq!(c.sandbox.close_delay, 30);
+            let db = &c.database;
+            assert_eq!(
+                db.url.as_ref().map(Secret::expose),
+                Some("postgres://u:p@db.example/oh")
+            );
+            assert_eq!(db.host.as_deref(), Some("db.internal"));
+            assert_eq!(db.port, 6543);
+            assert_eq!(db.user, "oh_user");
+            assert_eq!(db.password.as_ref().map(Secret::expose), Some("db-secret"));
+            assert_eq!(db.name, "oh_db");
+            assert_eq!((db.pool_size, db.max_overflow), (7, 3));
             Ok(())
         });
     }
@@ -558,6 +681,37 @@ mod tests {
             let dump = serde_json::to_string(&c).expect("json");
             assert!(!dump.contains("super-secret-key"));
             assert!(dump.contains("**********"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn database_url_prefers_url_then_host_then_sqlite_in_data_dir() {
+        let data_dir = Path::new("/srv/oh");
+        let mut db = DatabaseConfig::default();
+        assert_eq!(
+            db.connection_url(data_dir).expose(),
+            "sqlite:///srv/oh/openhands.db?mode=rwc"
+        );
+        db.host = Some("db.internal".into());
+        db.password = Some(Secret::new("p@ss:w/rd"));
+        assert_eq!(
+            db.connection_url(data_dir).expose(),
+            "postgres://postgres:p%40ss%3Aw%2Frd@db.internal:5432/openhands"
+        );
+        db.url = Some(Secret::new("postgres://x@y/z"));
+        assert_eq!(db.connection_url(data_dir).expose(), "postgres://x@y/z");
+    }
+
+    #[test]
+    fn database_secrets_are_redacted_in_dumps() {
+        Jail::expect_with(|jail| {
+            jail.set_env("DB_PASS", "pg-password-123");
+            jail.set_env("DATABASE_URL", "postgres://u:url-secret-456@h/d");
+            let c = load_in(jail).expect("load");
+            let dump = serde_json::to_string(&c).expect("json");
+            assert!(!dump.contains("pg-password-123") && !dump.contains("url-secret-456"));
+            assert!(!format!("{c:?}").contains("pg-password-123"));
             Ok(())
         });
     }

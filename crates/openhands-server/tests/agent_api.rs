@@ -723,3 +723,104 @@ async fn websocket_needs_the_session_key_when_set() {
         .expect_err("unknown conversation");
     assert!(err.to_string().contains("404"), "{err}");
 }
+
+/// Opens an events socket whose receive buffer is a few kilobytes, so that a client that
+/// stops reading makes the server's side of the connection back up quickly.
+async fn connect_small_window(
+    server: &TestServer,
+    id: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    let addr = server.address;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let stream = socket.connect(addr).await.expect("connect");
+    let url = format!("ws://{addr}/api/conversations/{id}/events/socket?latest_event_id=-1");
+    tokio::time::timeout(WAIT, tokio_tungstenite::client_async(url, stream))
+        .await
+        .expect("handshake in time")
+        .expect("handshake")
+        .0
+}
+
+#[tokio::test]
+async fn a_watcher_that_stops_reading_never_slows_the_agent_or_other_watchers() {
+    // ~1.2 MB of output while one watcher reads nothing. (Whether the kernel buffers
+    // all of it or the watcher falls behind and is closed depends on socket buffer
+    // tuning; `event_feed`'s unit tests cover the close itself.)
+    const COMMANDS: usize = 40;
+    let mut script = vec![finish()];
+    for _ in 0..COMMANDS {
+        script.push(tool(
+            "execute_bash",
+            json!({"command": "yes 0123456789abcdef | head -c 40000"}),
+        ));
+    }
+    script.push(finish());
+    let llm = ScriptedLlm::start(script).await.expect("scripted LLM");
+    let server = server_with_llm(&llm, |c| c.watcher_buffer = 4).await;
+    let id = create(&server, json!({"initial_user_msg": "first"})).await;
+    let first = server.wait_for_agent_state(&id, "finished", -1, WAIT).await;
+    let last_first = first.last().and_then(|e| e["id"].as_i64()).expect("ids");
+
+    let mut slow = connect_small_window(&server, &id).await;
+    let mut steady = connect(&server, &id, last_first).await;
+    let message = json!({"action": "message", "args": {"content": "print a lot"}});
+    steady
+        .send(tokio_tungstenite::tungstenite::Message::Text(
+            message.to_string().into(),
+        ))
+        .await
+        .expect("send");
+
+    // The steady watcher sees every event of the task, in order, while the slow one
+    // reads nothing: the agent finishes without waiting for it.
+    let mut expected = last_first + 1;
+    loop {
+        let event = next_event(&mut steady).await;
+        if event.get("status_update").is_some() {
+            continue;
+        }
+        assert_eq!(event["id"].as_i64(), Some(expected), "no gap, no duplicate");
+        expected += 1;
+        if event["observation"] == "agent_state_changed"
+            && event["extras"]["agent_state"] == "finished"
+        {
+            break;
+        }
+    }
+    let stored = server.all_events(&id).await;
+    assert_eq!(
+        stored.len() as i64,
+        expected,
+        "the steady watcher saw every stored event"
+    );
+
+    // The slow watcher then gets, in order, either everything or everything up to a
+    // close frame that says how to resume.
+    let mut next_id = 0;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while next_id < expected {
+        let message = tokio::time::timeout_at(deadline, slow.next())
+            .await
+            .unwrap_or_else(|_| panic!("stalled after event {next_id}"))
+            .expect("open")
+            .expect("frame");
+        match message {
+            tokio_tungstenite::tungstenite::Message::Text(text) => {
+                let event: Value = serde_json::from_str(&text).expect("json");
+                if let Some(id) = event["id"].as_i64() {
+                    assert_eq!(id, next_id, "in order");
+                    next_id += 1;
+                }
+            }
+            tokio_tungstenite::tungstenite::Message::Close(frame) => {
+                let frame = frame.expect("a close reason");
+                assert_eq!(u16::from(frame.code), 1008, "{}", frame.reason);
+                let resume = format!("latest_event_id={}", next_id - 1);
+                assert!(frame.reason.contains(&resume), "{}", frame.reason);
+                return;
+            }
+            _ => {}
+        }
+    }
+}

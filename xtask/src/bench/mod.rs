@@ -11,6 +11,7 @@
 
 mod agent;
 mod client;
+mod cpu;
 #[cfg(test)]
 mod fake_server;
 mod load;
@@ -75,6 +76,10 @@ pub struct BenchArgs {
     /// Skip the agent measurements (events/s, memory per idle conversation, fan-out).
     #[arg(long)]
     skip_agent: bool,
+    /// Run only the agent measurements and print them (results files are left alone),
+    /// for iterating on the agent and delivery paths.
+    #[arg(long, conflicts_with = "skip_agent")]
+    only_agent: bool,
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
@@ -109,6 +114,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .build()
         .context("building the load generator's runtime")?;
     let agent_data_dir = bench_dir.join("agent-data");
+    if args.only_agent {
+        let agent = runtime.block_on(agent::measure(&config, agent_data_dir))?;
+        println!("{}", report::render_agent_only(&agent));
+        return Ok(());
+    }
     let results = runtime.block_on(measure(args, &config, agent_data_dir))?;
 
     let markdown = report::write(&bench_dir, &results)?;

@@ -130,6 +130,13 @@ pub fn render_markdown(results: &Results) -> String {
     md
 }
 
+/// The agent table alone, for `--only-agent` runs.
+pub fn render_agent_only(agent: &AgentResults) -> String {
+    let mut md = String::new();
+    render_agent(&mut md, agent);
+    md
+}
+
 /// The agent measurements' table, each row saying what was run.
 fn render_agent(md: &mut String, agent: &AgentResults) {
     let events = &agent.events;
@@ -159,6 +166,12 @@ fn render_agent(md: &mut String, agent: &AgentResults) {
         fanout.p50_ms,
         fanout.p99_ms,
         fanout.max_ms
+    );
+    let usage = &fanout.usage;
+    let _ = writeln!(
+        md,
+        "| fan-out CPU seconds: server / bench (in {:.2} s wall) | {:.2} / {:.2} |",
+        usage.wall_s, usage.server_cpu_s, usage.bench_cpu_s
     );
 }
 
@@ -250,6 +263,7 @@ mod tests {
 
     fn agent() -> AgentResults {
         use crate::bench::agent::{EventThroughput, FanOut, IdleMemory};
+        use crate::bench::cpu::CpuUsage;
         AgentResults {
             events: EventThroughput {
                 think_calls: 500,
@@ -270,6 +284,11 @@ mod tests {
                 p50_ms: 1.5,
                 p99_ms: 7.25,
                 max_ms: 12.0,
+                usage: CpuUsage {
+                    wall_s: 2.5,
+                    server_cpu_s: 3.0,
+                    bench_cpu_s: 1.75,
+                },
             },
         }
     }
@@ -287,6 +306,10 @@ mod tests {
         assert!(md.contains("RSS 20.0 -> 70.0 MB) | 51.2 |"), "{md}");
         assert!(
             md.contains("402000 deliveries) | 1.50 / 7.25 / 12.00 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("server / bench (in 2.50 s wall) | 3.00 / 1.75 |"),
             "{md}"
         );
     }

@@ -208,6 +208,7 @@ mod tests {
                 p50_ms: 1.0,
                 p99_ms,
                 max_ms: 30.0,
+                usage: crate::bench::cpu::CpuUsage::default(),
             },
         }
     }

@@ -1,37 +1,40 @@
 //! Live events over a WebSocket: `GET /api/conversations/{id}/events/socket`.
 //!
-//! On connect the socket subscribes to the conversation's live feed *first*, then replays
-//! stored events after `latest_event_id`, then forwards live ones, skipping ids it already
-//! sent. Events are stored before they are published, so this gives no gap and no
-//! duplicate. Text frames from the client are OpenHands action dicts (a `message`, or
-//! `change_agent_state` to confirm, reject or stop). A watcher too slow to keep up is
-//! closed with a reason (the agent never waits for it); pings keep the connection alive.
+//! The response body is an [`EventFeed`]: stored events after `latest_event_id`, then live
+//! ones, with no gap and no duplicate (see [`crate::event_feed`]). This module does the
+//! upgrade and runs the reading side: text frames from the client are OpenHands action
+//! dicts (a `message`, or `change_agent_state` to confirm, reject or stop), pings are
+//! answered, and the server pings every [`PING_EVERY`] to keep idle connections open.
 //! Browsers cannot set headers on a WebSocket, so `session_api_key` may come as a query
 //! parameter.
 
 use super::conversations::conversation_id_from;
 use crate::agent_control::{deliver, parse_action};
 use crate::error::ApiError;
+use crate::event_feed::{Control, EventFeed, OnDrop, ReplaySource};
 use crate::state::AppState;
 use crate::user::{CurrentUser, authenticate};
+use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Item, ProtocolError};
+use actix_web::body::{BodyStream, MessageBody};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
+use bytes::BytesMut;
 use futures_util::StreamExt;
 use openhands_core::conversation::ConversationMetadata;
-use openhands_core::event::{Event, EventQuery};
-use openhands_core::extension::{LiveMessage, LiveReceiver};
 use openhands_core::oss::SESSION_API_KEY_HEADER;
 use serde::Deserialize;
 use serde_json::json;
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tokio_util::codec::Decoder;
 
 /// How often the server pings an idle socket.
 const PING_EVERY: Duration = Duration::from_secs(20);
-/// Events read from the store per replay page.
-const REPLAY_PAGE: usize = 100;
+/// The largest message a client may send (a user message with its text).
+const MAX_CLIENT_MESSAGE: usize = 1024 * 1024;
+/// Frames the reading side may queue for the feed before it stops reading.
+const CONTROL_QUEUE: usize = 16;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(
@@ -78,164 +81,156 @@ pub async fn socket(
                 format!("Conversation {id} not found"),
             )
         })?;
-    let live = state
-        .ext
-        .conversation_manager
-        .subscribe(user.scope(), &id)
-        .await
-        .map_err(|e| {
-            ApiError::internal(&e, json!({"detail": "Could not watch the conversation"}))
-        })?;
-    let (response, session, stream) = actix_ws::handle(&req, body).map_err(|e| {
+    let mut response = actix_http::ws::handshake(req.head()).map_err(|e| {
         ApiError::detail(
             StatusCode::BAD_REQUEST,
             format!("WebSocket upgrade failed: {e}"),
         )
     })?;
-    let latest = query.latest_event_id.unwrap_or(-1).max(-1);
-    actix_web::rt::spawn(async move {
-        let manager = state.ext.conversation_manager.clone();
-        manager.watcher_count_changed(&id, 1);
-        let reason = Watcher {
+    let manager = state.ext.conversation_manager.clone();
+    let live = manager.subscribe(user.scope(), &id).await.map_err(|e| {
+        ApiError::internal(&e, json!({"detail": "Could not watch the conversation"}))
+    })?;
+    manager.watcher_count_changed(&id, 1);
+    let on_drop = {
+        let id = id.clone();
+        OnDrop::new(move || manager.watcher_count_changed(&id, -1))
+    };
+    let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
+    let replay = ReplaySource {
+        store: state.ext.event_store.clone(),
+        scope: user.scope().clone(),
+        conversation_id: id,
+    };
+    let latest = query.latest_event_id.unwrap_or(-1);
+    let feed = EventFeed::new(replay, latest, live, control_rx, on_drop);
+    actix_web::rt::spawn(
+        ClientSide {
             state,
             user,
             metadata,
-            session: session.clone(),
-            last_sent: latest,
+            control,
         }
-        .run(live, stream)
-        .await;
-        manager.watcher_count_changed(&id, -1);
-        let _ = session.close(reason).await;
-    });
-    Ok(response)
+        .run(body),
+    );
+    let response = response
+        .message_body(BodyStream::new(feed).boxed())
+        .map_err(|e| ApiError::internal(&e, json!({"detail": "WebSocket upgrade failed"})))?;
+    Ok(response.into())
 }
 
-struct Watcher {
+/// The reading side of one socket.
+struct ClientSide {
     state: web::Data<AppState>,
     user: CurrentUser,
     metadata: ConversationMetadata,
-    session: Session,
-    last_sent: i64,
+    control: mpsc::Sender<Control>,
 }
 
-impl Watcher {
-    /// Runs until the socket ends; returns the close reason to send.
-    async fn run(
-        mut self,
-        mut live: LiveReceiver,
-        mut stream: MessageStream,
-    ) -> Option<CloseReason> {
-        if self.replay().await.is_err() {
-            return None;
-        }
+impl ClientSide {
+    /// Reads frames until the client closes, the connection ends or the feed is gone.
+    async fn run(self, mut body: web::Payload) {
+        let mut codec = Codec::new().max_size(MAX_CLIENT_MESSAGE);
+        let mut buf = BytesMut::new();
+        let mut fragments: Option<BytesMut> = None;
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
         loop {
-            tokio::select! {
-                message = live.recv() => match message {
-                    Ok(LiveMessage::Event { id, json }) => {
-                        if self.send_json(id, &json).await.is_err() {
-                            return None;
+            loop {
+                match codec.decode(&mut buf) {
+                    Ok(Some(frame)) => {
+                        if !self.on_frame(frame, &mut fragments).await {
+                            return;
                         }
                     }
-                    Ok(LiveMessage::Notice(notice)) => {
-                        if self.session.text(notice.to_string()).await.is_err() {
-                            return None;
-                        }
-                    }
-                    Err(RecvError::Lagged(missed)) => {
-                        return Some(CloseReason {
-                            code: CloseCode::Policy,
-                            description: Some(format!(
-                                "watcher too slow: {missed} messages missed; reconnect with latest_event_id={}",
-                                self.last_sent
-                            )),
-                        });
-                    }
-                    Err(RecvError::Closed) => return Some(CloseCode::Away.into()),
-                },
-                incoming = stream.next() => match incoming {
-                    Some(Ok(Message::Text(text))) => self.handle_client_text(&text).await,
-                    Some(Ok(Message::Ping(bytes))) => {
-                        if self.session.pong(&bytes).await.is_err() {
-                            return None;
-                        }
-                    }
-                    Some(Ok(Message::Close(reason))) => return reason,
-                    Some(Ok(_)) => {}
-                    Some(Err(_)) | None => return None,
-                },
-                _ = ping.tick() => {
-                    if self.session.ping(b"").await.is_err() {
-                        return None;
+                    Ok(None) => break,
+                    Err(err) => {
+                        self.close_for(&err).await;
+                        return;
                     }
                 }
             }
-        }
-    }
-
-    async fn replay(&mut self) -> Result<(), ()> {
-        loop {
-            let start_id = u64::try_from(self.last_sent + 1).unwrap_or(0);
-            let query = EventQuery {
-                start_id,
-                end_id: None,
-                reverse: false,
-                limit: REPLAY_PAGE,
-            };
-            let page = self
-                .state
-                .ext
-                .event_store
-                .read(self.user.scope(), &self.metadata.conversation_id, query)
-                .await
-                .map_err(|e| tracing::error!(error = %e, "replaying events failed"))?;
-            for event in &page.events {
-                self.send_event(event).await?;
-            }
-            if !page.has_more || page.events.is_empty() {
-                return Ok(());
+            tokio::select! {
+                chunk = body.next() => match chunk {
+                    Some(Ok(bytes)) => buf.extend_from_slice(&bytes),
+                    Some(Err(_)) | None => return,
+                },
+                _ = ping.tick() => {
+                    if self.control.send(Control::Ping(bytes::Bytes::new())).await.is_err() {
+                        return;
+                    }
+                }
+                () = self.control.closed() => return,
             }
         }
     }
 
-    async fn send_event(&mut self, event: &Event) -> Result<(), ()> {
-        let text = serde_json::to_string(event).map_err(|_| ())?;
-        self.send_json(event.id, &text).await
-    }
-
-    /// Sends an event's JSON unless this watcher already has it.
-    async fn send_json(&mut self, id: u64, json: &str) -> Result<(), ()> {
-        let id = i64::try_from(id).unwrap_or(i64::MAX);
-        if id <= self.last_sent {
-            return Ok(());
-        }
-        self.session.text(json.to_owned()).await.map_err(|_| ())?;
-        self.last_sent = id;
-        Ok(())
-    }
-
-    async fn handle_client_text(&mut self, text: &str) {
-        let result = match serde_json::from_str(text) {
-            Ok(value) => match parse_action(&value) {
-                Ok(action) => deliver(
-                    &self.state,
-                    self.user.scope(),
-                    self.metadata.clone(),
-                    action,
-                )
-                .await
-                .map_err(|e| e.body.to_string()),
-                Err(message) => Err(message),
+    /// Handles one frame; false ends the reading side.
+    async fn on_frame(&self, frame: Frame, fragments: &mut Option<BytesMut>) -> bool {
+        let message = match frame {
+            Frame::Text(bytes) => bytes,
+            Frame::Continuation(Item::FirstText(bytes)) => {
+                *fragments = Some(BytesMut::from(&bytes[..]));
+                return true;
+            }
+            Frame::Continuation(Item::Continue(bytes)) => {
+                if let Some(parts) = fragments.as_mut() {
+                    parts.extend_from_slice(&bytes);
+                }
+                return true;
+            }
+            Frame::Continuation(Item::Last(bytes)) => match fragments.take() {
+                Some(mut parts) => {
+                    parts.extend_from_slice(&bytes);
+                    parts.freeze()
+                }
+                None => return true,
             },
-            Err(e) => Err(format!("not JSON: {e}")),
+            Frame::Ping(bytes) => return self.control.send(Control::Pong(bytes)).await.is_ok(),
+            Frame::Close(reason) => {
+                let _ = self.control.send(Control::Close(reason)).await;
+                return false;
+            }
+            Frame::Pong(_) | Frame::Binary(_) | Frame::Continuation(Item::FirstBinary(_)) => {
+                return true;
+            }
         };
-        if let Err(message) = result {
-            let _ = self
-                .session
-                .text(json!({"error": true, "message": message}).to_string())
-                .await;
+        let reply = match std::str::from_utf8(&message) {
+            Ok(text) => self.handle_text(text).await,
+            Err(_) => Err("not UTF-8 text".to_owned()),
+        };
+        match reply {
+            Ok(()) => true,
+            Err(message) => {
+                let error = json!({"error": true, "message": message}).to_string();
+                self.control.send(Control::Text(error)).await.is_ok()
+            }
         }
+    }
+
+    async fn handle_text(&self, text: &str) -> Result<(), String> {
+        let value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        let action = parse_action(&value)?;
+        deliver(
+            &self.state,
+            self.user.scope(),
+            self.metadata.clone(),
+            action,
+        )
+        .await
+        .map_err(|e| e.body.to_string())
+    }
+
+    /// Closes the socket after a frame that breaks the protocol or the size limit.
+    async fn close_for(&self, err: &ProtocolError) {
+        let code = match err {
+            ProtocolError::Overflow => CloseCode::Size,
+            _ => CloseCode::Protocol,
+        };
+        let reason = CloseReason {
+            code,
+            description: Some(err.to_string()),
+        };
+        let _ = self.control.send(Control::Close(Some(reason))).await;
     }
 }

@@ -36,6 +36,7 @@ use super::events::{self, Frame};
 use super::fake_llm::FakeLlm;
 use super::watcher::{self, Incoming, Socket};
 use crate::bench::client::HttpConn;
+use crate::bench::cpu::{CpuUsage, CpuWindow};
 use crate::bench::stats;
 
 /// Watchers connecting concurrently.
@@ -56,10 +57,14 @@ pub struct FanOut {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// CPU the server and the bench used from the user message until every
+    /// watcher saw the task finish, and that window's wall time.
+    pub usage: CpuUsage,
 }
 
 pub async fn measure(
     addr: SocketAddr,
+    server_pid: u32,
     llm: &FakeLlm,
     watchers: usize,
     think_calls: u64,
@@ -105,6 +110,7 @@ pub async fn measure(
 
     llm.set_answer_delay(LLM_ANSWER_DELAY);
     llm.set_think_budget(think_calls);
+    let window = CpuWindow::start(server_pid)?;
     let sender = sinks
         .first_mut()
         .context("no watcher to send the message")?;
@@ -123,11 +129,17 @@ pub async fn measure(
     let delays_us = tokio::time::timeout(TIMEOUT, collect).await.map_err(|_| {
         anyhow!("not every watcher saw the measured task finish within {TIMEOUT:?}")
     })??;
+    let usage = window.finish()?;
     drop(sinks);
-    Ok(summarize(watchers, think_calls, delays_us))
+    Ok(summarize(watchers, think_calls, delays_us, usage))
 }
 
-fn summarize(watchers: usize, think_calls: u64, mut delays_us: Vec<u32>) -> FanOut {
+fn summarize(
+    watchers: usize,
+    think_calls: u64,
+    mut delays_us: Vec<u32>,
+    usage: CpuUsage,
+) -> FanOut {
     delays_us.sort_unstable();
     let at = |p| stats::percentile(&delays_us, p).map_or(0.0, stats::micros_to_ms);
     FanOut {
@@ -137,6 +149,7 @@ fn summarize(watchers: usize, think_calls: u64, mut delays_us: Vec<u32>) -> FanO
         p50_ms: at(50.0),
         p99_ms: at(99.0),
         max_ms: at(100.0),
+        usage,
     }
 }
 
@@ -221,12 +234,12 @@ mod tests {
     #[test]
     fn summary_uses_nearest_rank_and_max() {
         let delays: Vec<u32> = (1..=1000).rev().map(|i| i * 10).collect();
-        let fanout = summarize(3, 200, delays);
+        let fanout = summarize(3, 200, delays, CpuUsage::default());
         assert_eq!(fanout.deliveries, 1000);
         assert_eq!(fanout.p50_ms, 5.0);
         assert_eq!(fanout.p99_ms, 9.9);
         assert_eq!(fanout.max_ms, 10.0);
-        let empty = summarize(3, 200, Vec::new());
+        let empty = summarize(3, 200, Vec::new(), CpuUsage::default());
         assert_eq!((empty.deliveries, empty.p99_ms), (0, 0.0));
     }
 }

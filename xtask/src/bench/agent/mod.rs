@@ -82,7 +82,7 @@ pub async fn measure(base: &ServerConfig, data_dir: std::path::PathBuf) -> Resul
     eprintln!(
         "==> agent: fan-out delay ({FANOUT_WATCHERS} watchers, {FANOUT_THINK_CALLS} think calls)"
     );
-    let fanout = fanout::measure(addr, &llm, FANOUT_WATCHERS, FANOUT_THINK_CALLS)
+    let fanout = fanout::measure(addr, pid, &llm, FANOUT_WATCHERS, FANOUT_THINK_CALLS)
         .await
         .context("fan-out delay")?;
     eprintln!("    fake LLM answered {} completions", llm.served());

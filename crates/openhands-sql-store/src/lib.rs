@@ -1,0 +1,37 @@
+//! The stores of SaaS mode on SQL: PostgreSQL in production, SQLite on a single box.
+//!
+//! Four implementations of `openhands-core`'s storage traits, registered by name for the
+//! `saas` config class: `saas.sql_settings`, `saas.sql_secrets`, `saas.sql_conversations`
+//! and `saas.sql_events`. They run the same code on both databases through sea-orm, on the
+//! schema of `openhands-migrations` (the [`entity`] modules mirror it).
+//!
+//! Rules every store here follows:
+//!
+//! * **Scoped.** Every query filters by `user_id` and `org_id` of the caller's
+//!   [`UserScope`](openhands_core::UserScope); an absent id is the empty string, so the
+//!   local scope of OSS-like set-ups works too ([`scope::ScopeKey`]).
+//! * **Atomic.** A change of several rows (replacing a user's secrets, a conversation and
+//!   its events) runs in one transaction: on failure the old rows stay. Read-modify-write
+//!   changes serialize per scope ([`database::Database::begin_write`]).
+//! * **Sealed.** Secret values are sealed with the configured
+//!   [`Cipher`](openhands_core::crypto::Cipher) before they reach a row, bound to their
+//!   field as associated data ([`sealing`]); a tampered row is an error, never garbage.
+//! * **One pool.** The four stores built for one database URL share one connection pool
+//!   ([`database::Database::shared`]).
+
+pub mod conversation_store;
+pub mod database;
+pub mod entity;
+mod error;
+pub mod event_store;
+mod plugins;
+pub mod scope;
+pub mod sealing;
+pub mod secrets_store;
+pub mod settings_store;
+
+pub use conversation_store::SqlConversationStore;
+pub use database::{Database, DatabaseError, PoolOptions};
+pub use event_store::SqlEventStore;
+pub use secrets_store::SqlSecretsStore;
+pub use settings_store::SqlSettingsStore;

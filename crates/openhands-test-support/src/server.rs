@@ -1,0 +1,244 @@
+//! Spawns the real application for tests (feature `app`, on by default).
+//!
+//! [`TestServer::spawn`] builds the same state and `App` as `main` (through
+//! `openhands_server::build_state` / `create_app`) on `127.0.0.1:0`, in its own thread with
+//! its own actix system, over a temporary data dir, and hands back a base URL and a
+//! `reqwest` client. Dropping it stops the server; [`TestServer::restart`] starts a new one
+//! on the same data dir, to prove that state survives.
+
+use openhands_core::config::{Config, RateLimitSetting};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A running server and its data directory.
+pub struct TestServer {
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    config: Config,
+    handle: Option<actix_web::dev::ServerHandle>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Kept so the directory lives as long as the server (and across restarts).
+    data_dir: Arc<tempfile::TempDir>,
+    /// The scripted LLM of [`TestServer::store_default_settings`], kept alive with the server.
+    llm: std::sync::Mutex<Option<openhands_runtime::testing::ScriptedLlm>>,
+}
+
+/// A config for tests: fresh data dir, rate limit off, no web app directory.
+pub fn test_config(data_dir: &Path) -> Config {
+    Config {
+        file_store_path: data_dir.display().to_string(),
+        port: 0,
+        rate_limit: RateLimitSetting::Off,
+        web_dir: data_dir.join("no-web-dist").display().to_string(),
+        ..Config::default()
+    }
+}
+
+impl TestServer {
+    /// Spawns with the default test config.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Spawns after letting `adjust` change the test config.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let data_dir = Arc::new(tempfile::tempdir().expect("temp data dir"));
+        let mut config = test_config(data_dir.path());
+        adjust(&mut config);
+        Self::start(config, data_dir).await
+    }
+
+    /// Like [`TestServer::spawn_with`] but returns the start-up error instead of panicking.
+    pub async fn try_spawn_with(adjust: impl FnOnce(&mut Config)) -> Result<Self, String> {
+        let data_dir = Arc::new(tempfile::tempdir().map_err(|e| e.to_string())?);
+        let mut config = test_config(data_dir.path());
+        adjust(&mut config);
+        Self::try_start(config, data_dir).await
+    }
+
+    async fn start(config: Config, data_dir: Arc<tempfile::TempDir>) -> Self {
+        match Self::try_start(config, data_dir).await {
+            Ok(server) => server,
+            Err(err) => panic!("test server failed to start: {err}"),
+        }
+    }
+
+    async fn try_start(config: Config, data_dir: Arc<tempfile::TempDir>) -> Result<Self, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let thread_config = config.clone();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let state = match openhands_server::build_state(thread_config).await {
+                    Ok(state) => state,
+                    Err(err) => {
+                        let _ = tx.send(Err(format!("{err:#}")));
+                        return;
+                    }
+                };
+                let server =
+                    actix_web::HttpServer::new(move || openhands_server::create_app(state.clone()))
+                        .workers(2)
+                        .disable_signals()
+                        .bind(("127.0.0.1", 0));
+                let server = match server {
+                    Ok(server) => server,
+                    Err(err) => {
+                        let _ = tx.send(Err(err.to_string()));
+                        return;
+                    }
+                };
+                let address = server.addrs()[0];
+                let running = server.run();
+                let _ = tx.send(Ok((address, running.handle())));
+                let _ = running.await;
+            });
+        });
+        let (address, handle) = rx
+            .await
+            .map_err(|_| "server thread ended before starting".to_owned())??;
+        Ok(Self {
+            address,
+            // A stalled request fails the test instead of hanging it.
+            client: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(60))
+                .build()
+                .map_err(|e| e.to_string())?,
+            config,
+            handle: Some(handle),
+            thread: Some(thread),
+            data_dir,
+            llm: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.path().to_path_buf()
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.stop(true).await;
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+
+    /// Stops this server and starts a new one on the same data dir and config.
+    pub async fn restart(mut self) -> Self {
+        self.stop().await;
+        let config = self.config.clone();
+        let data_dir = self.data_dir.clone();
+        let mut restarted = Self::start(config, data_dir).await;
+        restarted.llm =
+            std::sync::Mutex::new(self.llm.lock().unwrap_or_else(|p| p.into_inner()).take());
+        restarted
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET request")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST request")
+    }
+
+    /// Stores settings with an LLM key, so conversations can be created. The LLM is a
+    /// scripted OpenAI-compatible server that answers every call with `finish`, so agents
+    /// started by these tests end at once without any network.
+    pub async fn store_default_settings(&self) {
+        let llm = openhands_runtime::testing::ScriptedLlm::start(Vec::new())
+            .await
+            .expect("scripted LLM");
+        let res = self
+            .post_json(
+                "/api/settings",
+                &serde_json::json!({"llm_model": "openai/gpt-4o", "llm_api_key": "sk-test-key",
+                                    "llm_base_url": llm.base_url()}),
+            )
+            .await;
+        assert_eq!(res.status(), 200, "storing settings");
+        *self.llm.lock().unwrap_or_else(|p| p.into_inner()) = Some(llm);
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            // Ask the server to stop; the thread ends on its own.
+            drop(handle.stop(false));
+        }
+    }
+}
+
+/// The JSON body of a response (panics with the body text when it is not JSON).
+pub async fn json_body(res: reqwest::Response) -> serde_json::Value {
+    let text = res.text().await.expect("response body");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+impl TestServer {
+    /// Every stored event of a conversation (through `/trajectory`).
+    pub async fn all_events(&self, conversation_id: &str) -> Vec<serde_json::Value> {
+        let res = self
+            .get(&format!("/api/conversations/{conversation_id}/trajectory"))
+            .await;
+        assert_eq!(res.status(), 200, "trajectory of {conversation_id}");
+        let body = json_body(res).await;
+        body["trajectory"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Polls until an `agent_state_changed` event with `state` is stored after event id
+    /// `after` (use -1 for any); panics with the events seen after `timeout`.
+    pub async fn wait_for_agent_state(
+        &self,
+        conversation_id: &str,
+        state: &str,
+        after: i64,
+        timeout: std::time::Duration,
+    ) -> Vec<serde_json::Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let events = self.all_events(conversation_id).await;
+            let reached = events.iter().any(|e| {
+                e["observation"] == "agent_state_changed"
+                    && e["extras"]["agent_state"] == state
+                    && e["id"].as_i64().unwrap_or(-1) > after
+            });
+            if reached {
+                return events;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("agent state `{state}` not reached; events: {events:#?}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The conversation's status as listed by the API.
+    pub async fn status_of(&self, conversation_id: &str) -> String {
+        let info = json_body(
+            self.get(&format!("/api/conversations/{conversation_id}"))
+                .await,
+        )
+        .await;
+        info["status"].as_str().unwrap_or_default().to_owned()
+    }
+}
