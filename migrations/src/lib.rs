@@ -45,6 +45,7 @@ mod m20261123_000001_users_orgs;
 mod m20261123_000002_settings_secrets;
 mod m20261123_000003_conversations_events;
 mod m20261123_000004_api_keys_audit;
+pub mod runner;
 
 /// Migrations contributed by a provider crate (see the crate docs).
 pub struct ProviderMigrations {

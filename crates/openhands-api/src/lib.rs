@@ -6,7 +6,9 @@
 //! Handlers only talk to the extension points in [`AppState`], never to a concrete store.
 
 pub mod agent_control;
+pub mod audit;
 pub mod body;
+pub mod contribution;
 pub mod error;
 pub mod event_feed;
 pub mod middleware;

@@ -6,11 +6,15 @@
 //! `OPENHANDS_<KEY>`, with `__` between nested keys (`OPENHANDS_PLUGINS__SETTINGS_STORE`).
 //! A bad value stops start-up with the key, the value and what was expected.
 
+use crate::crypto::{
+    CryptoError, DEFAULT_KEY_ID, KEY_LEN, MAX_KEY_ID_LEN, decode_key, is_valid_key_id,
+};
 use crate::secret::{Secret, serialize_redacted};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::path::{Path, PathBuf};
+use subtle::ConstantTimeEq;
 
 /// `(environment variable, config key)` for the OpenHands variable names we honour.
 pub const LEGACY_ENV: &[(&str, &str)] = &[
@@ -72,6 +76,15 @@ pub struct Config {
     /// when unset. Env: `OPENHANDS_SECRETS_KEY`.
     #[serde(serialize_with = "serialize_redacted")]
     pub secrets_key: Option<Secret>,
+    /// Versioned keys, oldest first: the last one seals new values, all of them open.
+    /// `secrets_key`, when set, is the key `k1` in front of them. A table list
+    /// (`[[secrets_keys]]` with `id` and `key`) or, in env, `id:key` pairs separated by
+    /// commas. Env: `OPENHANDS_SECRETS_KEYS`.
+    #[serde(
+        deserialize_with = "versioned_keys",
+        serialize_with = "serialize_keys_redacted"
+    )]
+    pub secrets_keys: Vec<VersionedKey>,
     /// Allowed CORS origins (comma-separated in env); empty means any localhost origin.
     /// Env: `PERMITTED_CORS_ORIGINS`.
     #[serde(deserialize_with = "comma_list")]
@@ -130,6 +143,7 @@ impl Default for Config {
             file_store_path: "~/.openhands".into(),
             session_api_key: None,
             secrets_key: None,
+            secrets_keys: Vec::new(),
             permitted_cors_origins: Vec::new(),
             rate_limit: RateLimitSetting::PerSecond(10),
             max_body_bytes: 10 * 1024 * 1024,
@@ -196,6 +210,8 @@ pub struct DatabaseConfig {
     /// Extra connections opened under peak load, closed again when idle.
     /// Env: `DB_MAX_OVERFLOW`.
     pub max_overflow: u32,
+    /// Apply pending schema migrations at start-up instead of refusing to start.
+    pub migrate_on_start: bool,
 }
 
 impl Default for DatabaseConfig {
@@ -209,6 +225,7 @@ impl Default for DatabaseConfig {
             name: "openhands".into(),
             pool_size: 25,
             max_overflow: 10,
+            migrate_on_start: false,
         }
     }
 }
@@ -261,6 +278,77 @@ fn percent_encode(text: &str) -> String {
     out
 }
 
+/// One entry of `secrets_keys`: a key id (`[A-Za-z0-9_-]{1,32}`, written into every value
+/// it seals) and the base64 of a 32-byte key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionedKey {
+    pub id: String,
+    pub key: Secret,
+}
+
+impl VersionedKey {
+    pub fn new(id: impl Into<String>, key: Secret) -> Self {
+        Self { id: id.into(), key }
+    }
+}
+
+/// Accepts a list of `{ id, key }` tables, a list of `id:key` strings, or one string of
+/// comma-separated `id:key` pairs (the env form). Shapes are checked by
+/// [`Config::key_ring`], whose errors name the entry without echoing the key.
+fn versioned_keys<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<VersionedKey>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Item {
+        Table(VersionedKey),
+        Text(String),
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<Item>),
+        Text(String),
+    }
+    let expected = "expected `id:key` pairs separated by commas, or a list of { id, key } tables";
+    let items = match Raw::deserialize(d).map_err(|_| serde::de::Error::custom(expected))? {
+        Raw::List(items) => items,
+        Raw::Text(text) => text.split(',').map(|t| Item::Text(t.to_owned())).collect(),
+    };
+    Ok(items
+        .into_iter()
+        .filter_map(|item| match item {
+            Item::Table(key) => Some(key),
+            Item::Text(text) if text.trim().is_empty() => None,
+            // Without a `:` there is no id; the whole text is kept as the key (never shown).
+            Item::Text(text) => Some(match text.trim().split_once(':') {
+                Some((id, key)) => VersionedKey::new(id.trim(), Secret::new(key.trim())),
+                None => VersionedKey::new("", Secret::new(text.trim())),
+            }),
+        })
+        .collect())
+}
+
+/// Dumps `secrets_keys` with ids and redacted keys.
+fn serialize_keys_redacted<S: serde::Serializer>(
+    keys: &[VersionedKey],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    #[derive(Serialize)]
+    struct Redacted<'a> {
+        id: &'a str,
+        key: &'static str,
+    }
+    let mut seq = serializer.serialize_seq(Some(keys.len()))?;
+    for k in keys {
+        seq.serialize_element(&Redacted {
+            id: &k.id,
+            key: "**********",
+        })?;
+    }
+    seq.end()
+}
+
 /// Per-slot implementation overrides (`[plugins]`); unset slots use the config class.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -274,6 +362,7 @@ pub struct PluginOverrides {
     pub monitoring_listener: Option<String>,
     pub rate_limiter: Option<String>,
     pub sandbox: Option<String>,
+    pub audit_log: Option<String>,
 }
 
 /// `off` or a number of requests per second.
@@ -419,7 +508,72 @@ impl Config {
                 self.max_body_bytes
             )));
         }
+        self.key_ring()?;
         Ok(())
+    }
+
+    /// The configured encryption keys as `(id, raw key)`, oldest first (the last one seals):
+    /// `secrets_key` as `k1`, then `secrets_keys`. Empty when neither is set (the OSS key
+    /// file is used then). Checks ids (`[A-Za-z0-9_-]{1,32}`, unique) and key lengths; the
+    /// error names the key and the entry, never the key material.
+    pub fn key_ring(&self) -> Result<Vec<(String, [u8; KEY_LEN])>, ConfigError> {
+        let mut ring: Vec<(String, [u8; KEY_LEN])> = Vec::new();
+        if let Some(key) = &self.secrets_key {
+            let raw = decode_key(key.expose()).map_err(|e| {
+                ConfigError(format!(
+                    "key `secrets_key` (`OPENHANDS_SECRETS_KEY`): expected base64 of {KEY_LEN} bytes ({})",
+                    key_shape(&e)
+                ))
+            })?;
+            ring.push((DEFAULT_KEY_ID.to_owned(), raw));
+        }
+        let from_secrets_key = !ring.is_empty();
+        for (index, entry) in self.secrets_keys.iter().enumerate() {
+            let at = format!(
+                "key `secrets_keys` (`OPENHANDS_SECRETS_KEYS`) entry {}",
+                index + 1
+            );
+            let id = entry.id.trim();
+            if id.is_empty() {
+                return Err(ConfigError(format!(
+                    "{at} has no id: expected `<id>:<base64 key>` in env or `{{ id, key }}` in the file"
+                )));
+            }
+            if !is_valid_key_id(id) {
+                return Err(ConfigError(format!(
+                    "{at}: the id ({} characters, not shown) must be 1-{MAX_KEY_ID_LEN} characters of A-Z, a-z, 0-9, `_`, `-`",
+                    id.chars().count()
+                )));
+            }
+            let raw = decode_key(entry.key.expose()).map_err(|e| {
+                ConfigError(format!(
+                    "{at} (id `{id}`): expected base64 of {KEY_LEN} bytes ({})",
+                    key_shape(&e)
+                ))
+            })?;
+            match ring.iter().position(|(other, _)| other == id) {
+                Some(0) if from_secrets_key && id == DEFAULT_KEY_ID => {
+                    if !bool::from(ring[0].1.ct_eq(&raw)) {
+                        return Err(ConfigError(format!(
+                            "{at} (id `{id}`) differs from `secrets_key`, which is key `{DEFAULT_KEY_ID}`; remove one of them"
+                        )));
+                    }
+                    // The same key given twice: keep `secrets_key`'s place (oldest).
+                    if index != 0 {
+                        return Err(ConfigError(format!(
+                            "{at} (id `{id}`) repeats `secrets_key`, which is key `{DEFAULT_KEY_ID}`; list it first or drop `secrets_key`"
+                        )));
+                    }
+                }
+                Some(_) => {
+                    return Err(ConfigError(format!(
+                        "{at}: id `{id}` is given twice; key ids must be unique"
+                    )));
+                }
+                None => ring.push((id.to_owned(), raw)),
+            }
+        }
+        Ok(ring)
     }
 
     /// The data directory with `~` expanded.
@@ -456,6 +610,14 @@ fn describe_figment_error(err: figment::Error) -> ConfigError {
         lines.push(format!("key `{key}`{source}: {kind}"));
     }
     ConfigError(lines.join("; "))
+}
+
+/// What was wrong with a key, without its content.
+fn key_shape(err: &CryptoError) -> String {
+    match err {
+        CryptoError::BadKey(shape) => format!("got {shape}"),
+        _ => "unreadable".into(),
+    }
 }
 
 /// The environment variables that set `key`, the ones set now first.
@@ -712,6 +874,115 @@ mod tests {
             let dump = serde_json::to_string(&c).expect("json");
             assert!(!dump.contains("pg-password-123") && !dump.contains("url-secret-456"));
             assert!(!format!("{c:?}").contains("pg-password-123"));
+            Ok(())
+        });
+    }
+
+    fn b64(byte: u8) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode([byte; KEY_LEN])
+    }
+
+    fn ring_ids(c: &Config) -> Vec<String> {
+        c.key_ring()
+            .expect("valid ring")
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    #[test]
+    fn secrets_keys_env_form_lists_keys_oldest_first() {
+        Jail::expect_with(|jail| {
+            jail.set_env(
+                "OPENHANDS_SECRETS_KEYS",
+                format!("k1:{}, k2:{}", b64(1), b64(2)),
+            );
+            let c = load_in(jail).expect("load");
+            assert_eq!(ring_ids(&c), ["k1", "k2"]);
+            let ring = c.key_ring().expect("ring");
+            assert_eq!(ring[1].1, [2; KEY_LEN]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_keys_file_form_is_a_table_list() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "openhands.toml",
+                &format!(
+                    "[[secrets_keys]]\nid = \"2025-a\"\nkey = \"{}\"\n[[secrets_keys]]\nid = \"2026_b\"\nkey = \"{}\"\n",
+                    b64(1),
+                    b64(2)
+                ),
+            )?;
+            let c = load_in(jail).expect("load");
+            assert_eq!(ring_ids(&c), ["2025-a", "2026_b"]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_key_is_k1_in_front_of_secrets_keys() {
+        Jail::expect_with(|jail| {
+            jail.set_env("OPENHANDS_SECRETS_KEY", b64(1));
+            jail.set_env("OPENHANDS_SECRETS_KEYS", format!("k2:{}", b64(2)));
+            assert_eq!(ring_ids(&load_in(jail).expect("load")), ["k1", "k2"]);
+            jail.set_env(
+                "OPENHANDS_SECRETS_KEYS",
+                format!("k1:{},k2:{}", b64(1), b64(2)),
+            );
+            assert_eq!(
+                ring_ids(&load_in(jail).expect("same k1 twice is fine")),
+                ["k1", "k2"]
+            );
+            jail.set_env(
+                "OPENHANDS_SECRETS_KEYS",
+                format!("k1:{},k2:{}", b64(3), b64(2)),
+            );
+            let msg = load_in(jail).expect_err("two different k1").to_string();
+            assert!(msg.contains("secrets_key") && msg.contains("k1"), "{msg}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn invalid_secrets_keys_name_the_entry_and_never_the_key() {
+        let short = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode([7u8; 16])
+        };
+        let cases = [
+            (format!("k1:{short}"), "16 bytes"),
+            (format!("k1:{},k1:{}", b64(1), b64(2)), "twice"),
+            (format!("bad id!:{}", b64(1)), "A-Z"),
+            (format!("{}:{}", "k".repeat(33), b64(1)), "1-32"),
+            (b64(1), "no id"),
+            ("k1:not base64 at all".to_owned(), "not base64"),
+        ];
+        for (value, expected) in cases {
+            Jail::expect_with(|jail| {
+                jail.set_env("OPENHANDS_SECRETS_KEYS", &value);
+                let msg = load_in(jail).expect_err("refused").to_string();
+                assert!(msg.contains("secrets_keys"), "{msg}");
+                assert!(msg.contains(expected), "{value}: {msg}");
+                assert!(!msg.contains(&short) && !msg.contains(&b64(1)), "{msg}");
+                assert!(!msg.contains(&b64(2)), "{msg}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn secrets_keys_are_redacted_in_dumps() {
+        Jail::expect_with(|jail| {
+            jail.set_env("OPENHANDS_SECRETS_KEYS", format!("k1:{}", b64(1)));
+            let c = load_in(jail).expect("load");
+            let dump = serde_json::to_string(&c).expect("json");
+            assert!(!dump.contains(&b64(1)), "{dump}");
+            assert!(dump.contains(r#"{"id":"k1","key":"**********"}"#), "{dump}");
+            assert!(!format!("{c:?}").contains(&b64(1)));
             Ok(())
         });
     }

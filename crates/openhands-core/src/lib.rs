@@ -25,6 +25,7 @@ pub mod scope;
 pub mod secret;
 pub mod secrets;
 pub mod settings;
+pub mod shared;
 
 pub use error::StoreError;
 pub use scope::UserScope;

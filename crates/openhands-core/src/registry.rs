@@ -10,8 +10,8 @@
 use crate::config::Config;
 use crate::crypto::Cipher;
 use crate::extension::{
-    ConversationManager, ConversationStore, EventStore, MonitoringListener, RateLimiter, Sandbox,
-    SecretsStore, SettingsStore, UserAuth,
+    AuditLog, ConversationManager, ConversationStore, EventStore, MonitoringListener, RateLimiter,
+    Sandbox, SecretsStore, SettingsStore, UserAuth,
 };
 use futures_util::future::BoxFuture;
 use std::fmt;
@@ -29,6 +29,8 @@ pub struct PluginContext {
     /// The stores, sandbox and monitoring, already built; set only for the slots built
     /// after them (the conversation manager).
     pub services: Option<Services>,
+    /// Resources the plugins of this server share (e.g. one database pool).
+    pub shared: crate::shared::SharedResources,
 }
 
 /// The extension points a conversation manager works with.
@@ -77,6 +79,7 @@ inventory::collect!(Plugin<dyn ConversationManager>);
 inventory::collect!(Plugin<dyn MonitoringListener>);
 inventory::collect!(Plugin<dyn RateLimiter>);
 inventory::collect!(Plugin<dyn Sandbox>);
+inventory::collect!(Plugin<dyn AuditLog>);
 
 /// An extension point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -90,11 +93,12 @@ pub enum Slot {
     MonitoringListener,
     RateLimiter,
     Sandbox,
+    AuditLog,
 }
 
 impl Slot {
     /// Every slot, in resolution order.
-    pub const ALL: [Slot; 9] = [
+    pub const ALL: [Slot; 10] = [
         Slot::SettingsStore,
         Slot::SecretsStore,
         Slot::ConversationStore,
@@ -104,6 +108,7 @@ impl Slot {
         Slot::MonitoringListener,
         Slot::RateLimiter,
         Slot::Sandbox,
+        Slot::AuditLog,
     ];
 
     /// The config key of the slot (`[plugins] settings_store = "..."`).
@@ -118,6 +123,7 @@ impl Slot {
             Slot::MonitoringListener => "monitoring_listener",
             Slot::RateLimiter => "rate_limiter",
             Slot::Sandbox => "sandbox",
+            Slot::AuditLog => "audit_log",
         }
     }
 
@@ -144,6 +150,7 @@ impl Slot {
             Slot::MonitoringListener => list::<dyn MonitoringListener>(),
             Slot::RateLimiter => list::<dyn RateLimiter>(),
             Slot::Sandbox => list::<dyn Sandbox>(),
+            Slot::AuditLog => list::<dyn AuditLog>(),
         }
     }
 
@@ -159,6 +166,7 @@ impl Slot {
             Slot::MonitoringListener => p.monitoring_listener.as_deref(),
             Slot::RateLimiter => p.rate_limiter.as_deref(),
             Slot::Sandbox => p.sandbox.as_deref(),
+            Slot::AuditLog => p.audit_log.as_deref(),
         }
     }
 }
@@ -261,8 +269,20 @@ fn list(names: &[&str]) -> String {
     }
 }
 
+/// `NotBuilt` when `requested` belongs to a feature-gated family of which nothing is linked
+/// into this binary (a linked family with a wrong name is an ordinary unknown name).
 fn not_built(what: &'static str, requested: &str) -> Option<RegistryError> {
     let family = requested.split('.').next().unwrap_or(requested);
+    let prefix = format!("{family}.");
+    let linked = ConfigClass::registered().iter().any(|c| c.name == family)
+        || Slot::ALL.iter().any(|slot| {
+            slot.registered()
+                .iter()
+                .any(|(n, _)| n.starts_with(&prefix))
+        });
+    if linked {
+        return None;
+    }
     FEATURE_GATED
         .iter()
         .find(|(prefix, _)| family == *prefix)
@@ -285,6 +305,11 @@ pub struct Extensions {
     pub user_auth: Arc<dyn UserAuth>,
     pub conversation_manager: Arc<dyn ConversationManager>,
     pub rate_limiter: Arc<dyn RateLimiter>,
+    /// Records org, role and secret changes.
+    pub audit_log: Arc<dyn AuditLog>,
+    /// The resources the plugins share (the same as their `PluginContext::shared`), for
+    /// routes of provider crates that need them (e.g. the database pool).
+    pub shared: crate::shared::SharedResources,
 }
 
 impl std::ops::Deref for Extensions {
@@ -409,6 +434,8 @@ pub async fn resolve(ctx: &PluginContext) -> Result<Extensions, RegistryError> {
         )
         .await?,
         rate_limiter: build(Slot::RateLimiter, &name(Slot::RateLimiter), ctx).await?,
+        shared: ctx.shared.clone(),
+        audit_log: build(Slot::AuditLog, &name(Slot::AuditLog), ctx).await?,
         services,
         selected,
     })
@@ -461,4 +488,43 @@ macro_rules! register_plugin {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // This test binary links core alone: the `saas` and `example` families are not in it.
+
+    #[test]
+    fn an_unlinked_feature_family_says_which_feature_to_build() {
+        let err = unknown(Slot::SettingsStore, "saas.sql_settings");
+        assert!(
+            matches!(
+                &err,
+                RegistryError::NotBuilt {
+                    feature: "saas",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("built without it") && message.contains("--features saas"),
+            "{message}"
+        );
+        let err = unknown(Slot::SettingsStore, "example.memory_settings");
+        assert!(
+            err.to_string().contains("--features example-plugin"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_wrong_name_in_a_linked_family_lists_the_registered_names() {
+        let err = unknown(Slot::SettingsStore, "oss.nope");
+        assert!(matches!(&err, RegistryError::UnknownPlugin { .. }), "{err}");
+        assert!(err.to_string().contains("`oss.file_settings`"), "{err}");
+    }
 }

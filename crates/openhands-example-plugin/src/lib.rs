@@ -11,7 +11,12 @@
 //! monitoring_listener = "example.counting_monitor"
 //! ```
 //!
+//! It also contributes a route (`GET /api/example/status`, see [`routes`]), mounted only
+//! when its settings store is selected: the pattern SaaS and integration crates follow.
+//!
 //! The tests in `tests/` run the real server with these selected.
+
+pub mod routes;
 
 use async_trait::async_trait;
 use openhands_core::StoreError;

@@ -74,3 +74,27 @@ async fn memory_settings_store_passes_the_shared_suite() {
     let store = std::sync::Arc::new(openhands_example_plugin::MemorySettingsStore::default());
     openhands_test_support::conformance::settings_store_suite(store).await;
 }
+
+#[tokio::test]
+async fn contributed_route_is_mounted_only_while_the_plugin_is_selected() {
+    let server = TestServer::spawn_with(|c| {
+        c.plugins.settings_store = Some("example.memory_settings".into());
+    })
+    .await;
+    let res = server.get("/api/example/status").await;
+    assert_eq!(res.status(), 200);
+    let body = openhands_test_support::json_body(res).await;
+    assert_eq!(body["plugin"], "example");
+    assert!(
+        body["selected"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|s| s["implementation"] == "example.memory_settings"),
+        "{body}"
+    );
+
+    let plain = TestServer::spawn().await;
+    let res = plain.get("/api/example/status").await;
+    assert_eq!(res.status(), 404, "not mounted with the OSS defaults");
+}

@@ -1,4 +1,5 @@
-//! The command line: `openhands serve` (default), `openhands plugins`, `openhands config`.
+//! The command line: `openhands serve` (default), `openhands plugins`, `openhands config`,
+//! `openhands migrate up|down|status`, `openhands keys rotate|status`, `openhands db copy --to <url>`.
 
 use clap::{Parser, Subcommand};
 use openhands_core::config::Config;
@@ -21,6 +22,24 @@ pub enum Command {
     Plugins,
     /// Print the effective configuration as TOML-like JSON, secrets redacted.
     Config,
+    /// Apply, revert or list the SQL schema migrations of SaaS mode.
+    #[cfg(feature = "saas")]
+    Migrate {
+        #[command(subcommand)]
+        action: crate::saas::MigrateAction,
+    },
+    /// Re-seal stored secrets under the newest key, or count values per key (SQL stores).
+    #[cfg(feature = "saas")]
+    Keys {
+        #[command(subcommand)]
+        action: crate::saas::KeysAction,
+    },
+    /// Database maintenance: copy a deployment's data into another database.
+    #[cfg(feature = "saas")]
+    Db {
+        #[command(subcommand)]
+        action: crate::saas::DbAction,
+    },
 }
 
 /// The text of `openhands plugins`.
@@ -50,6 +69,14 @@ pub fn plugins_report(config: &Config) -> String {
             };
             let _ = writeln!(out, "  {mark} {name:<28} {description}");
         }
+    }
+    let _ = writeln!(out, "routes:");
+    for contribution in openhands_api::contribution::RouteContribution::registered() {
+        let _ = writeln!(
+            out,
+            "    {:<28} {}",
+            contribution.name, contribution.description
+        );
     }
     if let Err(err) = registry::check_selection(config) {
         let _ = writeln!(out, "\nselection error: {err}");

@@ -7,32 +7,28 @@
 
 pub mod cli;
 pub mod plugins;
+#[cfg(feature = "saas")]
+pub mod saas;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{Compress, Condition, from_fn};
 use actix_web::{App, web};
 use anyhow::Context;
-use openhands_api::{AppState, middleware, routes, spa};
+use openhands_api::{AppState, contribution, middleware, routes, spa};
 use openhands_core::config::{Config, RateLimitSetting};
 use openhands_core::crypto::Cipher;
 use openhands_core::registry::{self, PluginContext};
 use std::sync::Arc;
 
-/// Name of the key file generated in the data dir when no key is configured.
-pub const KEY_FILE: &str = ".secret_key";
+pub use openhands_core::crypto::KEY_FILE;
 
-/// The cipher for secrets at rest: from config, else from (or into) the data dir.
+/// The cipher for secrets at rest: the configured keys (`secrets_key`, `secrets_keys`), else
+/// the key file in the data dir (created on first run).
 pub fn load_cipher(config: &Config) -> anyhow::Result<Arc<Cipher>> {
-    let cipher = match &config.secrets_key {
-        Some(key) => Cipher::from_base64_key("k1", key.expose())
-            .context("key `secrets_key` (OPENHANDS_SECRETS_KEY): expected base64 of 32 bytes")?,
-        None => {
-            let path = config.data_dir().join(KEY_FILE);
-            Cipher::load_or_create_key_file(&path)
-                .with_context(|| format!("loading the secrets key {}", path.display()))?
-        }
-    };
+    let data_dir = config.data_dir();
+    let cipher = Cipher::from_config(config, &data_dir)
+        .context("loading the secrets keys (`secrets_key` / `secrets_keys`)")?;
     Ok(Arc::new(cipher))
 }
 
@@ -48,6 +44,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<web::Data<AppState>> 
         data_dir,
         cipher,
         services: None,
+        shared: Default::default(),
     };
     let ext = registry::resolve(&ctx).await?;
     for (slot, name) in &ext.selected {
@@ -71,10 +68,15 @@ pub fn create_app(
 > {
     let config = state.config.clone();
     let rate_limited = config.rate_limit != RateLimitSetting::Off;
+    let contributions = state.clone();
     App::new()
         .app_data(state)
         .app_data(openhands_api::query_config())
         .configure(routes::configure)
+        .configure(move |cfg| {
+            let mounted = contribution::configure_enabled(cfg, &contributions);
+            tracing::debug!(?mounted, "route contributions mounted");
+        })
         .default_service(web::to(spa::fallback))
         .wrap(middleware::cors(&config.permitted_cors_origins))
         .wrap(from_fn(middleware::cache_control))

@@ -24,6 +24,22 @@ fn main() -> ExitCode {
             println!("{}", config_report(&config));
             ExitCode::SUCCESS
         }
+        #[cfg(feature = "saas")]
+        Command::Migrate { action } => exit_code(block_on(async {
+            openhands_server::saas::migrate(&config, action, |line| println!("{line}")).await?;
+            Ok(true)
+        })),
+        #[cfg(feature = "saas")]
+        Command::Keys { action } => exit_code(block_on(openhands_server::saas::keys(
+            &config,
+            action,
+            |line| println!("{line}"),
+        ))),
+        #[cfg(feature = "saas")]
+        Command::Db { action } => exit_code(block_on(async {
+            openhands_server::saas::db(&config, action, |line| println!("{line}")).await?;
+            Ok(true)
+        })),
         Command::Serve => match serve(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -31,6 +47,26 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+    }
+}
+
+/// Runs a command's future on the runtime the server uses.
+#[cfg(feature = "saas")]
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    actix_web::rt::System::new().block_on(future)
+}
+
+/// 0 when the command did all its work, 3 when it ran but left work (e.g. values still
+/// to rotate), 1 on an error.
+#[cfg(feature = "saas")]
+fn exit_code(result: anyhow::Result<bool>) -> ExitCode {
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(3),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
     }
 }
 

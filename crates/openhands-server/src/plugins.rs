@@ -7,3 +7,11 @@ use openhands_standalone_manager as _;
 
 #[cfg(feature = "example-plugin")]
 use openhands_example_plugin as _;
+
+// SaaS mode: the SQL stores (the `saas` config class is in `crate::saas`).
+#[cfg(feature = "saas")]
+use openhands_sql_store as _;
+
+// SaaS mode: organizations, members and roles (routes) and the SQL audit log.
+#[cfg(feature = "saas")]
+use openhands_saas_api as _;

@@ -32,17 +32,6 @@ fn unknown_config_class_stops_start_up_listing_the_classes() {
 }
 
 #[test]
-fn known_but_unbuilt_config_class_says_which_feature() {
-    let out = openhands(&["serve"], &[("OPENHANDS_CONFIG_CLS", "saas")]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert!(
-        err.contains("built without it") && err.contains("--features saas"),
-        "{err}"
-    );
-}
-
-#[test]
 fn unknown_slot_name_stops_start_up_naming_slot_and_registered_names() {
     let out = openhands(
         &["serve"],

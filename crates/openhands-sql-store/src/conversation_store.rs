@@ -255,11 +255,10 @@ impl ConversationStore for SqlConversationStore {
         if let Some(trigger) = enum_text(&query.trigger) {
             select = select.filter(Column::Trigger.eq(trigger));
         }
-        let limit = u64::try_from(query.limit).unwrap_or(u64::MAX);
         let rows = select
             .order_by_desc(Column::CreatedAt)
             .order_by_asc(Column::ConversationId)
-            .limit(limit.saturating_add(1))
+            .limit(crate::paging::limit_plus_one(query.limit))
             .all(self.db.connection())
             .await
             .map_err(backend)?;

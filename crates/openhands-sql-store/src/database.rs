@@ -13,8 +13,6 @@ use sea_orm::{
     DbBackend, DbErr, IsolationLevel, SqliteTransactionMode, Statement, TransactionOptions,
     TransactionTrait,
 };
-use std::collections::HashMap;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 /// How long a SQLite writer waits for the file's write lock before failing.
@@ -95,22 +93,6 @@ impl Database {
             .await
             .map_err(|source| DatabaseError::Connect { backend, source })?;
         Ok(Self { connection })
-    }
-
-    /// The pool for `url` shared by the whole process, opened on first use. The stores
-    /// built at start-up for one URL thus share one pool and its size limit.
-    ///
-    /// A pool belongs to the tokio runtime that opened it: callers in another runtime (a
-    /// test with its own runtime) should use [`Database::connect`].
-    pub async fn shared(url: &str, pool: PoolOptions) -> Result<Self, DatabaseError> {
-        static POOLS: OnceLock<tokio::sync::Mutex<HashMap<String, Database>>> = OnceLock::new();
-        let mut pools = POOLS.get_or_init(Default::default).lock().await;
-        if let Some(db) = pools.get(url) {
-            return Ok(db.clone());
-        }
-        let db = Self::connect(url, pool).await?;
-        pools.insert(url.to_owned(), db.clone());
-        Ok(db)
     }
 
     /// The sea-orm connection, for queries outside a transaction.

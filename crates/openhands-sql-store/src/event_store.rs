@@ -135,9 +135,8 @@ impl EventStore for SqlEventStore {
         } else {
             select.order_by_asc(Column::Id)
         };
-        let limit = u64::try_from(query.limit).unwrap_or(u64::MAX);
         let rows = select
-            .limit(limit.saturating_add(1))
+            .limit(crate::paging::limit_plus_one(query.limit))
             .all(self.db.connection())
             .await
             .map_err(backend)?;

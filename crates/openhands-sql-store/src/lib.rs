@@ -17,15 +17,20 @@
 //!   [`Cipher`](openhands_core::crypto::Cipher) before they reach a row, bound to their
 //!   field as associated data ([`sealing`]); a tampered row is an error, never garbage.
 //! * **One pool.** The four stores built for one database URL share one connection pool
-//!   ([`database::Database::shared`]).
+//!   ([`server_database`], one pool per server).
 
 pub mod conversation_store;
+pub mod copy;
 pub mod database;
 pub mod entity;
 mod error;
 pub mod event_store;
+mod paging;
 mod plugins;
+pub use plugins::{database as plugin_database, server_database};
+pub mod rotation;
 pub mod scope;
+mod sealed_tables;
 pub mod sealing;
 pub mod secrets_store;
 pub mod settings_store;
@@ -33,5 +38,8 @@ pub mod settings_store;
 pub use conversation_store::SqlConversationStore;
 pub use database::{Database, DatabaseError, PoolOptions};
 pub use event_store::SqlEventStore;
+pub use rotation::{
+    RotationError, RotationProgress, RotationReport, RotationStatus, rotate, rotation_status,
+};
 pub use secrets_store::SqlSecretsStore;
 pub use settings_store::SqlSettingsStore;

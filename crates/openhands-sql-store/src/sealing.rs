@@ -7,6 +7,15 @@
 
 use openhands_core::secrets::ProviderType;
 
+/// The fields of the stored settings document that `Settings::to_stored` seals, each under
+/// [`settings_field`]. Key rotation re-seals exactly these.
+pub const SETTINGS_FIELDS: [&str; 3] = ["llm_api_key", "search_api_key", "sandbox_api_key"];
+
+/// Context of a sealed field of the settings document.
+pub fn settings_field(field: &str) -> String {
+    format!("settings.{field}")
+}
+
 /// Context of a custom secret's value.
 pub fn custom_secret(name: &str) -> String {
     format!("custom_secret:{name}")

@@ -27,6 +27,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 const WHAT: &str = "secrets";
+/// Namespace of the per-scope write lock; key rotation takes it too.
+pub(crate) const LOCK_NAMESPACE: &str = WHAT;
 
 /// Secrets in SQL.
 pub struct SqlSecretsStore {

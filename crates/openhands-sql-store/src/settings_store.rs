@@ -19,6 +19,8 @@ use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait, QuerySelect};
 use std::sync::Arc;
 
 const WHAT: &str = "user_settings";
+/// Namespace of the per-scope write lock; key rotation takes it too.
+pub(crate) const LOCK_NAMESPACE: &str = WHAT;
 
 /// Settings in SQL.
 pub struct SqlSettingsStore {

@@ -164,6 +164,7 @@ async fn plugins_build_from_config_on_sqlite_in_the_data_dir() {
         data_dir: data_dir.path().to_path_buf(),
         cipher: cipher(),
         services: None,
+        shared: Default::default(),
     };
     let settings = build::<dyn SettingsStore>(&ctx, "saas.sql_settings").await;
     let events = build::<dyn EventStore>(&ctx, "saas.sql_events").await;

@@ -137,6 +137,14 @@ fn metadata(id: &str, scope: &UserScope, age_seconds: i64) -> ConversationMetada
 
 /// [`ConversationStore`] guarantees.
 pub async fn conversation_store_suite(store: Arc<dyn ConversationStore>) {
+    let unbounded = ConversationQuery {
+        limit: usize::MAX,
+        ..ConversationQuery::default()
+    };
+    store
+        .search(&alice(), &unbounded)
+        .await
+        .expect("search with an unbounded limit");
     for i in 0..7 {
         store
             .save(&alice(), &metadata(&format!("a{i}"), &alice(), 100 - i))
@@ -214,6 +222,23 @@ pub async fn event_store_suite(store: Arc<dyn EventStore>) {
         (0..25).collect::<HashSet<u64>>(),
         "ids 0..25 without gaps or repeats"
     );
+    // `usize::MAX` means "everything" (the agent reads its whole history this way); SQL
+    // backends must not pass it to the database as an out-of-range LIMIT.
+    let everything = store
+        .read(
+            &scope,
+            "conv1",
+            EventQuery {
+                start_id: 0,
+                end_id: None,
+                reverse: false,
+                limit: usize::MAX,
+            },
+        )
+        .await
+        .expect("read with an unbounded limit");
+    assert_eq!(everything.events.len(), 25);
+    assert!(!everything.has_more);
 
     let page = store
         .read(

@@ -21,6 +21,7 @@ mod rss;
 mod scenarios;
 mod server;
 mod stats;
+mod store;
 mod targets;
 
 use std::path::{Path, PathBuf};
@@ -80,6 +81,10 @@ pub struct BenchArgs {
     /// for iterating on the agent and delivery paths.
     #[arg(long, conflicts_with = "skip_agent")]
     only_agent: bool,
+    /// Skip the SQL store figures (they need PostgreSQL: the machine's, or a throw-away one
+    /// started from the installed binaries).
+    #[arg(long)]
+    skip_store: bool,
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
@@ -218,6 +223,17 @@ async fn measure(
         Some(agent::measure(config, agent_data_dir).await?)
     };
 
+    let store = if args.skip_store {
+        None
+    } else {
+        eprintln!("==> SQL stores on PostgreSQL");
+        let bench_dir = config
+            .log_file
+            .parent()
+            .context("the bench dir of the server log")?;
+        Some(store::measure(bench_dir, args.duration).context("SQL store figures")?)
+    };
+
     let startup_ms_median = stats::median(&startup_ms_runs);
     let targets = targets::evaluate(
         &scenario_results,
@@ -226,6 +242,7 @@ async fn measure(
             idle_rss_mb,
         },
         agent.as_ref(),
+        store.as_ref(),
     );
     Ok(Results {
         generated_at: unix_now(),
@@ -241,6 +258,7 @@ async fn measure(
         startup_rss_mb,
         idle_rss_mb,
         agent,
+        store,
         targets,
     })
 }

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::agent::AgentResults;
+use super::store::StoreResults;
 use super::targets::Target;
 
 /// One measured scenario.
@@ -48,6 +49,8 @@ pub struct Results {
     pub idle_rss_mb: f64,
     /// The agent measurements (fresh server, fake LLM); `null` with `--skip-agent`.
     pub agent: Option<AgentResults>,
+    /// The SQL store figures on PostgreSQL; `null` with `--skip-store`.
+    pub store: Option<StoreResults>,
     pub targets: Vec<Target>,
 }
 
@@ -115,6 +118,9 @@ pub fn render_markdown(results: &Results) -> String {
     if let Some(agent) = &results.agent {
         render_agent(&mut md, agent);
     }
+    if let Some(store) = &results.store {
+        render_store(&mut md, store);
+    }
     let _ = writeln!(md, "\n| target | goal | value | met |");
     let _ = writeln!(md, "| --- | --- | ---: | :---: |");
     for t in &results.targets {
@@ -128,6 +134,38 @@ pub fn render_markdown(results: &Results) -> String {
         );
     }
     md
+}
+
+/// The SQL store table, each row saying what was run.
+fn render_store(md: &mut String, store: &StoreResults) {
+    let _ = writeln!(
+        md,
+        "\n| SQL stores ({}, {} users, {} conversations, {} callers) | ops/s | p50 (ms) | p99 (ms) |",
+        store.database, store.users, store.conversations, store.concurrency
+    );
+    let _ = writeln!(md, "| --- | ---: | ---: | ---: |");
+    let rows = [
+        ("settings load", &store.settings_load),
+        (
+            "settings store (merge, one transaction)",
+            &store.settings_store,
+        ),
+        ("secrets load (3 custom secrets each)", &store.secrets_load),
+    ];
+    let list = format!(
+        "conversation list, 50 per page, {} callers ({} of the user's)",
+        store.list_concurrency, store.measured_user_conversations
+    );
+    let rows = rows
+        .into_iter()
+        .chain([(list.as_str(), &store.conversation_list)]);
+    for (name, figure) in rows {
+        let _ = writeln!(
+            md,
+            "| {name} | {:.0} | {:.2} | {:.2} |",
+            figure.ops_per_s, figure.p50_ms, figure.p99_ms
+        );
+    }
 }
 
 /// The agent table alone, for `--only-agent` runs.
@@ -214,6 +252,7 @@ mod tests {
             startup_rss_mb: 12.0,
             idle_rss_mb: 14.5,
             agent: None,
+            store: None,
             targets: vec![
                 Target {
                     name: "idle RSS".to_owned(),

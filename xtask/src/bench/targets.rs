@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::agent::AgentResults;
 use super::report::ScenarioResult;
 use super::scenarios::{CONVERSATIONS, SETTINGS};
+use super::store::StoreResults;
 
 /// One target and how this run did against it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -56,6 +57,7 @@ pub fn evaluate(
     scenarios: &[ScenarioResult],
     server: ServerFigures,
     agent: Option<&AgentResults>,
+    store: Option<&StoreResults>,
 ) -> Vec<Target> {
     let get = |path: &str| {
         scenarios
@@ -97,7 +99,27 @@ pub fn evaluate(
     if let Some(agent) = agent {
         targets.extend(agent_targets(agent));
     }
+    if let Some(store) = store {
+        targets.extend(store_targets(store));
+    }
     targets
+}
+
+fn store_targets(store: &StoreResults) -> [Target; 2] {
+    [
+        target(
+            "SQL settings load (PostgreSQL)",
+            Goal::AtLeast(15_000.0),
+            "loads/s",
+            (store.settings_load.operations > 0).then_some(store.settings_load.ops_per_s),
+        ),
+        target(
+            "SQL conversation list p99 (50 per page)",
+            Goal::Below(10.0),
+            "ms",
+            (store.conversation_list.operations > 0).then_some(store.conversation_list.p99_ms),
+        ),
+    ]
 }
 
 fn agent_targets(agent: &AgentResults) -> [Target; 3] {
@@ -164,7 +186,12 @@ mod tests {
 
     #[test]
     fn bounds_are_applied_per_target() {
-        let targets = evaluate(&[settings(40_000.0, 5.0, 0)], figures(199.0, 30.0), None);
+        let targets = evaluate(
+            &[settings(40_000.0, 5.0, 0)],
+            figures(199.0, 30.0),
+            None,
+            None,
+        );
         assert_eq!(met(&targets, "GET /api/settings throughput"), Some(true));
         assert_eq!(met(&targets, "GET /api/settings p99 latency"), Some(false));
         assert_eq!(met(&targets, "start-up (median)"), Some(true));
@@ -173,7 +200,7 @@ mod tests {
 
     #[test]
     fn a_missing_scenario_is_not_met() {
-        let targets = evaluate(&[], figures(10.0, 10.0), None);
+        let targets = evaluate(&[], figures(10.0, 10.0), None, None);
         let conversations = targets
             .iter()
             .find(|t| t.name == "GET /api/conversations throughput");
@@ -182,7 +209,12 @@ mod tests {
 
     #[test]
     fn a_scenario_with_errors_meets_nothing() {
-        let targets = evaluate(&[settings(90_000.0, 0.5, 3)], figures(10.0, 10.0), None);
+        let targets = evaluate(
+            &[settings(90_000.0, 0.5, 3)],
+            figures(10.0, 10.0),
+            None,
+            None,
+        );
         assert_eq!(met(&targets, "GET /api/settings throughput"), Some(false));
         assert_eq!(met(&targets, "GET /api/settings p99 latency"), Some(false));
     }
@@ -215,10 +247,10 @@ mod tests {
 
     #[test]
     fn agent_targets_only_when_measured() {
-        let skipped = evaluate(&[], figures(10.0, 10.0), None);
+        let skipped = evaluate(&[], figures(10.0, 10.0), None, None);
         assert_eq!(met(&skipped, "agent events/s"), None);
         let good = agent(2_000.0, 99.9, 400_000, 19.9);
-        let targets = evaluate(&[], figures(10.0, 10.0), Some(&good));
+        let targets = evaluate(&[], figures(10.0, 10.0), Some(&good), None);
         assert_eq!(met(&targets, "agent events/s"), Some(true));
         assert_eq!(
             met(&targets, "memory per idle conversation (1 watcher)"),
@@ -226,7 +258,7 @@ mod tests {
         );
         assert_eq!(met(&targets, "fan-out delay p99"), Some(true));
         let bad = agent(1_999.0, 100.0, 400_000, 20.0);
-        let targets = evaluate(&[], figures(10.0, 10.0), Some(&bad));
+        let targets = evaluate(&[], figures(10.0, 10.0), Some(&bad), None);
         assert_eq!(met(&targets, "agent events/s"), Some(false));
         assert_eq!(
             met(&targets, "memory per idle conversation (1 watcher)"),
@@ -238,8 +270,46 @@ mod tests {
     #[test]
     fn fan_out_without_deliveries_is_not_met() {
         let none = agent(5_000.0, 10.0, 0, 0.0);
-        let targets = evaluate(&[], figures(10.0, 10.0), Some(&none));
+        let targets = evaluate(&[], figures(10.0, 10.0), Some(&none), None);
         assert_eq!(met(&targets, "fan-out delay p99"), Some(false));
+    }
+
+    #[test]
+    fn store_targets_need_throughput_and_list_latency() {
+        use crate::bench::store::{StoreFigure, StoreResults};
+        let figure = |ops_per_s: f64, p99_ms: f64| StoreFigure {
+            operations: 100,
+            ops_per_s,
+            p50_ms: 1.0,
+            p99_ms,
+        };
+        let store = |load: f64, list_p99: f64| StoreResults {
+            database: "postgresql".into(),
+            users: 10_000,
+            conversations: 100_000,
+            measured_user_conversations: 10_000,
+            concurrency: 32,
+            list_concurrency: 8,
+            seed_s: 1.0,
+            settings_load: figure(load, 2.0),
+            settings_store: figure(1_000.0, 9.0),
+            secrets_load: figure(9_000.0, 3.0),
+            conversation_list: figure(5_000.0, list_p99),
+        };
+        let good = store(16_000.0, 9.0);
+        let targets = evaluate(&[], figures(10.0, 10.0), None, Some(&good));
+        assert_eq!(met(&targets, "SQL settings load (PostgreSQL)"), Some(true));
+        assert_eq!(
+            met(&targets, "SQL conversation list p99 (50 per page)"),
+            Some(true)
+        );
+        let slow = store(14_999.0, 10.0);
+        let targets = evaluate(&[], figures(10.0, 10.0), None, Some(&slow));
+        assert_eq!(met(&targets, "SQL settings load (PostgreSQL)"), Some(false));
+        assert_eq!(
+            met(&targets, "SQL conversation list p99 (50 per page)"),
+            Some(false)
+        );
     }
 
     #[test]

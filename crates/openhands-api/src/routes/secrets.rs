@@ -1,12 +1,14 @@
 //! `/api/secrets` (custom secrets, values write-only) and the git-provider token routes.
 
+use crate::audit;
 use crate::body::JsonBody;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::user::CurrentUser;
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use openhands_core::StoreError;
+use openhands_core::extension::AuditEntry;
 use openhands_core::secret::Secret;
 use openhands_core::secrets::{CustomSecretChange, ProviderToken, ProviderType};
 use serde::{Deserialize, Serialize};
@@ -104,6 +106,12 @@ fn change_error(err: StoreError, fallback: &str) -> ApiError {
     }
 }
 
+/// An audit entry for a secret change by `user` (never with the value).
+fn secret_audit(user: &CurrentUser, action: &str) -> AuditEntry {
+    let scope = user.scope();
+    AuditEntry::new(action, scope.user_id.clone()).org(scope.org_id.clone())
+}
+
 /// Names and descriptions of the custom secrets; values are never returned.
 #[utoipa::path(get, path = "/api/secrets", tag = "secrets", responses((status = 200, body = GetCustomSecrets)))]
 pub async fn list_secrets(
@@ -134,11 +142,13 @@ pub async fn list_secrets(
     (status = 400, example = json!({"message": "Secret NAME already exists"})),
     (status = 422, description = "Invalid name or body")))]
 pub async fn create_secret(
+    req: HttpRequest,
     user: CurrentUser,
     state: web::Data<AppState>,
     JsonBody(body): JsonBody<CustomSecretModel>,
 ) -> Result<HttpResponse, ApiError> {
     check_secret_name(&body.name)?;
+    let name = body.name.clone();
     state
         .ext
         .secrets_store
@@ -152,6 +162,10 @@ pub async fn create_secret(
         )
         .await
         .map_err(|e| change_error(e, "Something went wrong creating secret"))?;
+    let entry = secret_audit(&user, "secret.create")
+        .target(name.clone())
+        .detail(json!({ "name": name }));
+    audit::record(&state, &req, entry).await;
     Ok(HttpResponse::Created().json(json!({"message": "Secret created successfully"})))
 }
 
@@ -163,25 +177,37 @@ pub async fn create_secret(
     (status = 404, example = json!({"error": "Secret with ID NAME not found"})),
     (status = 400, description = "The new name is taken")))]
 pub async fn update_secret(
+    req: HttpRequest,
     user: CurrentUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
     JsonBody(body): JsonBody<CustomSecretWithoutValueModel>,
 ) -> Result<HttpResponse, ApiError> {
     check_secret_name(&body.name)?;
+    let name = path.into_inner();
+    let new_name = body.name.clone();
+    let description_changed = body.description.is_some();
     state
         .ext
         .secrets_store
         .change_custom_secret(
             user.scope(),
             CustomSecretChange::Update {
-                name: path.into_inner(),
+                name: name.clone(),
                 new_name: body.name,
                 description: body.description,
             },
         )
         .await
         .map_err(|e| change_error(e, "Something went wrong updating secret"))?;
+    let entry = secret_audit(&user, "secret.update")
+        .target(name.clone())
+        .detail(json!({
+            "name": name,
+            "new_name": new_name,
+            "description_changed": description_changed,
+        }));
+    audit::record(&state, &req, entry).await;
     Ok(HttpResponse::Ok().json(json!({"message": "Secret updated successfully"})))
 }
 
@@ -191,21 +217,25 @@ pub async fn update_secret(
     (status = 200, example = json!({"message": "Secret deleted successfully"})),
     (status = 404, example = json!({"error": "Secret with ID NAME not found"}))))]
 pub async fn delete_secret(
+    req: HttpRequest,
     user: CurrentUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let name = path.into_inner();
     state
         .ext
         .secrets_store
         .change_custom_secret(
             user.scope(),
-            CustomSecretChange::Delete {
-                name: path.into_inner(),
-            },
+            CustomSecretChange::Delete { name: name.clone() },
         )
         .await
         .map_err(|e| change_error(e, "Something went wrong deleting secret"))?;
+    let entry = secret_audit(&user, "secret.delete")
+        .target(name.clone())
+        .detail(json!({ "name": name }));
+    audit::record(&state, &req, entry).await;
     Ok(HttpResponse::Ok().json(json!({"message": "Secret deleted successfully"})))
 }
 
@@ -214,10 +244,16 @@ pub async fn delete_secret(
 #[utoipa::path(post, path = "/api/add-git-providers", tag = "secrets", request_body = PostProviderModel, responses(
     (status = 200, example = json!({"message": "Git providers stored"}))))]
 pub async fn add_git_providers(
+    req: HttpRequest,
     user: CurrentUser,
     state: web::Data<AppState>,
     JsonBody(body): JsonBody<PostProviderModel>,
 ) -> Result<HttpResponse, ApiError> {
+    let providers: Vec<Value> = body
+        .provider_tokens
+        .keys()
+        .map(|p| serde_json::to_value(p).unwrap_or(Value::Null))
+        .collect();
     state
         .ext
         .secrets_store
@@ -229,6 +265,9 @@ pub async fn add_git_providers(
                 json!({"error": "Something went wrong storing git providers"}),
             )
         })?;
+    let entry = secret_audit(&user, "secret.provider_tokens.replace")
+        .detail(json!({ "providers": providers }));
+    audit::record(&state, &req, entry).await;
     Ok(HttpResponse::Ok().json(json!({"message": "Git providers stored"})))
 }
 
@@ -236,6 +275,7 @@ pub async fn add_git_providers(
 #[utoipa::path(post, path = "/api/unset-provider-tokens", tag = "secrets", responses(
     (status = 200, example = json!({"message": "Unset Git provider tokens"}))))]
 pub async fn unset_provider_tokens(
+    req: HttpRequest,
     user: CurrentUser,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -250,5 +290,11 @@ pub async fn unset_provider_tokens(
                 json!({"error": "Something went wrong unsetting tokens"}),
             )
         })?;
+    audit::record(
+        &state,
+        &req,
+        secret_audit(&user, "secret.provider_tokens.unset"),
+    )
+    .await;
     Ok(HttpResponse::Ok().json(json!({"message": "Unset Git provider tokens"})))
 }

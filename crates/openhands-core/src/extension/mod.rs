@@ -4,6 +4,7 @@
 //! [`UserScope`](crate::UserScope) and must confine itself to that user (and organization).
 //! Implementations register in the [`registry`](crate::registry) under a stable name.
 
+mod audit;
 mod auth;
 mod manager;
 mod monitoring;
@@ -11,6 +12,7 @@ mod rate_limit;
 mod sandbox;
 mod stores;
 
+pub use audit::{AuditEntry, AuditError, AuditLog};
 pub use auth::{AuthError, AuthType, AuthenticatedUser, RequestHeaders, UserAuth};
 pub use manager::{
     ConversationInput, ConversationManager, LiveMessage, LiveReceiver, ManagerError, StartRequest,

@@ -17,6 +17,7 @@ inventory::submit! {
             (Slot::MonitoringListener, "oss.log"),
             (Slot::RateLimiter, "oss.memory"),
             (Slot::Sandbox, "oss.process"),
+            (Slot::AuditLog, "oss.log_audit"),
         ],
     }
 }

@@ -1,0 +1,784 @@
+//! The org and role API through the real server in SaaS mode, on SQLite and PostgreSQL.
+//!
+//! SaaS login is not built yet, so this file registers `test.header_user`: the user id
+//! comes from `X-Test-User` (401 without it), the e-mail is `<user>@example.com`, and the
+//! org comes from `users.current_org_id` through `openhands_saas_api::current_org`, as the
+//! SaaS login will do.
+
+use async_trait::async_trait;
+use openhands_core::extension::{AuthError, AuthenticatedUser, RequestHeaders, UserAuth};
+use openhands_core::scope::UserScope;
+use openhands_core::secret::Secret;
+use openhands_sql_store::entity::audit_log;
+use openhands_sql_store::{Database, PoolOptions};
+use openhands_test_support::TestServer;
+use reqwest::Method;
+use sea_orm::{ConnectionTrait, EntityTrait, QueryOrder};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// A user named by the `X-Test-User` header, in their current org.
+struct HeaderUserAuth {
+    db: Database,
+}
+
+#[async_trait]
+impl UserAuth for HeaderUserAuth {
+    async fn authenticate(
+        &self,
+        request: &dyn RequestHeaders,
+    ) -> Result<AuthenticatedUser, AuthError> {
+        let user = request
+            .header("x-test-user")
+            .ok_or_else(|| AuthError::Unauthorized("X-Test-User missing".into()))?;
+        let org_id = openhands_saas_api::current_org(&self.db, user)
+            .await
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        Ok(AuthenticatedUser {
+            scope: UserScope {
+                user_id: Some(user.to_owned()),
+                org_id,
+            },
+            email: Some(format!("{user}@example.com")),
+            auth_type: None,
+        })
+    }
+}
+
+openhands_core::register_plugin!(
+    openhands_core::extension::UserAuth,
+    "test.header_user",
+    "Test only: the user named by X-Test-User, in their current org",
+    |ctx| {
+        let db = openhands_sql_store::plugin_database(ctx).await?;
+        Ok(Arc::new(HeaderUserAuth { db }))
+    }
+);
+
+#[derive(Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Keeps the test database alive as long as the server.
+#[allow(dead_code)]
+enum Keep {
+    Sqlite(openhands_test_support::sqlite::TestSqlite),
+    Postgres(openhands_test_support::postgres::TestDatabase),
+}
+
+/// A SaaS server on a fresh database, and the test's own connection to that database.
+struct Env {
+    server: TestServer,
+    db: Database,
+    _keep: Keep,
+}
+
+impl Env {
+    async fn start(backend: Backend) -> Self {
+        let (url, keep) = match backend {
+            Backend::Sqlite => {
+                let db = openhands_test_support::sqlite::fresh_database().expect("SQLite file");
+                (db.url().to_owned(), Keep::Sqlite(db))
+            }
+            Backend::Postgres => {
+                let db = openhands_test_support::postgres::fresh_database()
+                    .expect("PostgreSQL for tests");
+                (db.url().to_owned(), Keep::Postgres(db))
+            }
+        };
+        let server_url = url.clone();
+        let server = TestServer::spawn_with(move |c| {
+            c.config_class = "saas".into();
+            c.plugins.user_auth = Some("test.header_user".into());
+            c.database.migrate_on_start = true;
+            c.database.url = Some(Secret::new(server_url));
+        })
+        .await;
+        let db = Database::connect(&url, PoolOptions::default())
+            .await
+            .expect("test connection");
+        Self {
+            server,
+            db,
+            _keep: keep,
+        }
+    }
+
+    /// Calls `path` as `user` (no user: no header); returns the status and JSON body.
+    async fn call(
+        &self,
+        user: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.server.client.request(method, self.server.url(path));
+        if let Some(user) = user {
+            req = req.header("X-Test-User", user);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status().as_u16();
+        let text = res.text().await.expect("body");
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    async fn get(&self, user: &str, path: &str) -> (u16, Value) {
+        self.call(Some(user), Method::GET, path, None).await
+    }
+
+    async fn post(&self, user: &str, path: &str, body: Value) -> (u16, Value) {
+        self.call(Some(user), Method::POST, path, Some(body)).await
+    }
+
+    async fn patch(&self, user: &str, path: &str, body: Value) -> (u16, Value) {
+        self.call(Some(user), Method::PATCH, path, Some(body)).await
+    }
+
+    async fn delete(&self, user: &str, path: &str) -> (u16, Value) {
+        self.call(Some(user), Method::DELETE, path, None).await
+    }
+
+    /// `owner` creates an org named `name`; returns its id.
+    async fn create_org(&self, owner: &str, name: &str) -> String {
+        let (status, body) = self
+            .post(owner, "/api/organizations", json!({"name": name}))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().expect("org id").to_owned()
+    }
+
+    /// `by` invites `user` with `role`, and `user` accepts.
+    async fn add_member(&self, org: &str, by: &str, user: &str, role: &str) {
+        let (status, body) = self
+            .post(
+                by,
+                &format!("/api/organizations/{org}/invitations"),
+                json!({"email": format!("{user}@example.com"), "role": role}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let invitation = body["id"].as_str().expect("invitation id");
+        let (status, body) = self
+            .post(
+                user,
+                &format!("/api/organizations/{org}/invitations/{invitation}/accept"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// `{user_id: role}` of the org's members, as `as_user` sees them.
+    async fn roles(&self, org: &str, as_user: &str) -> Value {
+        let (status, body) = self
+            .get(as_user, &format!("/api/organizations/{org}/members"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let mut roles = serde_json::Map::new();
+        for m in body["members"].as_array().expect("members") {
+            roles.insert(
+                m["user_id"].as_str().expect("user id").to_owned(),
+                m["role"].clone(),
+            );
+        }
+        Value::Object(roles)
+    }
+
+    async fn audit_rows(&self) -> Vec<audit_log::Model> {
+        audit_log::Entity::find()
+            .order_by_asc(audit_log::Column::At)
+            .all(self.db.connection())
+            .await
+            .expect("audit rows")
+    }
+}
+
+fn assert_refused(result: (u16, Value), status: u16, code: &str) {
+    let (got, body) = result;
+    assert_eq!(got, status, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert!(body["detail"].is_string(), "{body}");
+}
+
+/// Runs an async scenario on both databases, as `<scenario>::sqlite` and `::postgres`.
+macro_rules! on_both_databases {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$scenario(super::Backend::Sqlite).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                super::$scenario(super::Backend::Postgres).await;
+            }
+        }
+    )*};
+}
+
+on_both_databases!(
+    whole_org_flow_create_invite_accept_role_remove_switch_leave,
+    members_and_admins_are_limited_by_role,
+    last_owner_cannot_leave_be_removed_or_demoted,
+    non_members_get_404_and_see_nothing,
+    changes_and_secret_changes_are_audited_without_values,
+    failing_audit_write_does_not_fail_the_request,
+);
+
+async fn whole_org_flow_create_invite_accept_role_remove_switch_leave(backend: Backend) {
+    let env = Env::start(backend).await;
+    let (status, _) = env
+        .call(None, Method::GET, "/api/organizations", None)
+        .await;
+    assert_eq!(status, 401);
+
+    // A new user has no org and no current org.
+    let (status, body) = env.get("ann", "/api/organizations").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"organizations": [], "current_org_id": null}));
+
+    // Creating makes the creator owner and the org current.
+    let (status, created) = env
+        .post("ann", "/api/organizations", json!({"name": "  Acme "}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["name"], "Acme");
+    assert_eq!(created["role"], "owner");
+    assert_eq!(created["is_current"], true);
+    let acme = created["id"].as_str().expect("id").to_owned();
+    let (_, body) = env.get("ann", "/api/organizations").await;
+    assert_eq!(body["current_org_id"], acme.as_str());
+    assert_eq!(body["organizations"][0]["role"], "owner");
+    let (_, body) = env.get("ann", "/api/organizations/current").await;
+    assert_eq!(body["current_org_id"], acme.as_str());
+
+    // Invite bob (known user) and carol (not yet signed in).
+    env.get("bob", "/api/organizations").await;
+    let (status, invitation) = env
+        .post(
+            "ann",
+            &format!("/api/organizations/{acme}/invitations"),
+            json!({"email": "Bob@Example.com", "role": "member"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{invitation}");
+    assert_eq!(invitation["email"], "bob@example.com");
+    assert_eq!(invitation["user_exists"], true);
+    let invitation_id = invitation["id"].as_str().expect("id");
+    // Only bob can accept bob's invitation.
+    let accept = format!("/api/organizations/{acme}/invitations/{invitation_id}/accept");
+    assert_refused(
+        env.post("carol", &accept, json!({})).await,
+        404,
+        "invitation_not_found",
+    );
+    let (status, body) = env.post("bob", &accept, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["role"], "member");
+    // Accepting twice finds no open invitation.
+    assert_refused(
+        env.post("bob", &accept, json!({})).await,
+        404,
+        "invitation_not_found",
+    );
+    // bob had no current org, so the new one is current.
+    let (_, body) = env.get("bob", "/api/organizations").await;
+    assert_eq!(body["current_org_id"], acme.as_str());
+    assert_eq!(body["organizations"][0]["role"], "member");
+    // A member cannot be invited again.
+    assert_refused(
+        env.post(
+            "ann",
+            &format!("/api/organizations/{acme}/invitations"),
+            json!({"email": "bob@example.com"}),
+        )
+        .await,
+        409,
+        "already_member",
+    );
+    let (status, carol_invite) = env
+        .post(
+            "ann",
+            &format!("/api/organizations/{acme}/invitations"),
+            json!({"email": "carol@example.com", "role": "admin"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(carol_invite["user_exists"], false);
+    // carol finds it in her open invitations; others do not see it.
+    let (status, mine) = env.get("carol", "/api/organizations/invitations").await;
+    assert_eq!(status, 200, "{mine}");
+    assert_eq!(mine["invitations"][0]["id"], carol_invite["id"]);
+    assert_eq!(mine["invitations"][0]["org_name"], "Acme");
+    assert_eq!(mine["invitations"][0]["role"], "admin");
+    let (_, theirs) = env.get("dan", "/api/organizations/invitations").await;
+    assert_eq!(theirs, json!({"invitations": []}));
+    let (status, _) = env
+        .post(
+            "carol",
+            &format!(
+                "/api/organizations/{acme}/invitations/{}/accept",
+                carol_invite["id"].as_str().expect("id")
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let (status, members) = env
+        .get("bob", &format!("/api/organizations/{acme}/members"))
+        .await;
+    assert_eq!(status, 200, "{members}");
+    assert_eq!(members["members"].as_array().map(Vec::len), Some(3));
+    assert_eq!(members["members"][0]["email"], "ann@example.com");
+    assert_eq!(
+        env.roles(&acme, "ann").await,
+        json!({"ann": "owner", "bob": "member", "carol": "admin"})
+    );
+
+    // Change a role, remove a member.
+    let (status, body) = env
+        .patch(
+            "ann",
+            &format!("/api/organizations/{acme}/members/bob"),
+            json!({"role": "admin"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["role"], "admin");
+    let (status, _) = env
+        .delete("bob", &format!("/api/organizations/{acme}/members/carol"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        env.roles(&acme, "ann").await,
+        json!({"ann": "owner", "bob": "admin"})
+    );
+    assert_refused(
+        env.get("carol", &format!("/api/organizations/{acme}/members"))
+            .await,
+        404,
+        "org_not_found",
+    );
+    // carol's current org was acme; removal cleared it.
+    let (_, body) = env.get("carol", "/api/organizations/current").await;
+    assert_eq!(body["current_org_id"], Value::Null);
+
+    // A second org becomes current; switching goes back.
+    let beta = env.create_org("ann", "Beta").await;
+    let (_, body) = env.get("ann", "/api/organizations").await;
+    assert_eq!(body["current_org_id"], beta.as_str());
+    let (status, body) = env
+        .post(
+            "ann",
+            &format!("/api/organizations/{acme}/switch"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, body) = env.get("ann", "/api/organizations").await;
+    assert_eq!(body["current_org_id"], acme.as_str());
+    let current: Vec<_> = body["organizations"]
+        .as_array()
+        .expect("orgs")
+        .iter()
+        .map(|o| (o["name"].clone(), o["is_current"].clone()))
+        .collect();
+    assert_eq!(
+        current,
+        vec![(json!("Acme"), json!(true)), (json!("Beta"), json!(false))]
+    );
+
+    // bob leaves: no orgs, no current org.
+    let (status, _) = env
+        .post(
+            "bob",
+            &format!("/api/organizations/{acme}/leave"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, body) = env.get("bob", "/api/organizations").await;
+    assert_eq!(body, json!({"organizations": [], "current_org_id": null}));
+
+    // Bad input.
+    assert_refused(
+        env.post("ann", "/api/organizations", json!({"name": "  "}))
+            .await,
+        400,
+        "invalid_request",
+    );
+    assert_refused(
+        env.post(
+            "ann",
+            &format!("/api/organizations/{acme}/invitations"),
+            json!({"email": "not-an-address"}),
+        )
+        .await,
+        400,
+        "invalid_request",
+    );
+    assert_refused(
+        env.post(
+            "ann",
+            &format!("/api/organizations/{acme}/invitations"),
+            json!({"email": "dan@example.com", "role": "root"}),
+        )
+        .await,
+        400,
+        "invalid_role",
+    );
+}
+
+async fn members_and_admins_are_limited_by_role(backend: Backend) {
+    let env = Env::start(backend).await;
+    let org = env.create_org("ann", "Acme").await;
+    env.add_member(&org, "ann", "bob", "admin").await;
+    env.add_member(&org, "ann", "carol", "member").await;
+    env.add_member(&org, "ann", "dave", "member").await;
+    let invitations = format!("/api/organizations/{org}/invitations");
+    let member = |user: &str| format!("/api/organizations/{org}/members/{user}");
+
+    // A member changes nothing; an admin cannot touch an owner nor grant owner.
+    let invite = |role: Option<&str>| {
+        let mut body = json!({"email": "eve@example.com"});
+        if let Some(role) = role {
+            body["role"] = json!(role);
+        }
+        Some(body)
+    };
+    let role = |role: &str| Some(json!({ "role": role }));
+    let refused = [
+        ("carol", Method::POST, invitations.clone(), invite(None)),
+        ("carol", Method::DELETE, member("dave"), None),
+        ("carol", Method::PATCH, member("dave"), role("admin")),
+        ("carol", Method::PATCH, member("carol"), role("owner")),
+        ("bob", Method::DELETE, member("ann"), None),
+        ("bob", Method::PATCH, member("ann"), role("member")),
+        ("bob", Method::PATCH, member("carol"), role("owner")),
+        (
+            "bob",
+            Method::POST,
+            invitations.clone(),
+            invite(Some("owner")),
+        ),
+    ];
+    for (actor, method, path, body) in refused {
+        let what = format!("{actor} {method} {path}");
+        let (status, body) = env.call(Some(actor), method, &path, body).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some("insufficient_role")),
+            "{what}: {body}"
+        );
+    }
+    assert_eq!(
+        env.roles(&org, "carol").await,
+        json!({"ann": "owner", "bob": "admin", "carol": "member", "dave": "member"})
+    );
+
+    // What an admin may do: invite, promote to admin, remove a member.
+    let (status, _) = env
+        .post("bob", &invitations, json!({"email": "eve@example.com"}))
+        .await;
+    assert_eq!(status, 201);
+    let (status, _) = env
+        .patch("bob", &member("carol"), json!({"role": "admin"}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = env.delete("bob", &member("dave")).await;
+    assert_eq!(status, 200);
+    // A missing member is 404.
+    assert_refused(
+        env.delete("bob", &member("dave")).await,
+        404,
+        "member_not_found",
+    );
+
+    // Only an owner grants owner.
+    let (status, _) = env
+        .patch("ann", &member("bob"), json!({"role": "owner"}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        env.roles(&org, "ann").await,
+        json!({"ann": "owner", "bob": "owner", "carol": "admin"})
+    );
+}
+
+async fn last_owner_cannot_leave_be_removed_or_demoted(backend: Backend) {
+    let env = Env::start(backend).await;
+    let org = env.create_org("ann", "Acme").await;
+    env.add_member(&org, "ann", "bob", "member").await;
+    let leave = format!("/api/organizations/{org}/leave");
+    let member = |user: &str| format!("/api/organizations/{org}/members/{user}");
+
+    assert_refused(env.post("ann", &leave, json!({})).await, 409, "last_owner");
+    assert_refused(env.delete("ann", &member("ann")).await, 409, "last_owner");
+    assert_refused(
+        env.patch("ann", &member("ann"), json!({"role": "admin"}))
+            .await,
+        409,
+        "last_owner",
+    );
+    assert_eq!(
+        env.roles(&org, "ann").await,
+        json!({"ann": "owner", "bob": "member"})
+    );
+
+    // With a second owner, the first may go; then the second is the last.
+    let (status, _) = env
+        .patch("ann", &member("bob"), json!({"role": "owner"}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = env
+        .patch("ann", &member("ann"), json!({"role": "admin"}))
+        .await;
+    assert_eq!(status, 200);
+    assert_refused(
+        env.patch("bob", &member("bob"), json!({"role": "member"}))
+            .await,
+        409,
+        "last_owner",
+    );
+    let (status, _) = env.post("ann", &leave, json!({})).await;
+    assert_eq!(status, 200);
+    assert_refused(env.post("bob", &leave, json!({})).await, 409, "last_owner");
+    assert_eq!(env.roles(&org, "bob").await, json!({"bob": "owner"}));
+}
+
+async fn non_members_get_404_and_see_nothing(backend: Backend) {
+    let env = Env::start(backend).await;
+    let org = env.create_org("ann", "Acme").await;
+    let (status, invitation) = env
+        .post(
+            "ann",
+            &format!("/api/organizations/{org}/invitations"),
+            json!({"email": "carol@example.com"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    env.create_org("bob", "Bob's").await;
+
+    // bob sees only his own org.
+    let (_, body) = env.get("bob", "/api/organizations").await;
+    let names: Vec<_> = body["organizations"]
+        .as_array()
+        .expect("orgs")
+        .iter()
+        .map(|o| o["name"].clone())
+        .collect();
+    assert_eq!(names, vec![json!("Bob's")]);
+
+    // An existing org of someone else and a missing org answer alike.
+    for target in [org.as_str(), "no-such-org"] {
+        let base = format!("/api/organizations/{target}");
+        let missing = |r: (u16, Value)| assert_refused(r, 404, "org_not_found");
+        let (status, existing_body) = env.get("bob", &format!("{base}/members")).await;
+        assert_eq!(status, 404);
+        assert_eq!(
+            existing_body,
+            json!({"detail": "organization not found", "code": "org_not_found"})
+        );
+        missing(env.post("bob", &format!("{base}/switch"), json!({})).await);
+        missing(env.post("bob", &format!("{base}/leave"), json!({})).await);
+        missing(
+            env.post(
+                "bob",
+                &format!("{base}/invitations"),
+                json!({"email": "x@example.com"}),
+            )
+            .await,
+        );
+        missing(
+            env.patch(
+                "bob",
+                &format!("{base}/members/ann"),
+                json!({"role": "member"}),
+            )
+            .await,
+        );
+        missing(env.delete("bob", &format!("{base}/members/ann")).await);
+    }
+    // bob cannot accept carol's invitation either.
+    assert_refused(
+        env.post(
+            "bob",
+            &format!(
+                "/api/organizations/{org}/invitations/{}/accept",
+                invitation["id"].as_str().expect("id")
+            ),
+            json!({}),
+        )
+        .await,
+        404,
+        "invitation_not_found",
+    );
+    // Nothing changed for bob or ann.
+    let (_, body) = env.get("bob", "/api/organizations/current").await;
+    assert_ne!(body["current_org_id"], org.as_str());
+    assert_eq!(env.roles(&org, "ann").await, json!({"ann": "owner"}));
+}
+
+async fn changes_and_secret_changes_are_audited_without_values(backend: Backend) {
+    let env = Env::start(backend).await;
+    let org = env.create_org("ann", "Acme").await;
+    env.add_member(&org, "ann", "bob", "member").await;
+    let member = format!("/api/organizations/{org}/members/bob");
+    assert_eq!(
+        env.patch("ann", &member, json!({"role": "admin"})).await.0,
+        200
+    );
+    // A refused change is not audited.
+    assert_eq!(
+        env.patch(
+            "bob",
+            "/api/organizations/x/members/ann",
+            json!({"role": "member"})
+        )
+        .await
+        .0,
+        404
+    );
+    let other = env.create_org("ann", "Beta").await;
+    assert_eq!(
+        env.post(
+            "ann",
+            &format!("/api/organizations/{org}/switch"),
+            json!({})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(env.delete("ann", &member).await.0, 200);
+    env.add_member(&org, "ann", "bob", "member").await;
+    assert_eq!(
+        env.post("bob", &format!("/api/organizations/{org}/leave"), json!({}))
+            .await
+            .0,
+        200
+    );
+
+    // Secrets through the open API, in ann's current org.
+    let (status, _) = env
+        .post(
+            "ann",
+            "/api/secrets",
+            json!({"name": "DEPLOY_TOKEN", "value": "tok-very-secret-42", "description": "d"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, _) = env
+        .call(
+            Some("ann"),
+            Method::PUT,
+            "/api/secrets/DEPLOY_TOKEN",
+            Some(json!({"name": "RELEASE_TOKEN"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = env.delete("ann", "/api/secrets/RELEASE_TOKEN").await;
+    assert_eq!(status, 200);
+
+    let rows = env.audit_rows().await;
+    let seen: Vec<(String, String, Option<String>)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.action.clone(),
+                r.actor_user_id.clone().unwrap_or_default(),
+                r.target.clone(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("org.create", "ann", Some(org.clone())),
+        (
+            "org.member.invite",
+            "ann",
+            Some("bob@example.com".to_owned()),
+        ),
+        ("org.member.accept", "bob", Some("bob".to_owned())),
+        ("org.member.role", "ann", Some("bob".to_owned())),
+        ("org.create", "ann", Some(other.clone())),
+        ("org.switch", "ann", Some(org.clone())),
+        ("org.member.remove", "ann", Some("bob".to_owned())),
+        (
+            "org.member.invite",
+            "ann",
+            Some("bob@example.com".to_owned()),
+        ),
+        ("org.member.accept", "bob", Some("bob".to_owned())),
+        ("org.leave", "bob", Some("bob".to_owned())),
+        ("secret.create", "ann", Some("DEPLOY_TOKEN".to_owned())),
+        ("secret.update", "ann", Some("DEPLOY_TOKEN".to_owned())),
+        ("secret.delete", "ann", Some("RELEASE_TOKEN".to_owned())),
+    ];
+    let expected: Vec<_> = expected
+        .into_iter()
+        .map(|(a, u, t)| (a.to_owned(), u.to_owned(), t))
+        .collect();
+    assert_eq!(seen, expected);
+    for row in &rows {
+        assert_eq!(row.ip.as_deref(), Some("127.0.0.1"), "{row:?}");
+        let expected_org = if row.target.as_deref() == Some(other.as_str()) {
+            &other
+        } else {
+            &org
+        };
+        assert_eq!(row.org_id.as_ref(), Some(expected_org), "{row:?}");
+        let detail: Value = serde_json::from_str(&row.detail).expect("detail is JSON");
+        assert!(detail.is_object(), "{row:?}");
+        assert!(
+            !format!("{row:?}").contains("tok-very-secret-42"),
+            "{row:?}"
+        );
+    }
+    let role_change = &rows[3];
+    assert_eq!(
+        serde_json::from_str::<Value>(&role_change.detail).expect("JSON"),
+        json!({"from": "member", "to": "admin"})
+    );
+    let update = &rows[11];
+    assert_eq!(
+        serde_json::from_str::<Value>(&update.detail).expect("JSON")["new_name"],
+        "RELEASE_TOKEN"
+    );
+}
+
+async fn failing_audit_write_does_not_fail_the_request(backend: Backend) {
+    let env = Env::start(backend).await;
+    env.db
+        .connection()
+        .execute_unprepared("DROP TABLE audit_log")
+        .await
+        .expect("drop audit_log");
+    let org = env.create_org("ann", "Acme").await;
+    let (status, _) = env
+        .post(
+            "ann",
+            "/api/secrets",
+            json!({"name": "TOKEN", "value": "v", "description": ""}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, body) = env.get("ann", "/api/organizations").await;
+    assert_eq!(body["current_org_id"], org.as_str());
+    let (_, secrets) = env.get("ann", "/api/secrets").await;
+    assert_eq!(secrets["custom_secrets"][0]["name"], "TOKEN");
+    // The writes did fail: there is no table to write to.
+    assert!(
+        audit_log::Entity::find()
+            .all(env.db.connection())
+            .await
+            .is_err()
+    );
+}
