@@ -230,7 +230,107 @@ on_both_databases!(
     non_members_get_404_and_see_nothing,
     changes_and_secret_changes_are_audited_without_values,
     failing_audit_write_does_not_fail_the_request,
+    open_api_routes_are_isolated_by_user_and_org,
 );
+
+/// What `user` sees through the open API: settings model, secret names, conversation ids.
+async fn visible(env: &Env, user: &str) -> (Value, Vec<String>, Vec<String>) {
+    let (_, settings) = env.get(user, "/api/settings").await;
+    let (status, secrets) = env.get(user, "/api/secrets").await;
+    assert_eq!(status, 200, "{secrets}");
+    let (status, conversations) = env.get(user, "/api/conversations").await;
+    assert_eq!(status, 200, "{conversations}");
+    let names = |list: &Value, key: &str| -> Vec<String> {
+        list.as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|item| item[key].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    (
+        settings["llm_model"].clone(),
+        names(&secrets["custom_secrets"], "name"),
+        names(&conversations["results"], "conversation_id"),
+    )
+}
+
+async fn open_api_routes_are_isolated_by_user_and_org(backend: Backend) {
+    let env = Env::start(backend).await;
+    let org_x = env.create_org("alice", "X").await;
+    let (status, _) = env
+        .post(
+            "alice",
+            "/api/settings",
+            json!({"llm_model": "alice/x", "llm_api_key": "sk-alice"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = env
+        .post(
+            "alice",
+            "/api/secrets",
+            json!({"name": "X_TOKEN", "value": "x-secret"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, created) = env.post("alice", "/api/conversations", json!({})).await;
+    assert_eq!(status, 200, "{created}");
+    let conversation = created["conversation_id"].as_str().expect("id").to_owned();
+    let alice_in_x = (
+        json!("alice/x"),
+        vec!["X_TOKEN".to_owned()],
+        vec![conversation.clone()],
+    );
+    assert_eq!(visible(&env, "alice").await, alice_in_x);
+
+    // Another user, with no org or in the same org, sees none of it and cannot touch it.
+    env.add_member(&org_x, "alice", "carol", "admin").await;
+    for user in ["bob", "carol"] {
+        assert_eq!(
+            visible(&env, user).await,
+            (Value::Null, vec![], vec![]),
+            "{user}"
+        );
+        let path = format!("/api/conversations/{conversation}");
+        // OpenHands answers a conversation it does not find with 200 and `null`.
+        let (status, body) = env.get(user, &path).await;
+        assert_eq!(
+            (status, body),
+            (200, Value::Null),
+            "{user} reads alice's conversation"
+        );
+        let (status, _) = env.patch(user, &path, json!({"title": "mine"})).await;
+        assert_eq!(status, 404, "{user} renames alice's conversation");
+        env.delete(user, &path).await;
+        let (status, _) = env.delete(user, "/api/secrets/X_TOKEN").await;
+        assert_ne!(status, 200, "{user} deletes alice's secret");
+    }
+    assert_eq!(visible(&env, "alice").await, alice_in_x, "untouched");
+
+    // Alice in another org of hers has a separate set; switching back finds the first.
+    let org_y = env.create_org("alice", "Y").await;
+    let (status, _) = env
+        .post(
+            "alice",
+            &format!("/api/organizations/{org_y}/switch"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(visible(&env, "alice").await, (Value::Null, vec![], vec![]));
+    let (status, _) = env
+        .post(
+            "alice",
+            &format!("/api/organizations/{org_x}/switch"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(visible(&env, "alice").await, alice_in_x);
+}
 
 async fn whole_org_flow_create_invite_accept_role_remove_switch_leave(backend: Backend) {
     let env = Env::start(backend).await;
