@@ -8,6 +8,8 @@
 //!   `default-features = false` and do not build the server.
 
 pub mod conformance;
+#[cfg(feature = "oidc")]
+pub mod oidc;
 pub mod postgres;
 pub mod sqlite;
 
