@@ -151,6 +151,46 @@ pub async fn cache_control(
     Ok(res)
 }
 
+/// The web app's policy: its own scripts only (Vite emits no inline script), inline styles
+/// (component libraries set them), images from itself and data URLs, API and WebSocket calls
+/// to itself, never framed.
+const APP_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+img-src 'self' data:; font-src 'self' data:; connect-src 'self' ws: wss:; object-src 'none'; \
+base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
+/// Everything else (JSON, files) only needs to refuse framing.
+const API_CSP: &str = "frame-ancestors 'none'";
+
+/// Security headers on every response: `nosniff`, no framing (CSP `frame-ancestors` and
+/// `X-Frame-Options` for old browsers), a referrer policy, and for HTML (the web app) a
+/// content security policy. A header a handler set itself is kept.
+pub async fn security_headers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let mut res = next.call(req).await?;
+    let html = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    let headers = res.headers_mut();
+    let defaults = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "strict-origin-when-cross-origin"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            if html { APP_CSP } else { API_CSP },
+        ),
+    ];
+    for (name, value) in defaults {
+        if !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+    }
+    Ok(res)
+}
+
 /// CORS as OpenHands: the origins in `PERMITTED_CORS_ORIGINS`, or when that is empty any
 /// origin whose host is `localhost` or `127.0.0.1` (we also accept `[::1]`). Credentials,
 /// all methods and all headers are allowed.

@@ -80,6 +80,7 @@ pub fn create_app(
         .default_service(web::to(spa::fallback))
         .wrap(middleware::cors(&config.permitted_cors_origins))
         .wrap(from_fn(middleware::cache_control))
+        .wrap(from_fn(middleware::security_headers))
         .wrap(Condition::new(
             rate_limited,
             from_fn(middleware::rate_limit),

@@ -277,3 +277,43 @@ async fn openapi_document_lists_the_routes() {
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn every_response_carries_security_headers_and_the_app_its_policy() {
+    let server = TestServer::spawn().await;
+    for path in ["/alive", "/api/settings", "/api/no-such-route"] {
+        let res = server.get(path).await;
+        let headers = res.headers();
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(
+            headers["content-security-policy"], "frame-ancestors 'none'",
+            "{path}"
+        );
+        assert_eq!(
+            headers["referrer-policy"], "strict-origin-when-cross-origin",
+            "{path}"
+        );
+    }
+    // The web app (here its placeholder page) gets the full policy.
+    let res = server.get("/conversations/abc").await;
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .expect("text")
+            .starts_with("text/html")
+    );
+    let csp = res.headers()["content-security-policy"]
+        .to_str()
+        .expect("text")
+        .to_owned();
+    for directive in [
+        "default-src 'self'",
+        "script-src 'self'",
+        "connect-src 'self' ws: wss:",
+        "frame-ancestors 'none'",
+        "object-src 'none'",
+    ] {
+        assert!(csp.contains(directive), "{directive} in {csp}");
+    }
+}
