@@ -24,35 +24,28 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/organizations", web::get().to(list_orgs))
-        .route("/api/organizations", web::post().to(create_org))
-        .route(
-            "/api/organizations/{org_id}/members",
-            web::get().to(list_members),
-        )
-        .route(
-            "/api/organizations/{org_id}/members/{user_id}",
-            web::patch().to(change_role),
-        )
-        .route(
-            "/api/organizations/{org_id}/members/{user_id}",
-            web::delete().to(remove_member),
-        )
-        .route(
-            "/api/organizations/{org_id}/invitations",
-            web::post().to(invite),
-        )
-        .route(
-            "/api/organizations/{org_id}/invitations/{invitation_id}/accept",
-            web::post().to(accept_invitation),
-        )
-        .route("/api/organizations/{org_id}/leave", web::post().to(leave))
-        .route("/api/organizations/{org_id}/switch", web::post().to(switch))
-        .route("/api/organizations/current", web::get().to(current))
-        .route(
-            "/api/organizations/invitations",
-            web::get().to(my_invitations),
-        );
+    const ORGS: &str = "/api/organizations";
+    let resource = |tail: &str| web::resource(format!("{ORGS}{tail}"));
+    cfg.service(
+        resource("")
+            .route(web::get().to(list_orgs))
+            .route(web::post().to(create_org)),
+    )
+    .service(resource("/current").route(web::get().to(current)))
+    .service(resource("/invitations").route(web::get().to(my_invitations)))
+    .service(resource("/{org_id}/members").route(web::get().to(list_members)))
+    .service(
+        resource("/{org_id}/members/{user_id}")
+            .route(web::patch().to(change_role))
+            .route(web::delete().to(remove_member)),
+    )
+    .service(resource("/{org_id}/invitations").route(web::post().to(invite)))
+    .service(
+        resource("/{org_id}/invitations/{invitation_id}/accept")
+            .route(web::post().to(accept_invitation)),
+    )
+    .service(resource("/{org_id}/leave").route(web::post().to(leave)))
+    .service(resource("/{org_id}/switch").route(web::post().to(switch)));
 }
 
 inventory::submit! {
