@@ -15,11 +15,23 @@ use std::fmt;
 pub struct ApiError {
     pub status: StatusCode,
     pub body: Value,
+    /// Extra response headers (name, value), e.g. a `Set-Cookie` that ends a session.
+    pub headers: Vec<(String, String)>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, body: Value) -> Self {
-        Self { status, body }
+        Self {
+            status,
+            body,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a response header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
     }
 
     /// `{"detail": message}`, FastAPI's default shape.
@@ -80,6 +92,10 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(&self.body)
+        let mut response = HttpResponse::build(self.status);
+        for (name, value) in &self.headers {
+            response.append_header((name.as_str(), value.as_str()));
+        }
+        response.json(&self.body)
     }
 }

@@ -230,6 +230,29 @@ pub fn is_localhost_origin(origin: &str) -> bool {
     matches!(host, "localhost" | "127.0.0.1" | "::1")
 }
 
+/// Adds the `Set-Cookie` values that auth left in [`PendingCookies`] (a refreshed session)
+/// to the response, whatever the handler answered.
+///
+/// [`PendingCookies`]: crate::user::PendingCookies
+pub async fn session_cookies(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let mut res = next.call(req).await?;
+    let pending = res
+        .request()
+        .extensions_mut()
+        .remove::<crate::user::PendingCookies>();
+    if let Some(crate::user::PendingCookies(cookies)) = pending {
+        for cookie in cookies {
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                res.headers_mut().append(header::SET_COOKIE, value);
+            }
+        }
+    }
+    Ok(res)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,3 +275,4 @@ mod tests {
         assert!(!valid_client_id(&"a".repeat(65)));
     }
 }
+

@@ -11,7 +11,7 @@ use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::http::header::HeaderMap;
 use actix_web::web::Data;
-use actix_web::{FromRequest, HttpRequest};
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use openhands_core::extension::{AuthError, AuthenticatedUser, RequestHeaders};
 use openhands_core::scope::UserScope;
@@ -27,21 +27,46 @@ impl CurrentUser {
     }
 }
 
-/// A request's headers, owned so the auth future can be `Send`.
-struct OwnedHeaders(HeaderMap);
+/// What auth sees of a request, owned so the auth future can be `Send`.
+pub struct AuthRequest {
+    pub method: String,
+    pub path: String,
+    pub headers: HeaderMap,
+}
 
-impl RequestHeaders for OwnedHeaders {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.0.get(name).and_then(|v| v.to_str().ok())
+impl AuthRequest {
+    pub fn of(req: &HttpRequest) -> Self {
+        Self {
+            method: req.method().as_str().to_owned(),
+            path: req.path().to_owned(),
+            headers: req.headers().clone(),
+        }
     }
 }
 
-/// Runs the configured `UserAuth` on `headers`.
-pub async fn authenticate(state: &AppState, headers: HeaderMap) -> Result<CurrentUser, ApiError> {
+impl RequestHeaders for AuthRequest {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    fn method(&self) -> &str {
+        &self.method
+    }
+    fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+/// `Set-Cookie` values that auth asked the response to carry (a refreshed session); the
+/// [`session_cookies`](crate::middleware::session_cookies) middleware adds them.
+#[derive(Debug, Clone, Default)]
+pub struct PendingCookies(pub Vec<String>);
+
+/// Runs the configured `UserAuth` on `request`.
+pub async fn authenticate(state: &AppState, request: AuthRequest) -> Result<CurrentUser, ApiError> {
     state
         .ext
         .user_auth
-        .authenticate(&OwnedHeaders(headers))
+        .authenticate(&request)
         .await
         .map(CurrentUser)
         .map_err(auth_error)
@@ -53,7 +78,8 @@ impl FromRequest for CurrentUser {
 
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
         let state = req.app_data::<Data<AppState>>().cloned();
-        let headers = req.headers().clone();
+        let request = AuthRequest::of(req);
+        let req = req.clone();
         Box::pin(async move {
             let state = state.ok_or_else(|| {
                 ApiError::internal(
@@ -61,7 +87,12 @@ impl FromRequest for CurrentUser {
                     json!({"detail": "Server misconfigured"}),
                 )
             })?;
-            authenticate(&state, headers).await
+            let user = authenticate(&state, request).await?;
+            if !user.0.set_cookies.is_empty() {
+                req.extensions_mut()
+                    .insert(PendingCookies(user.0.set_cookies.clone()));
+            }
+            Ok(user)
         })
     }
 }
@@ -69,6 +100,11 @@ impl FromRequest for CurrentUser {
 fn auth_error(err: AuthError) -> ApiError {
     match err {
         AuthError::Unauthorized(message) => ApiError::detail(StatusCode::UNAUTHORIZED, message),
+        AuthError::SessionEnded {
+            message,
+            clear_cookie,
+        } => ApiError::detail(StatusCode::UNAUTHORIZED, message)
+            .with_header("set-cookie", clear_cookie),
         AuthError::Forbidden { code, message } => ApiError::new(
             StatusCode::FORBIDDEN,
             json!({ "detail": message, "code": code }),

@@ -41,6 +41,7 @@ impl UserAuth for HeaderUserAuth {
             },
             email: Some(format!("{user}@example.com")),
             auth_type: None,
+            set_cookies: Vec::new(),
         })
     }
 }

@@ -78,6 +78,7 @@ pub fn create_app(
             tracing::debug!(?mounted, "route contributions mounted");
         })
         .default_service(web::to(spa::fallback))
+        .wrap(from_fn(middleware::session_cookies))
         .wrap(middleware::cors(&config.permitted_cors_origins))
         .wrap(from_fn(middleware::cache_control))
         .wrap(from_fn(middleware::security_headers))

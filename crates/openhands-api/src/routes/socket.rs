@@ -13,7 +13,7 @@ use crate::agent_control::{deliver, parse_action};
 use crate::error::ApiError;
 use crate::event_feed::{Control, EventFeed, OnDrop, ReplaySource};
 use crate::state::AppState;
-use crate::user::{CurrentUser, authenticate};
+use crate::user::{AuthRequest, CurrentUser, authenticate};
 use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Item, ProtocolError};
 use actix_web::body::{BodyStream, MessageBody};
 use actix_web::http::StatusCode;
@@ -59,7 +59,8 @@ pub async fn socket(
     query: web::Query<SocketQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = conversation_id_from(path)?;
-    let mut headers = req.headers().clone();
+    let mut request = AuthRequest::of(&req);
+    let headers = &mut request.headers;
     let query_key = query
         .session_api_key
         .as_deref()
@@ -68,7 +69,7 @@ pub async fn socket(
     if let Some(value) = query_key {
         headers.insert(HeaderName::from_static(SESSION_API_KEY_HEADER), value);
     }
-    let user = authenticate(&state, headers).await?;
+    let user = authenticate(&state, request).await?;
     let metadata = state
         .ext
         .conversation_store

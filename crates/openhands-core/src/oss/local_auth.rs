@@ -39,6 +39,7 @@ impl UserAuth for LocalUserAuth {
             scope: UserScope::local(),
             email: None,
             auth_type: None,
+            set_cookies: Vec::new(),
         })
     }
 }
