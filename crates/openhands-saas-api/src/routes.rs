@@ -81,16 +81,16 @@ struct RoleBody {
     role: String,
 }
 
-/// The authenticated caller with a user id (these routes have no meaning for the id-less
-/// local user of OSS mode).
-struct Acting {
-    user_id: String,
+/// The authenticated caller with a user id (these routes, and the API key routes, have no
+/// meaning for the id-less local user of OSS mode).
+pub(crate) struct Acting {
+    pub(crate) user_id: String,
     email: Option<String>,
-    db: Database,
+    pub(crate) db: Database,
 }
 
 impl Acting {
-    async fn of(user: &CurrentUser, state: &AppState) -> Result<Self, ApiError> {
+    pub(crate) async fn of(user: &CurrentUser, state: &AppState) -> Result<Self, ApiError> {
         let user_id = user.scope().user_id.clone().ok_or_else(|| {
             ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -117,7 +117,7 @@ impl Acting {
         }
     }
 
-    fn audit(&self, action: &str, org_id: &str) -> AuditEntry {
+    pub(crate) fn audit(&self, action: &str, org_id: &str) -> AuditEntry {
         AuditEntry::new(action, Some(self.user_id.clone())).org(Some(org_id.to_owned()))
     }
 }

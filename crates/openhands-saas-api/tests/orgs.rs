@@ -1,180 +1,15 @@
-//! The org and role API through the real server in SaaS mode, on SQLite and PostgreSQL.
-//!
-//! SaaS login is not built yet, so this file registers `test.header_user`: the user id
-//! comes from `X-Test-User` (401 without it), the e-mail is `<user>@example.com`, and the
-//! org comes from `users.current_org_id` through `openhands_saas_api::current_org`, as the
-//! SaaS login will do.
+//! The org and role API through the real server in SaaS mode, on SQLite and PostgreSQL,
+//! logged in through `common`'s test-only `test.header_user`.
 
-use async_trait::async_trait;
-use openhands_core::extension::{AuthError, AuthenticatedUser, RequestHeaders, UserAuth};
-use openhands_core::scope::UserScope;
-use openhands_core::secret::Secret;
+mod common;
+
+use common::{Backend, Env, assert_refused, on_both_databases};
 use openhands_sql_store::entity::audit_log;
-use openhands_sql_store::{Database, PoolOptions};
-use openhands_test_support::TestServer;
 use reqwest::Method;
-use sea_orm::{ConnectionTrait, EntityTrait, QueryOrder};
+use sea_orm::{ConnectionTrait, EntityTrait};
 use serde_json::{Value, json};
-use std::sync::Arc;
-
-/// A user named by the `X-Test-User` header, in their current org.
-struct HeaderUserAuth {
-    db: Database,
-}
-
-#[async_trait]
-impl UserAuth for HeaderUserAuth {
-    async fn authenticate(
-        &self,
-        request: &dyn RequestHeaders,
-    ) -> Result<AuthenticatedUser, AuthError> {
-        let user = request
-            .header("x-test-user")
-            .ok_or_else(|| AuthError::Unauthorized("X-Test-User missing".into()))?;
-        let org_id = openhands_saas_api::current_org(&self.db, user)
-            .await
-            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
-        Ok(AuthenticatedUser {
-            scope: UserScope {
-                user_id: Some(user.to_owned()),
-                org_id,
-            },
-            email: Some(format!("{user}@example.com")),
-            auth_type: None,
-            set_cookies: Vec::new(),
-        })
-    }
-}
-
-openhands_core::register_plugin!(
-    openhands_core::extension::UserAuth,
-    "test.header_user",
-    "Test only: the user named by X-Test-User, in their current org",
-    |ctx| {
-        let db = openhands_sql_store::plugin_database(ctx).await?;
-        Ok(Arc::new(HeaderUserAuth { db }))
-    }
-);
-
-#[derive(Clone, Copy)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// Keeps the test database alive as long as the server.
-#[allow(dead_code)]
-enum Keep {
-    Sqlite(openhands_test_support::sqlite::TestSqlite),
-    Postgres(openhands_test_support::postgres::TestDatabase),
-}
-
-/// A SaaS server on a fresh database, and the test's own connection to that database.
-struct Env {
-    server: TestServer,
-    db: Database,
-    _keep: Keep,
-}
 
 impl Env {
-    async fn start(backend: Backend) -> Self {
-        let (url, keep) = match backend {
-            Backend::Sqlite => {
-                let db = openhands_test_support::sqlite::fresh_database().expect("SQLite file");
-                (db.url().to_owned(), Keep::Sqlite(db))
-            }
-            Backend::Postgres => {
-                let db = openhands_test_support::postgres::fresh_database()
-                    .expect("PostgreSQL for tests");
-                (db.url().to_owned(), Keep::Postgres(db))
-            }
-        };
-        let server_url = url.clone();
-        let server = TestServer::spawn_with(move |c| {
-            c.config_class = "saas".into();
-            c.plugins.user_auth = Some("test.header_user".into());
-            c.database.migrate_on_start = true;
-            c.database.url = Some(Secret::new(server_url));
-        })
-        .await;
-        let db = Database::connect(&url, PoolOptions::default())
-            .await
-            .expect("test connection");
-        Self {
-            server,
-            db,
-            _keep: keep,
-        }
-    }
-
-    /// Calls `path` as `user` (no user: no header); returns the status and JSON body.
-    async fn call(
-        &self,
-        user: Option<&str>,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut req = self.server.client.request(method, self.server.url(path));
-        if let Some(user) = user {
-            req = req.header("X-Test-User", user);
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let res = req.send().await.expect("request");
-        let status = res.status().as_u16();
-        let text = res.text().await.expect("body");
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, value)
-    }
-
-    async fn get(&self, user: &str, path: &str) -> (u16, Value) {
-        self.call(Some(user), Method::GET, path, None).await
-    }
-
-    async fn post(&self, user: &str, path: &str, body: Value) -> (u16, Value) {
-        self.call(Some(user), Method::POST, path, Some(body)).await
-    }
-
-    async fn patch(&self, user: &str, path: &str, body: Value) -> (u16, Value) {
-        self.call(Some(user), Method::PATCH, path, Some(body)).await
-    }
-
-    async fn delete(&self, user: &str, path: &str) -> (u16, Value) {
-        self.call(Some(user), Method::DELETE, path, None).await
-    }
-
-    /// `owner` creates an org named `name`; returns its id.
-    async fn create_org(&self, owner: &str, name: &str) -> String {
-        let (status, body) = self
-            .post(owner, "/api/organizations", json!({"name": name}))
-            .await;
-        assert_eq!(status, 201, "{body}");
-        body["id"].as_str().expect("org id").to_owned()
-    }
-
-    /// `by` invites `user` with `role`, and `user` accepts.
-    async fn add_member(&self, org: &str, by: &str, user: &str, role: &str) {
-        let (status, body) = self
-            .post(
-                by,
-                &format!("/api/organizations/{org}/invitations"),
-                json!({"email": format!("{user}@example.com"), "role": role}),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-        let invitation = body["id"].as_str().expect("invitation id");
-        let (status, body) = self
-            .post(
-                user,
-                &format!("/api/organizations/{org}/invitations/{invitation}/accept"),
-                json!({}),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-    }
-
     /// `{user_id: role}` of the org's members, as `as_user` sees them.
     async fn roles(&self, org: &str, as_user: &str) -> Value {
         let (status, body) = self
@@ -190,38 +25,6 @@ impl Env {
         }
         Value::Object(roles)
     }
-
-    async fn audit_rows(&self) -> Vec<audit_log::Model> {
-        audit_log::Entity::find()
-            .order_by_asc(audit_log::Column::At)
-            .all(self.db.connection())
-            .await
-            .expect("audit rows")
-    }
-}
-
-fn assert_refused(result: (u16, Value), status: u16, code: &str) {
-    let (got, body) = result;
-    assert_eq!(got, status, "{body}");
-    assert_eq!(body["code"], code, "{body}");
-    assert!(body["detail"].is_string(), "{body}");
-}
-
-/// Runs an async scenario on both databases, as `<scenario>::sqlite` and `::postgres`.
-macro_rules! on_both_databases {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$scenario(super::Backend::Sqlite).await;
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                super::$scenario(super::Backend::Postgres).await;
-            }
-        }
-    )*};
 }
 
 on_both_databases!(
