@@ -275,4 +275,3 @@ mod tests {
         assert!(!valid_client_id(&"a".repeat(65)));
     }
 }
-

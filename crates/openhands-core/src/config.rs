@@ -6,6 +6,7 @@
 //! `OPENHANDS_<KEY>`, with `__` between nested keys (`OPENHANDS_PLUGINS__SETTINGS_STORE`).
 //! A bad value stops start-up with the key, the value and what was expected.
 
+pub use crate::auth_config::AuthConfig;
 use crate::crypto::{
     CryptoError, DEFAULT_KEY_ID, KEY_LEN, MAX_KEY_ID_LEN, decode_key, is_valid_key_id,
 };
@@ -51,6 +52,15 @@ pub const LEGACY_ENV: &[(&str, &str)] = &[
     ("DB_NAME", "database.name"),
     ("DB_POOL_SIZE", "database.pool_size"),
     ("DB_MAX_OVERFLOW", "database.max_overflow"),
+    ("OIDC_ISSUER_URL", "auth.issuer_url"),
+    ("OIDC_CLIENT_ID", "auth.client_id"),
+    ("OIDC_CLIENT_SECRET", "auth.client_secret"),
+    ("KEYCLOAK_SERVER_URL", "auth.keycloak_server_url"),
+    ("KEYCLOAK_REALM_NAME", "auth.keycloak_realm_name"),
+    ("KEYCLOAK_CLIENT_ID", "auth.client_id"),
+    ("KEYCLOAK_CLIENT_SECRET", "auth.client_secret"),
+    ("GITHUB_USER_LIST_FILE", "auth.allowlist_file"),
+    ("DISABLE_WAITLIST", "auth.disable_waitlist"),
 ];
 
 /// Where the config file is looked for unless `OPENHANDS_CONFIG_FILE` names another.
@@ -105,6 +115,8 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     /// The SQL database of SaaS mode (unused by the OSS file stores).
     pub database: DatabaseConfig,
+    /// SaaS login (OIDC), the session cookie and the sign-in gates.
+    pub auth: AuthConfig,
     /// Let `POST /api/conversations` choose the id. Env: `ALLOW_SET_CONVERSATION_ID`.
     #[serde(deserialize_with = "flexible_bool")]
     pub allow_set_conversation_id: bool,
@@ -152,6 +164,7 @@ impl Default for Config {
             watcher_buffer: 256,
             sandbox: SandboxConfig::default(),
             database: DatabaseConfig::default(),
+            auth: AuthConfig::default(),
             allow_set_conversation_id: false,
             serve_frontend: true,
             web_dir: "web/dist".into(),
@@ -409,7 +422,7 @@ impl<'de> Deserialize<'de> for RateLimitSetting {
 }
 
 /// Accepts booleans the way deployers write them: `true/false`, `1/0`, `yes/no`, `on/off`.
-fn flexible_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+pub(crate) fn flexible_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {
@@ -707,6 +720,15 @@ mod tests {
                 ("DB_NAME", "oh_db"),
                 ("DB_POOL_SIZE", "7"),
                 ("DB_MAX_OVERFLOW", "3"),
+                ("OIDC_ISSUER_URL", "https://idp.example"),
+                ("OIDC_CLIENT_ID", "openhands"),
+                ("OIDC_CLIENT_SECRET", "client-secret"),
+                ("KEYCLOAK_SERVER_URL", "https://kc.example"),
+                ("KEYCLOAK_REALM_NAME", "allhands"),
+                ("KEYCLOAK_CLIENT_ID", "openhands"),
+                ("KEYCLOAK_CLIENT_SECRET", "client-secret"),
+                ("GITHUB_USER_LIST_FILE", "/etc/openhands/users.txt"),
+                ("DISABLE_WAITLIST", "true"),
             ];
             assert_eq!(values.len(), LEGACY_ENV.len(), "test every mapped variable");
             for (k, v) in values {
@@ -745,6 +767,23 @@ mod tests {
             assert_eq!(db.port, 6543);
             assert_eq!(db.user, "oh_user");
             assert_eq!(db.password.as_ref().map(Secret::expose), Some("db-secret"));
+            let auth = &c.auth;
+            assert_eq!(auth.issuer_url.as_deref(), Some("https://idp.example"));
+            assert_eq!(auth.client_id.as_deref(), Some("openhands"));
+            assert_eq!(
+                auth.client_secret.as_ref().map(Secret::expose),
+                Some("client-secret")
+            );
+            assert_eq!(
+                auth.keycloak_server_url.as_deref(),
+                Some("https://kc.example")
+            );
+            assert_eq!(auth.keycloak_realm_name.as_deref(), Some("allhands"));
+            assert_eq!(
+                auth.allowlist_file.as_deref(),
+                Some("/etc/openhands/users.txt")
+            );
+            assert!(auth.disable_waitlist);
             assert_eq!(db.name, "oh_db");
             assert_eq!((db.pool_size, db.max_overflow), (7, 3));
             Ok(())

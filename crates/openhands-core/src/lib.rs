@@ -12,6 +12,7 @@
 //!
 //! Invariant: this crate never depends on actix-web (checked by `cargo xtask ci`).
 
+pub mod auth_config;
 pub mod config;
 pub mod conversation;
 pub mod crypto;

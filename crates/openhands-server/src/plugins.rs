@@ -15,3 +15,7 @@ use openhands_sql_store as _;
 // SaaS mode: organizations, members and roles (routes) and the SQL audit log.
 #[cfg(feature = "saas")]
 use openhands_saas_api as _;
+
+// SaaS mode: OIDC login (`saas.oidc`), session cookies, API-key auth and the login routes.
+#[cfg(feature = "saas")]
+use openhands_oidc_auth as _;

@@ -2,8 +2,8 @@
 //! (`openhands migrate`, `openhands keys`).
 //!
 //! The class names the SQL stores of `openhands-sql-store` and, for login, `saas.oidc` (the
-//! OIDC `UserAuth` of the SaaS auth crate; until that crate is linked, selecting `saas` fails
-//! at start-up naming the missing implementation, and tests override `plugins.user_auth`).
+//! OIDC `UserAuth` of `openhands-oidc-auth`, which needs `auth.issuer_url` or the Keycloak
+//! settings; tests that do not log in override `plugins.user_auth`).
 //! Conversations still run in-process (`oss.standalone`) until the clustered manager lands.
 
 use anyhow::Context;

@@ -67,6 +67,9 @@ impl TestServer {
     async fn try_start(config: Config, data_dir: Arc<tempfile::TempDir>) -> Result<Self, String> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let thread_config = config.clone();
+        // `port` 0 (the test default) picks a free port; tests that must know the address
+        // beforehand (an OIDC redirect URI) reserve one and set it.
+        let port = config.port;
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
                 let state = match openhands_server::build_state(thread_config).await {
@@ -80,7 +83,7 @@ impl TestServer {
                     actix_web::HttpServer::new(move || openhands_server::create_app(state.clone()))
                         .workers(2)
                         .disable_signals()
-                        .bind(("127.0.0.1", 0));
+                        .bind(("127.0.0.1", port));
                 let server = match server {
                     Ok(server) => server,
                     Err(err) => {

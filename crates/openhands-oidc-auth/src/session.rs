@@ -1,0 +1,234 @@
+//! The two cookies of a browser login, sealed (encrypted and authenticated) with the server's
+//! secrets key.
+//!
+//! - `keycloak_auth` (OpenHands' name) is the session: who the user is, whether the e-mail
+//!   is verified and the terms accepted, when the access token expires, and the refresh
+//!   token. OpenHands signs a JWT holding the provider's tokens; we seal instead, because
+//!   the refresh token is a credential that should not be readable in the browser. A
+//!   tampered, truncated or foreign cookie fails to open and ends the session.
+//! - `openhands_login` lives for the ten minutes between the login redirect and the
+//!   callback: the `state` to compare, the nonce the ID token must carry, the PKCE
+//!   verifier, and where to land afterwards. It is scoped to `/oauth`.
+//!
+//! Both are sealed with [`Cipher`] under their own context, so a value sealed for one
+//! purpose (a stored secret, the other cookie) never opens as another. Rotating the secrets
+//! keys keeps sessions valid as long as the old key stays listed.
+
+use openhands_core::crypto::Cipher;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The session cookie's name, as in OpenHands.
+pub const SESSION_COOKIE: &str = "keycloak_auth";
+/// The login-in-progress cookie.
+pub const LOGIN_COOKIE: &str = "openhands_login";
+/// Where the login cookie is sent.
+pub const LOGIN_COOKIE_PATH: &str = "/oauth";
+/// Seconds a started login may take.
+pub const LOGIN_TTL_SECONDS: i64 = 600;
+
+const SESSION_CONTEXT: &str = "cookie:keycloak_auth:v1";
+const LOGIN_CONTEXT: &str = "cookie:openhands_login:v1";
+
+/// A signed-in browser session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// The user id (the provider's subject, as OpenHands uses Keycloak's).
+    pub sub: String,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    /// The user accepted the terms of service.
+    pub tos: bool,
+    /// When the access token expires (unix seconds); after it the session is refreshed.
+    pub access_exp: i64,
+    /// The provider's refresh token; without one the session ends with the access token.
+    pub refresh: Option<String>,
+}
+
+/// A login between its redirect and its callback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingLogin {
+    pub state: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+    /// A local path to land on afterwards.
+    pub redirect: String,
+    /// Unix seconds after which the callback is refused.
+    pub expires: i64,
+}
+
+/// Why a cookie did not open.
+#[derive(Debug, thiserror::Error)]
+pub enum CookieError {
+    #[error("the cookie is not valid")]
+    Invalid,
+    #[error("the cookie could not be sealed: {0}")]
+    Seal(String),
+}
+
+/// Seals and opens the cookies and writes their `Set-Cookie` headers.
+#[derive(Debug, Clone)]
+pub struct CookieJar {
+    cipher: std::sync::Arc<Cipher>,
+    secure: bool,
+}
+
+impl CookieJar {
+    pub fn new(cipher: std::sync::Arc<Cipher>, secure: bool) -> Self {
+        Self { cipher, secure }
+    }
+
+    pub fn seal_session(&self, session: &Session) -> Result<String, CookieError> {
+        seal(&self.cipher, SESSION_CONTEXT, session)
+    }
+
+    pub fn open_session(&self, value: &str) -> Result<Session, CookieError> {
+        open(&self.cipher, SESSION_CONTEXT, value)
+    }
+
+    /// The session in a `Set-Cookie` value this jar wrote.
+    pub fn open_session_header(&self, header: &str) -> Option<Session> {
+        let value = header
+            .strip_prefix(SESSION_COOKIE)?
+            .strip_prefix('=')?
+            .split(';')
+            .next()?;
+        self.open_session(value).ok()
+    }
+
+    pub fn seal_login(&self, login: &PendingLogin) -> Result<String, CookieError> {
+        seal(&self.cipher, LOGIN_CONTEXT, login)
+    }
+
+    pub fn open_login(&self, value: &str) -> Result<PendingLogin, CookieError> {
+        open(&self.cipher, LOGIN_CONTEXT, value)
+    }
+
+    /// `Set-Cookie` for a session: `HttpOnly`, `SameSite=Lax`, `Secure` unless configured
+    /// off for local http; a browser-session cookie (the provider's refresh token bounds
+    /// its real life).
+    pub fn session_header(&self, session: &Session) -> Result<String, CookieError> {
+        let value = self.seal_session(session)?;
+        Ok(self.header(SESSION_COOKIE, &value, "/", None))
+    }
+
+    /// `Set-Cookie` that deletes the session cookie.
+    pub fn clear_session_header(&self) -> String {
+        self.header(SESSION_COOKIE, "", "/", Some(0))
+    }
+
+    pub fn login_header(&self, login: &PendingLogin) -> Result<String, CookieError> {
+        let value = self.seal_login(login)?;
+        Ok(self.header(
+            LOGIN_COOKIE,
+            &value,
+            LOGIN_COOKIE_PATH,
+            Some(LOGIN_TTL_SECONDS),
+        ))
+    }
+
+    pub fn clear_login_header(&self) -> String {
+        self.header(LOGIN_COOKIE, "", LOGIN_COOKIE_PATH, Some(0))
+    }
+
+    fn header(&self, name: &str, value: &str, path: &str, max_age: Option<i64>) -> String {
+        let mut header = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax");
+        if let Some(age) = max_age {
+            header.push_str(&format!("; Max-Age={age}"));
+        }
+        if self.secure {
+            header.push_str("; Secure");
+        }
+        header
+    }
+}
+
+fn seal<T: Serialize>(cipher: &Cipher, context: &str, value: &T) -> Result<String, CookieError> {
+    let json = serde_json::to_string(value).map_err(|e| CookieError::Seal(e.to_string()))?;
+    cipher
+        .seal(context, &json)
+        .map_err(|e| CookieError::Seal(e.to_string()))
+}
+
+fn open<T: DeserializeOwned>(
+    cipher: &Cipher,
+    context: &str,
+    value: &str,
+) -> Result<T, CookieError> {
+    let json = cipher
+        .open(context, value)
+        .map_err(|_| CookieError::Invalid)?;
+    serde_json::from_str(&json).map_err(|_| CookieError::Invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jar_with(key_byte: u8) -> CookieJar {
+        let cipher = Cipher::new(vec![("k1".into(), [key_byte; 32])]).expect("cipher");
+        CookieJar::new(std::sync::Arc::new(cipher), true)
+    }
+
+    fn session() -> Session {
+        Session {
+            sub: "user-1".into(),
+            email: Some("alice@example.com".into()),
+            email_verified: true,
+            tos: false,
+            access_exp: 1_900_000_000,
+            refresh: Some("refresh-token-value".into()),
+        }
+    }
+
+    #[test]
+    fn a_session_round_trips_and_hides_its_refresh_token() {
+        let jar = jar_with(7);
+        let sealed = jar.seal_session(&session()).expect("seal");
+        assert!(!sealed.contains("refresh-token-value"));
+        assert!(!sealed.contains("alice"));
+        assert_eq!(jar.open_session(&sealed).expect("open"), session());
+    }
+
+    #[test]
+    fn tampered_truncated_and_foreign_cookies_do_not_open() {
+        let jar = jar_with(7);
+        let sealed = jar.seal_session(&session()).expect("seal");
+        let mut tampered = sealed.clone().into_bytes();
+        let last = tampered.len() - 2;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).expect("ascii");
+        assert!(jar.open_session(&tampered).is_err());
+        assert!(jar.open_session(&sealed[..sealed.len() - 4]).is_err());
+        assert!(jar.open_session("").is_err());
+        assert!(jar_with(8).open_session(&sealed).is_err(), "another key");
+        // A login cookie is not a session, even under the same key.
+        let login = PendingLogin {
+            state: "s".into(),
+            nonce: "n".into(),
+            pkce_verifier: "v".into(),
+            redirect: "/".into(),
+            expires: 0,
+        };
+        let sealed_login = jar.seal_login(&login).expect("seal");
+        assert!(jar.open_session(&sealed_login).is_err());
+        // Nor is an unsigned JWT (`alg: none`).
+        let none_jwt = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1c2VyLTEifQ.";
+        assert!(jar.open_session(none_jwt).is_err());
+    }
+
+    #[test]
+    fn headers_carry_the_cookie_attributes() {
+        let header = jar_with(7).session_header(&session()).expect("header");
+        assert!(header.starts_with("keycloak_auth="));
+        for attribute in ["Path=/", "HttpOnly", "SameSite=Lax", "Secure"] {
+            assert!(header.contains(attribute), "{attribute} in {header}");
+        }
+        let local = CookieJar::new(
+            std::sync::Arc::new(Cipher::new(vec![("k1".into(), [1; 32])]).expect("cipher")),
+            false,
+        );
+        assert!(!local.clear_session_header().contains("Secure"));
+        assert!(local.clear_session_header().contains("Max-Age=0"));
+    }
+}
