@@ -49,6 +49,10 @@ pub struct AuthConfig {
     pub disable_waitlist: bool,
     /// Seconds a cached provider discovery document and key set stay fresh.
     pub discovery_ttl_seconds: u64,
+    /// Milliseconds a replica reuses a caller's current org and an API key's owner before
+    /// reading them again; an org switch or a revoked key takes effect within this. 0 turns
+    /// the cache off.
+    pub lookup_cache_ms: u64,
 }
 
 impl Default for AuthConfig {
@@ -67,6 +71,7 @@ impl Default for AuthConfig {
             allowlist_file: None,
             disable_waitlist: false,
             discovery_ttl_seconds: 3600,
+            lookup_cache_ms: 1000,
         }
     }
 }

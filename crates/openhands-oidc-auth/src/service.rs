@@ -12,6 +12,7 @@
 //! refresh: providers that rotate refresh tokens treat a second use of the old one as
 //! theft and revoke the whole grant.
 
+use crate::cache::TtlCache;
 use crate::gates::{self, Allowlist, CsrfCheck};
 use crate::provider::{OidcProvider, ProviderError, Tokens};
 use crate::session::{CookieJar, SESSION_COOKIE, Session};
@@ -46,7 +47,23 @@ pub struct OidcAuth {
     /// Origins allowed on cookie requests that change state, besides the request's own.
     pub allowed_origins: Vec<String>,
     refreshes: Mutex<HashMap<String, RefreshSlot>>,
+    /// user id -> current org.
+    orgs: TtlCache<String, Option<String>>,
+    /// key hash -> the key's owner, e-mail and verification (`None`: not a valid key).
+    keys: TtlCache<String, Option<KeyCaller>>,
 }
+
+/// What an API key resolves to.
+#[derive(Debug, Clone)]
+struct KeyCaller {
+    user_id: String,
+    org_id: String,
+    email: Option<String>,
+    email_verified: bool,
+}
+
+/// Entries per lookup cache before it is cleared.
+const LOOKUP_CACHE_CAPACITY: usize = 100_000;
 
 impl std::fmt::Debug for OidcAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -123,6 +140,7 @@ impl OidcAuth {
             }
             _ => Allowlist::open(),
         };
+        let lookup_ttl = Duration::from_millis(auth.lookup_cache_ms);
         let allowed_origins = public_url
             .iter()
             .filter_map(|u| gates::origin_of(u))
@@ -143,6 +161,8 @@ impl OidcAuth {
             public_url,
             allowed_origins,
             refreshes: Mutex::new(HashMap::new()),
+            orgs: TtlCache::new(lookup_ttl, LOOKUP_CACHE_CAPACITY),
+            keys: TtlCache::new(lookup_ttl, LOOKUP_CACHE_CAPACITY),
         })
     }
 
@@ -240,9 +260,7 @@ impl OidcAuth {
         let path = request.path();
         gates::check_email(self.require_verified_email, session.email_verified, path)?;
         gates::check_tos(self.require_tos, session.tos, path)?;
-        let org_id = openhands_saas_api::current_org(&self.db, &session.sub)
-            .await
-            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        let org_id = self.current_org(&session.sub).await?;
         Ok(AuthenticatedUser {
             scope: UserScope {
                 user_id: Some(session.sub),
@@ -254,28 +272,67 @@ impl OidcAuth {
         })
     }
 
+    /// The user's current org, through the lookup cache.
+    async fn current_org(&self, user_id: &str) -> Result<Option<String>, AuthError> {
+        if let Some(found) = self.orgs.get(&user_id.to_owned()) {
+            return Ok(found);
+        }
+        let org = openhands_saas_api::current_org(&self.db, user_id)
+            .await
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        self.orgs.insert(user_id.to_owned(), org.clone());
+        Ok(org)
+    }
+
+    /// Who an API key belongs to, through the lookup cache (keyed by the key's hash, so the
+    /// cache never holds a key).
+    async fn key_caller(&self, key: &str) -> Result<Option<KeyCaller>, AuthError> {
+        let hash = openhands_saas_api::api_keys::hash_key(key);
+        if let Some(found) = self.keys.get(&hash) {
+            return Ok(found);
+        }
+        let unavailable = |e: &dyn std::fmt::Display| AuthError::Unavailable(e.to_string());
+        let caller = match openhands_saas_api::verify_api_key(&self.db, key)
+            .await
+            .map_err(|e| unavailable(&e))?
+        {
+            Some(owner) => crate::users::email_of(&self.db, &owner.user_id)
+                .await
+                .map_err(|e| unavailable(&e))?
+                .map(|(email, email_verified)| KeyCaller {
+                    user_id: owner.user_id,
+                    org_id: owner.org_id,
+                    email,
+                    email_verified,
+                }),
+            None => None,
+        };
+        self.keys.insert(hash, caller.clone());
+        Ok(caller)
+    }
+
     async fn authenticate_key(
         &self,
         request: &dyn RequestHeaders,
         key: &str,
     ) -> Result<AuthenticatedUser, AuthError> {
-        let owner = openhands_saas_api::verify_api_key(&self.db, key)
-            .await
-            .map_err(|e| AuthError::Unavailable(e.to_string()))?
-            .ok_or_else(|| AuthError::Unauthorized("Invalid or expired API key".into()))?;
-        let (email, verified) = crate::users::email_of(&self.db, &owner.user_id)
-            .await
-            .map_err(|e| AuthError::Unavailable(e.to_string()))?
+        let caller = self
+            .key_caller(key)
+            .await?
             .ok_or_else(|| AuthError::Unauthorized("Invalid or expired API key".into()))?;
         // Keys are made by signed-in users who passed the terms gate; the e-mail gate
         // still holds (a user whose address became unverified).
-        gates::check_email(self.require_verified_email, verified, request.path())?;
+        gates::check_email(
+            self.require_verified_email,
+            caller.email_verified,
+            request.path(),
+        )?;
         Ok(AuthenticatedUser {
             scope: UserScope {
-                user_id: Some(owner.user_id),
-                org_id: Some(owner.org_id),
+                user_id: Some(caller.user_id),
+                org_id: Some(caller.org_id),
             },
-            email,
+            email: caller.email,
             auth_type: Some(AuthType::Bearer),
             set_cookies: Vec::new(),
         })

@@ -290,7 +290,11 @@ async fn api_keys_authenticate_like_the_cookie_until_revoked_or_expired() {
     use openhands_sql_store::entity::api_key;
     use sea_orm::{ColumnTrait, QueryFilter, sea_query::Expr};
 
-    let env = Env::start(OidcConfig::default(), |c| c.auth.require_tos = false).await;
+    let env = Env::start(OidcConfig::default(), |c| {
+        c.auth.require_tos = false;
+        c.auth.lookup_cache_ms = 300;
+    })
+    .await;
     let mut browser = env.browser();
     browser.login("alice", "/").await;
     // The first login made a personal org, so org-scoped features work at once.
@@ -322,6 +326,20 @@ async fn api_keys_authenticate_like_the_cookie_until_revoked_or_expired() {
         }
     };
     let bearer = || ("authorization", format!("Bearer {key}"));
+    // A key's owner is cached for `lookup_cache_ms`: a change takes effect within it.
+    let eventually = |expected: StatusCode| {
+        let call = &call;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            loop {
+                let (status, _) = call(Method::GET, bearer()).await;
+                if status == expected || std::time::Instant::now() > deadline {
+                    return status;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
     assert_eq!(call(Method::GET, bearer()).await.0, StatusCode::OK);
     assert_eq!(
         call(Method::GET, ("x-session-api-key", key.clone()))
@@ -353,7 +371,7 @@ async fn api_keys_authenticate_like_the_cookie_until_revoked_or_expired() {
         .await
         .expect("expire");
     assert_eq!(
-        call(Method::GET, bearer()).await.0,
+        eventually(StatusCode::UNAUTHORIZED).await,
         StatusCode::UNAUTHORIZED
     );
     api_key::Entity::update_many()
@@ -365,7 +383,7 @@ async fn api_keys_authenticate_like_the_cookie_until_revoked_or_expired() {
         .exec(env.db.connection())
         .await
         .expect("unexpire");
-    assert_eq!(call(Method::GET, bearer()).await.0, StatusCode::OK);
+    assert_eq!(eventually(StatusCode::OK).await, StatusCode::OK);
 
     // Revoked.
     let deleted = browser
@@ -373,7 +391,7 @@ async fn api_keys_authenticate_like_the_cookie_until_revoked_or_expired() {
         .await;
     assert_eq!(deleted.status, StatusCode::OK, "{:?}", deleted.body);
     assert_eq!(
-        call(Method::GET, bearer()).await.0,
+        eventually(StatusCode::UNAUTHORIZED).await,
         StatusCode::UNAUTHORIZED
     );
 }
