@@ -15,3 +15,7 @@ use openhands_sql_store as _;
 // SaaS mode: organizations, members and roles (routes) and the SQL audit log.
 #[cfg(feature = "saas")]
 use openhands_saas_api as _;
+
+// SaaS mode: rate limits counted in Redis, and the server's Redis pool.
+#[cfg(feature = "saas")]
+use openhands_redis as _;
