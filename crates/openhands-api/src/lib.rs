@@ -13,6 +13,7 @@ pub mod error;
 pub mod event_feed;
 pub mod middleware;
 pub mod openapi;
+pub mod rate_limit;
 pub mod routes;
 pub mod spa;
 pub mod state;

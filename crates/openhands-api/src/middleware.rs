@@ -4,6 +4,7 @@
 //! `openhands-server` wraps them (actix applies the last `wrap` first):
 //! `.wrap(cors(..)).wrap(from_fn(cache_control)).wrap(from_fn(rate_limit)).wrap(from_fn(request_log))`.
 
+use crate::rate_limit;
 use crate::state::AppState;
 use actix_cors::Cors;
 use actix_web::body::{EitherBody, MessageBody};
@@ -13,7 +14,7 @@ use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::web::Data;
 use actix_web::{Error, HttpMessage, HttpResponse};
-use openhands_core::extension::RateDecision;
+use openhands_core::extension::{RateDecision, RateKey};
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -82,7 +83,9 @@ pub async fn request_log(
 
 /// Per-client-IP rate limit through the configured [`RateLimiter`]; `/assets` is exempt.
 /// Refused requests get 429 `{"message":"Too many requests"}` with `Retry-After` at once
-/// (OpenHands sleeps them instead).
+/// (OpenHands sleeps them instead); served ones carry `X-RateLimit-Limit`, `-Remaining` and
+/// `-Reset` unless an inner limit (the per-user one) already set them. A limiter whose
+/// backend is down and set to fail closed gets 503 with `Retry-After`.
 ///
 /// [`RateLimiter`]: openhands_core::extension::RateLimiter
 pub async fn rate_limit(
@@ -102,25 +105,51 @@ pub async fn rate_limit(
         .peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_else(|| "unknown".to_owned());
-    match limiter.check(&key).await {
-        RateDecision::Allowed { limit, remaining } => {
+    match limiter.check(RateKey::Ip(&key)).await {
+        RateDecision::Unlimited => next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body),
+        RateDecision::Allowed {
+            limit,
+            remaining,
+            reset_after,
+        } => {
             let mut res = next.call(req).await?;
             let headers = res.headers_mut();
-            headers.insert(HeaderName::from_static("x-ratelimit-limit"), limit.into());
-            headers.insert(
-                HeaderName::from_static("x-ratelimit-remaining"),
-                remaining.into(),
-            );
+            if !headers.contains_key(rate_limit::LIMIT_HEADER) {
+                for (name, value) in rate_limit::limit_headers(limit, remaining, reset_after) {
+                    if let Ok(value) = HeaderValue::from_str(&value) {
+                        headers.insert(HeaderName::from_static(name), value);
+                    }
+                }
+            }
             Ok(res.map_into_left_body())
         }
-        RateDecision::Limited { limit, retry_after } => {
-            let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        RateDecision::Limited {
+            limit, retry_after, ..
+        } => {
             tracing::warn!(client = %key, "rate limited");
-            let response = HttpResponse::TooManyRequests()
-                .insert_header((header::RETRY_AFTER, seconds))
-                .insert_header(("x-ratelimit-limit", limit))
-                .insert_header(("x-ratelimit-remaining", 0))
-                .json(serde_json::json!({"message": "Too many requests"}));
+            let mut response = HttpResponse::TooManyRequests();
+            response.insert_header((
+                header::RETRY_AFTER,
+                rate_limit::retry_after_seconds(retry_after),
+            ));
+            for header in rate_limit::limit_headers(limit, 0, retry_after) {
+                response.insert_header(header);
+            }
+            let response = response.json(serde_json::json!({"message": "Too many requests"}));
+            Ok(req.into_response(response).map_into_right_body())
+        }
+        RateDecision::Unavailable { retry_after } => {
+            let response = HttpResponse::ServiceUnavailable()
+                .insert_header((
+                    header::RETRY_AFTER,
+                    rate_limit::retry_after_seconds(retry_after),
+                ))
+                .json(serde_json::json!({
+                    "message": "Rate limiting is temporarily unavailable; retry shortly"
+                }));
             Ok(req.into_response(response).map_into_right_body())
         }
     }

@@ -1,7 +1,9 @@
 //! The `CurrentUser` extractor: runs the configured [`UserAuth`] for a request.
 //!
 //! Every `/api` handler takes it, which is how OpenHands' session-key guard (and later the
-//! SaaS login) applies to exactly the routes that need it.
+//! SaaS login) applies to exactly the routes that need it. After a successful login it
+//! counts the request against the user's rate limit (`user_rate_limit`), once per request,
+//! as OpenHands SaaS does.
 //!
 //! [`UserAuth`]: openhands_core::extension::UserAuth
 
@@ -61,7 +63,13 @@ impl RequestHeaders for AuthRequest {
 #[derive(Debug, Clone, Default)]
 pub struct PendingCookies(pub Vec<String>);
 
-/// Runs the configured `UserAuth` on `request`.
+/// Marks a request whose user was already counted against `user_rate_limit`.
+#[derive(Debug, Clone, Copy)]
+struct UserRateCounted;
+
+/// Runs the configured `UserAuth` on `request`. Callers that do not go through the
+/// [`CurrentUser`] extractor (the event WebSocket) call
+/// [`check_user`](crate::rate_limit::check_user) themselves afterwards.
 pub async fn authenticate(state: &AppState, request: AuthRequest) -> Result<CurrentUser, ApiError> {
     state
         .ext
@@ -88,9 +96,15 @@ impl FromRequest for CurrentUser {
                 )
             })?;
             let user = authenticate(&state, request).await?;
+            // First, so that a refreshed session reaches the client even on a 429.
             if !user.0.set_cookies.is_empty() {
                 req.extensions_mut()
                     .insert(PendingCookies(user.0.set_cookies.clone()));
+            }
+            // Once per request, however many extractors ask for the user.
+            if req.extensions().get::<UserRateCounted>().is_none() {
+                req.extensions_mut().insert(UserRateCounted);
+                crate::rate_limit::check_user(&state, &user).await?;
             }
             Ok(user)
         })

@@ -17,6 +17,11 @@ use serde::{Deserialize, Deserializer, Serialize};
 use std::path::{Path, PathBuf};
 use subtle::ConstantTimeEq;
 
+mod rate;
+pub use rate::{
+    RateLimitFailMode, RateWindow, RateWindows, RateWindowsError, UserRateLimitSetting,
+};
+
 /// `(environment variable, config key)` for the OpenHands variable names we honour.
 pub const LEGACY_ENV: &[(&str, &str)] = &[
     ("OPENHANDS_CONFIG_CLS", "config_class"),
@@ -61,6 +66,20 @@ pub const LEGACY_ENV: &[(&str, &str)] = &[
     ("KEYCLOAK_CLIENT_SECRET", "auth.client_secret"),
     ("GITHUB_USER_LIST_FILE", "auth.allowlist_file"),
     ("DISABLE_WAITLIST", "auth.disable_waitlist"),
+    ("REDIS_HOST", "redis.host"),
+    ("REDIS_PORT", "redis.port"),
+    ("REDIS_PASSWORD", "redis.password"),
+    ("REDIS_DB", "redis.db"),
+];
+
+/// Legacy variables holding secrets, taken as text exactly as written: figment would read
+/// `123456` as a number and `[x]` as a list, which a password may well look like.
+const VERBATIM_ENV: &[&str] = &[
+    "SESSION_API_KEY",
+    "DB_PASS",
+    "REDIS_PASSWORD",
+    "OIDC_CLIENT_SECRET",
+    "KEYCLOAK_CLIENT_SECRET",
 ];
 
 /// Where the config file is looked for unless `OPENHANDS_CONFIG_FILE` names another.
@@ -102,6 +121,14 @@ pub struct Config {
     /// Per-client-IP request rate: `off` or requests per second (bursts to twice that).
     /// Env: `OPENHANDS_RATE_LIMIT`.
     pub rate_limit: RateLimitSetting,
+    /// Per-user request rate after login: `auto` (OpenHands' `10/s,100/min` in SaaS mode,
+    /// off in OSS mode), `off`, or windows such as `10/s,100/min`.
+    /// Env: `OPENHANDS_USER_RATE_LIMIT`.
+    pub user_rate_limit: UserRateLimitSetting,
+    /// What a rate limiter with an external backend (Redis) does while the backend does not
+    /// answer: `open` (serve, log a warning) or `closed` (503 with `Retry-After`).
+    /// Env: `OPENHANDS_RATE_LIMIT_FAIL_MODE`.
+    pub rate_limit_fail_mode: RateLimitFailMode,
     /// Largest accepted request body in bytes. Env: `OPENHANDS_MAX_BODY_BYTES`.
     pub max_body_bytes: usize,
     /// Running conversations per user. Env: `MAX_CONCURRENT_CONVERSATIONS`.
@@ -117,6 +144,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// SaaS login (OIDC), the session cookie and the sign-in gates.
     pub auth: AuthConfig,
+    /// The Redis server of SaaS mode (rate limits; unused by the OSS defaults).
+    pub redis: RedisConfig,
     /// Let `POST /api/conversations` choose the id. Env: `ALLOW_SET_CONVERSATION_ID`.
     #[serde(deserialize_with = "flexible_bool")]
     pub allow_set_conversation_id: bool,
@@ -158,6 +187,8 @@ impl Default for Config {
             secrets_keys: Vec::new(),
             permitted_cors_origins: Vec::new(),
             rate_limit: RateLimitSetting::PerSecond(10),
+            user_rate_limit: UserRateLimitSetting::Auto,
+            rate_limit_fail_mode: RateLimitFailMode::Open,
             max_body_bytes: 10 * 1024 * 1024,
             max_concurrent_conversations: 3,
             conversation_max_age_seconds: 864_000,
@@ -165,6 +196,7 @@ impl Default for Config {
             sandbox: SandboxConfig::default(),
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
+            redis: RedisConfig::default(),
             allow_set_conversation_id: false,
             serve_frontend: true,
             web_dir: "web/dist".into(),
@@ -278,6 +310,58 @@ impl DatabaseConfig {
     }
 }
 
+/// The Redis server (`[redis]`), as OpenHands' `REDIS_*` variables describe it.
+///
+/// `url` wins; else `host`, `port`, `password` and `db` name the server. One pool per server
+/// process is shared by every plugin that needs Redis (see the `openhands-redis` crate).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// A full URL, `redis://[:password@]host:port/db` (TLS, `rediss://`, is not built in).
+    /// It may hold a password, so it is redacted in dumps.
+    /// Env: `OPENHANDS_REDIS__URL`.
+    #[serde(
+        serialize_with = "serialize_redacted",
+        deserialize_with = "crate::secret::deserialize_optional_secret"
+    )]
+    pub url: Option<Secret>,
+    /// Redis host. Env: `REDIS_HOST`.
+    pub host: String,
+    /// Redis port. Env: `REDIS_PORT`.
+    pub port: u16,
+    /// Redis password (`AUTH`). Env: `REDIS_PASSWORD`.
+    #[serde(
+        serialize_with = "serialize_redacted",
+        deserialize_with = "crate::secret::deserialize_optional_secret"
+    )]
+    pub password: Option<Secret>,
+    /// Database number. Env: `REDIS_DB`.
+    pub db: u32,
+    /// Connections the pool holds at most. Env: `OPENHANDS_REDIS__POOL_SIZE`.
+    pub pool_size: usize,
+    /// Upper bound in milliseconds for one Redis operation, connecting included; a slower
+    /// answer counts as a failure. Env: `OPENHANDS_REDIS__COMMAND_TIMEOUT_MS`.
+    pub command_timeout_ms: u64,
+    /// Put in front of every key this server writes, so several deployments (or tests) can
+    /// share one Redis. Env: `OPENHANDS_REDIS__KEY_PREFIX`.
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            host: "127.0.0.1".into(),
+            port: 6379,
+            password: None,
+            db: 0,
+            pool_size: 16,
+            command_timeout_ms: 250,
+            key_prefix: "openhands:".into(),
+        }
+    }
+}
+
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 fn percent_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -383,6 +467,22 @@ pub struct PluginOverrides {
 pub enum RateLimitSetting {
     Off,
     PerSecond(u32),
+}
+
+impl RateLimitSetting {
+    /// The fixed windows that stand for this setting where a token bucket is not available
+    /// (the Redis limiter): `2n` per second (the burst) and `60n` per minute (the steady
+    /// rate). `None` when off.
+    pub fn fixed_windows(&self) -> Option<RateWindows> {
+        match *self {
+            RateLimitSetting::Off => None,
+            RateLimitSetting::PerSecond(n) => RateWindows::new(vec![
+                RateWindow::new(n.saturating_mul(2), std::time::Duration::from_secs(1)),
+                RateWindow::new(n.saturating_mul(60), std::time::Duration::from_secs(60)),
+            ])
+            .ok(),
+        }
+    }
 }
 
 impl Serialize for RateLimitSetting {
@@ -495,9 +595,17 @@ impl Config {
         let web_dir = Env::raw()
             .only(&["OPENHANDS_WEB_DIR"])
             .map(|_| "web_dir".into());
-        Figment::from(Serialized::defaults(Config::default()))
-            .merge(Toml::file(file))
-            .merge(legacy)
+        let verbatim = LEGACY_ENV
+            .iter()
+            .filter(|(env, _)| VERBATIM_ENV.contains(env))
+            .filter_map(|(env, key)| Some(Serialized::default(key, std::env::var(env).ok()?)));
+        verbatim
+            .fold(
+                Figment::from(Serialized::defaults(Config::default()))
+                    .merge(Toml::file(file))
+                    .merge(legacy),
+                Figment::merge,
+            )
             .merge(web_dir)
             .merge(ours)
     }
@@ -519,6 +627,13 @@ impl Config {
             return Err(ConfigError(format!(
                 "key `max_body_bytes` = `{}`: expected at least 1024",
                 self.max_body_bytes
+            )));
+        }
+        if self.redis.pool_size == 0 || self.redis.command_timeout_ms == 0 {
+            return Err(ConfigError(format!(
+                "keys `redis.pool_size` = `{}` and `redis.command_timeout_ms` = `{}`: expected \
+                 both to be at least 1",
+                self.redis.pool_size, self.redis.command_timeout_ms
             )));
         }
         self.key_ring()?;
@@ -729,6 +844,10 @@ mod tests {
                 ("KEYCLOAK_CLIENT_SECRET", "client-secret"),
                 ("GITHUB_USER_LIST_FILE", "/etc/openhands/users.txt"),
                 ("DISABLE_WAITLIST", "true"),
+                ("REDIS_HOST", "redis.internal"),
+                ("REDIS_PORT", "6380"),
+                ("REDIS_PASSWORD", "redis-secret"),
+                ("REDIS_DB", "2"),
             ];
             assert_eq!(values.len(), LEGACY_ENV.len(), "test every mapped variable");
             for (k, v) in values {
@@ -786,6 +905,13 @@ mod tests {
             assert!(auth.disable_waitlist);
             assert_eq!(db.name, "oh_db");
             assert_eq!((db.pool_size, db.max_overflow), (7, 3));
+            let redis = &c.redis;
+            assert_eq!((redis.host.as_str(), redis.port), ("redis.internal", 6380));
+            assert_eq!(
+                redis.password.as_ref().map(Secret::expose),
+                Some("redis-secret")
+            );
+            assert_eq!(redis.db, 2);
             Ok(())
         });
     }
@@ -847,6 +973,78 @@ mod tests {
                 msg.contains("rate_limit") && msg.contains("fast") && msg.contains("off"),
                 "{msg}"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn user_rate_limit_accepts_auto_off_and_windows_and_explains_errors() {
+        Jail::expect_with(|jail| {
+            assert_eq!(
+                load_in(jail).expect("default").user_rate_limit,
+                UserRateLimitSetting::Auto
+            );
+            jail.set_env("OPENHANDS_USER_RATE_LIMIT", "off");
+            assert_eq!(
+                load_in(jail).expect("off").user_rate_limit,
+                UserRateLimitSetting::Off
+            );
+            jail.set_env("OPENHANDS_USER_RATE_LIMIT", "10/second; 100/minute");
+            assert_eq!(
+                load_in(jail)
+                    .expect("windows")
+                    .user_rate_limit
+                    .effective("oss")
+                    .map(|w| w.to_string()),
+                Some("10/s,100/min".into())
+            );
+            jail.set_env("OPENHANDS_USER_RATE_LIMIT", "10/fortnight");
+            let msg = load_in(jail).expect_err("fortnight").to_string();
+            assert!(
+                msg.contains("user_rate_limit")
+                    && msg.contains("OPENHANDS_USER_RATE_LIMIT")
+                    && msg.contains("`10/fortnight`: unknown period")
+                    && msg.contains("`off`"),
+                "{msg}"
+            );
+            jail.set_env("OPENHANDS_RATE_LIMIT_FAIL_MODE", "closed");
+            jail.set_env("OPENHANDS_USER_RATE_LIMIT", "auto");
+            assert_eq!(
+                load_in(jail).expect("closed").rate_limit_fail_mode,
+                RateLimitFailMode::Closed
+            );
+            jail.set_env("OPENHANDS_RATE_LIMIT_FAIL_MODE", "ajar");
+            let msg = load_in(jail).expect_err("ajar").to_string();
+            assert!(
+                msg.contains("rate_limit_fail_mode") && msg.contains("ajar"),
+                "{msg}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn redis_url_and_password_are_redacted_and_blank_means_unset() {
+        Jail::expect_with(|jail| {
+            jail.set_env("REDIS_PASSWORD", "redis-pass-789");
+            jail.set_env("OPENHANDS_REDIS__URL", "redis://:url-pass-012@h:6379/0");
+            let c = load_in(jail).expect("load");
+            let dump = serde_json::to_string(&c).expect("json");
+            assert!(!dump.contains("redis-pass-789") && !dump.contains("url-pass-012"));
+            assert!(!format!("{c:?}").contains("redis-pass-789"));
+            jail.set_env("REDIS_PASSWORD", "123456");
+            let c = load_in(jail).expect("a password of digits is text");
+            assert_eq!(
+                c.redis.password.as_ref().map(Secret::expose),
+                Some("123456")
+            );
+            jail.set_env("REDIS_PASSWORD", "");
+            jail.set_env("OPENHANDS_REDIS__URL", " ");
+            let c = load_in(jail).expect("load");
+            assert!(c.redis.password.is_none() && c.redis.url.is_none());
+            jail.set_env("OPENHANDS_REDIS__COMMAND_TIMEOUT_MS", "0");
+            let msg = load_in(jail).expect_err("zero timeout").to_string();
+            assert!(msg.contains("redis.command_timeout_ms"), "{msg}");
             Ok(())
         });
     }

@@ -19,3 +19,6 @@ use openhands_saas_api as _;
 // SaaS mode: OIDC login (`saas.oidc`), session cookies, API-key auth and the login routes.
 #[cfg(feature = "saas")]
 use openhands_oidc_auth as _;
+// SaaS mode: rate limits counted in Redis, and the server's Redis pool.
+#[cfg(feature = "saas")]
+use openhands_redis as _;

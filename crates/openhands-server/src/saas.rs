@@ -5,6 +5,8 @@
 //! OIDC `UserAuth` of `openhands-oidc-auth`, which needs `auth.issuer_url` or the Keycloak
 //! settings; tests that do not log in override `plugins.user_auth`).
 //! Conversations still run in-process (`oss.standalone`) until the clustered manager lands.
+//! Rate limits are counted in Redis (`saas.redis_rate_limit` of `openhands-redis`), so all
+//! servers of a deployment share them; without Redis they fail open by default.
 
 use anyhow::Context;
 use openhands_core::config::Config;
@@ -30,7 +32,7 @@ inventory::submit! {
             (Slot::UserAuth, "saas.oidc"),
             (Slot::ConversationManager, "oss.standalone"),
             (Slot::MonitoringListener, "oss.log"),
-            (Slot::RateLimiter, "oss.memory"),
+            (Slot::RateLimiter, "saas.redis_rate_limit"),
             (Slot::Sandbox, "oss.process"),
             (Slot::AuditLog, "saas.sql_audit"),
         ],

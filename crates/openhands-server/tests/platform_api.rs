@@ -1,7 +1,7 @@
 //! Health, options, middleware (session key, rate limit, cache, CORS, request id), the web
 //! app fallback and the OpenAPI document, over HTTP.
 
-use openhands_core::config::RateLimitSetting;
+use openhands_core::config::{RateLimitSetting, UserRateLimitSetting};
 use openhands_core::secret::Secret;
 use openhands_test_support::TestServer;
 use serde_json::json;
@@ -136,6 +136,8 @@ async fn rate_limit_answers_429_at_once_with_retry_after() {
     let refused = limited[0];
     assert_eq!(refused.headers()["retry-after"], "1");
     assert_eq!(refused.headers()["x-ratelimit-remaining"], "0");
+    assert!(refused.headers().contains_key("x-ratelimit-reset"));
+    assert!(statuses[0].headers().contains_key("x-ratelimit-reset"));
     let res = server.get("/alive").await;
     if res.status() == 429 {
         assert_eq!(body(res).await, json!({"message": "Too many requests"}));
@@ -144,6 +146,31 @@ async fn rate_limit_answers_429_at_once_with_retry_after() {
         server.get("/assets/app.js").await.status(),
         429,
         "/assets is exempt"
+    );
+}
+
+#[tokio::test]
+async fn user_rate_limit_in_memory_answers_429_in_openhands_shape() {
+    let server = TestServer::spawn_with(|c| {
+        c.user_rate_limit = UserRateLimitSetting::Windows("2/min".parse().expect("windows"));
+    })
+    .await;
+    assert_eq!(server.get("/api/options/agents").await.status(), 200);
+    assert_eq!(server.get("/api/options/agents").await.status(), 200);
+    let refused = server.get("/api/options/agents").await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["x-ratelimit-limit"], "2");
+    assert_eq!(refused.headers()["x-ratelimit-remaining"], "0");
+    assert!(refused.headers().contains_key("retry-after"));
+    assert!(refused.headers().contains_key("x-ratelimit-reset"));
+    assert_eq!(
+        body(refused).await,
+        json!({"error": "Rate limit exceeded: 2 per 1 minute"})
+    );
+    assert_eq!(
+        server.get("/alive").await.status(),
+        200,
+        "no login, no user limit"
     );
 }
 

@@ -4,13 +4,17 @@
 //!   throw-away data dir, with a typed client.
 //! * [`conformance`]: one behaviour suite per storage trait, run against every store.
 //! * [`postgres`] and [`sqlite`]: a fresh, empty database per test, so SQL stores run their
-//!   suites against real databases. Store crates that need only these take this crate with
+//!   suites against real databases.
+//! * [`redis`] (feature `redis`): a throw-away `redis-server` that a test can stop and
+//!   restart, or the machine's Redis with a key prefix per test. Store crates that need only these take this crate with
 //!   `default-features = false` and do not build the server.
 
 pub mod conformance;
 #[cfg(feature = "oidc")]
 pub mod oidc;
 pub mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod sqlite;
 
 #[cfg(feature = "app")]

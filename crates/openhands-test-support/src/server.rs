@@ -6,7 +6,7 @@
 //! `reqwest` client. Dropping it stops the server; [`TestServer::restart`] starts a new one
 //! on the same data dir, to prove that state survives.
 
-use openhands_core::config::{Config, RateLimitSetting};
+use openhands_core::config::{Config, RateLimitSetting, UserRateLimitSetting};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,12 +24,14 @@ pub struct TestServer {
     llm: std::sync::Mutex<Option<openhands_runtime::testing::ScriptedLlm>>,
 }
 
-/// A config for tests: fresh data dir, rate limit off, no web app directory.
+/// A config for tests: fresh data dir, rate limits (per IP and per user) off, no web app
+/// directory.
 pub fn test_config(data_dir: &Path) -> Config {
     Config {
         file_store_path: data_dir.display().to_string(),
         port: 0,
         rate_limit: RateLimitSetting::Off,
+        user_rate_limit: UserRateLimitSetting::Off,
         web_dir: data_dir.join("no-web-dist").display().to_string(),
         ..Config::default()
     }

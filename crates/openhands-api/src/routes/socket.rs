@@ -70,6 +70,8 @@ pub async fn socket(
         headers.insert(HeaderName::from_static(SESSION_API_KEY_HEADER), value);
     }
     let user = authenticate(&state, request).await?;
+    // Opening a socket counts against the user's limit like any authenticated request.
+    crate::rate_limit::check_user(&state, &user).await?;
     let metadata = state
         .ext
         .conversation_store

@@ -18,6 +18,6 @@ pub use manager::{
     ConversationInput, ConversationManager, LiveMessage, LiveReceiver, ManagerError, StartRequest,
 };
 pub use monitoring::MonitoringListener;
-pub use rate_limit::{RateDecision, RateLimiter};
+pub use rate_limit::{RateDecision, RateKey, RateLimiter, WindowState, fixed_window_decision};
 pub use sandbox::{PreparedSandbox, Sandbox, SandboxError, SandboxSpec};
 pub use stores::{ConversationStore, EventStore, SecretsStore, SettingsStore};
