@@ -395,3 +395,51 @@ async fn api_keys_authenticate_like_the_cookie_until_revoked_or_expired() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn a_websocket_connect_that_refreshes_the_session_hands_over_the_new_cookie() {
+    let env = Env::start(
+        OidcConfig {
+            access_token_ttl: Duration::from_secs(1),
+            ..OidcConfig::default()
+        },
+        |c| c.auth.require_tos = false,
+    )
+    .await;
+    let mut browser = env.browser();
+    browser.login("alice", "/").await;
+    let before = browser.cookie("keycloak_auth").expect("session").to_owned();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let upgrade = [
+        ("connection", "Upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let origin = browser.origin.clone();
+    // No such conversation: the answer is an error, and it still carries the new cookie.
+    let answer = browser
+        .send_with(
+            Some(&origin),
+            Method::GET,
+            "/api/conversations/0123456789abcdef0123456789abcdef/events/socket",
+            None,
+            &upgrade,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{:?}", answer.body);
+    assert_eq!(answer.set_cookies("keycloak_auth").len(), 1);
+    assert_ne!(browser.cookie("keycloak_auth"), Some(before.as_str()));
+    // A cross-site page cannot open the socket with the cookie.
+    let cross = browser
+        .send_with(
+            Some("https://evil.example"),
+            Method::GET,
+            "/api/conversations/0123456789abcdef0123456789abcdef/events/socket",
+            None,
+            &upgrade,
+        )
+        .await;
+    assert_eq!(cross.status, StatusCode::FORBIDDEN);
+    assert_eq!(cross.code(), "csrf_rejected");
+}

@@ -13,12 +13,12 @@ use crate::agent_control::{deliver, parse_action};
 use crate::error::ApiError;
 use crate::event_feed::{Control, EventFeed, OnDrop, ReplaySource};
 use crate::state::AppState;
-use crate::user::{AuthRequest, CurrentUser, authenticate};
+use crate::user::{AuthRequest, CurrentUser, PendingCookies, authenticate};
 use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Item, ProtocolError};
 use actix_web::body::{BodyStream, MessageBody};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use openhands_core::conversation::ConversationMetadata;
@@ -70,6 +70,12 @@ pub async fn socket(
         headers.insert(HeaderName::from_static(SESSION_API_KEY_HEADER), value);
     }
     let user = authenticate(&state, request).await?;
+    // A session refreshed by this connect must reach the browser whatever the answer (the
+    // upgrade or an error), or its next request would present the spent refresh token.
+    if !user.0.set_cookies.is_empty() {
+        req.extensions_mut()
+            .insert(PendingCookies(user.0.set_cookies.clone()));
+    }
     // Opening a socket counts against the user's limit like any authenticated request.
     crate::rate_limit::check_user(&state, &user).await?;
     let metadata = state

@@ -153,7 +153,22 @@ impl Browser {
         path: &str,
         body: Option<Value>,
     ) -> Answer {
+        self.send_with(origin, method, path, body, &[]).await
+    }
+
+    /// Like [`Browser::send_from`], with extra headers.
+    pub async fn send_with(
+        &mut self,
+        origin: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if !self.cookies.is_empty() {
             let header = self
                 .cookies
