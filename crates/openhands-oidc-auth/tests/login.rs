@@ -443,3 +443,21 @@ async fn a_websocket_connect_that_refreshes_the_session_hands_over_the_new_cooki
     assert_eq!(cross.status, StatusCode::FORBIDDEN);
     assert_eq!(cross.code(), "csrf_rejected");
 }
+
+#[tokio::test]
+async fn saas_mode_without_a_provider_refuses_to_start_and_says_what_to_set() {
+    let sqlite = openhands_test_support::sqlite::fresh_database().expect("sqlite");
+    let url = sqlite.url().to_owned();
+    let err = match openhands_test_support::TestServer::try_spawn_with(move |c| {
+        c.config_class = "saas".into();
+        c.database.migrate_on_start = true;
+        c.database.url = Some(openhands_core::secret::Secret::new(url));
+    })
+    .await
+    {
+        Ok(_) => panic!("a SaaS server without an OIDC provider must not start"),
+        Err(err) => err,
+    };
+    assert!(err.contains("OIDC_ISSUER_URL"), "{err}");
+    assert!(err.contains("KEYCLOAK_SERVER_URL"), "{err}");
+}
