@@ -19,3 +19,8 @@ use openhands_saas_api as _;
 // SaaS mode: OIDC login (`saas.oidc`), session cookies, API-key auth and the login routes.
 #[cfg(feature = "saas")]
 use openhands_oidc_auth as _;
+
+// SaaS mode: linking GitHub, GitLab and Bitbucket accounts by OAuth (routes) and the
+// `saas.git_oauth` provider-token source that refreshes linked tokens.
+#[cfg(feature = "saas")]
+use openhands_git_oauth as _;

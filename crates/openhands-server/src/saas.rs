@@ -33,6 +33,7 @@ inventory::submit! {
             (Slot::RateLimiter, "oss.memory"),
             (Slot::Sandbox, "oss.process"),
             (Slot::AuditLog, "saas.sql_audit"),
+            (Slot::ProviderTokenSource, "saas.git_oauth"),
         ],
     }
 }
