@@ -10,6 +10,7 @@ pub use crate::auth_config::AuthConfig;
 use crate::crypto::{
     CryptoError, DEFAULT_KEY_ID, KEY_LEN, MAX_KEY_ID_LEN, decode_key, is_valid_key_id,
 };
+pub use crate::git_oauth_config::GitOAuthConfig;
 use crate::secret::{Secret, serialize_redacted};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -70,6 +71,14 @@ pub const LEGACY_ENV: &[(&str, &str)] = &[
     ("REDIS_PORT", "redis.port"),
     ("REDIS_PASSWORD", "redis.password"),
     ("REDIS_DB", "redis.db"),
+    ("GITHUB_APP_CLIENT_SECRET", "git_oauth.github.client_secret"),
+    ("GITLAB_APP_CLIENT_ID", "git_oauth.gitlab.client_id"),
+    ("GITLAB_APP_CLIENT_SECRET", "git_oauth.gitlab.client_secret"),
+    ("BITBUCKET_APP_CLIENT_ID", "git_oauth.bitbucket.client_id"),
+    (
+        "BITBUCKET_APP_CLIENT_SECRET",
+        "git_oauth.bitbucket.client_secret",
+    ),
 ];
 
 /// Legacy variables holding secrets, taken as text exactly as written: figment would read
@@ -80,6 +89,9 @@ const VERBATIM_ENV: &[&str] = &[
     "REDIS_PASSWORD",
     "OIDC_CLIENT_SECRET",
     "KEYCLOAK_CLIENT_SECRET",
+    "GITHUB_APP_CLIENT_SECRET",
+    "GITLAB_APP_CLIENT_SECRET",
+    "BITBUCKET_APP_CLIENT_SECRET",
 ];
 
 /// Where the config file is looked for unless `OPENHANDS_CONFIG_FILE` names another.
@@ -146,6 +158,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The Redis server of SaaS mode (rate limits; unused by the OSS defaults).
     pub redis: RedisConfig,
+    /// Linking GitHub, GitLab and Bitbucket accounts by OAuth (SaaS mode).
+    pub git_oauth: GitOAuthConfig,
     /// Let `POST /api/conversations` choose the id. Env: `ALLOW_SET_CONVERSATION_ID`.
     #[serde(deserialize_with = "flexible_bool")]
     pub allow_set_conversation_id: bool,
@@ -197,6 +211,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
             redis: RedisConfig::default(),
+            git_oauth: GitOAuthConfig::default(),
             allow_set_conversation_id: false,
             serve_frontend: true,
             web_dir: "web/dist".into(),
@@ -460,6 +475,7 @@ pub struct PluginOverrides {
     pub rate_limiter: Option<String>,
     pub sandbox: Option<String>,
     pub audit_log: Option<String>,
+    pub provider_token_source: Option<String>,
 }
 
 /// `off` or a number of requests per second.
@@ -848,6 +864,11 @@ mod tests {
                 ("REDIS_PORT", "6380"),
                 ("REDIS_PASSWORD", "redis-secret"),
                 ("REDIS_DB", "2"),
+                ("GITHUB_APP_CLIENT_SECRET", "gh-secret"),
+                ("GITLAB_APP_CLIENT_ID", "gl-id"),
+                ("GITLAB_APP_CLIENT_SECRET", "gl-secret"),
+                ("BITBUCKET_APP_CLIENT_ID", "bb-key"),
+                ("BITBUCKET_APP_CLIENT_SECRET", "bb-secret"),
             ];
             assert_eq!(values.len(), LEGACY_ENV.len(), "test every mapped variable");
             for (k, v) in values {
@@ -903,6 +924,22 @@ mod tests {
                 Some("/etc/openhands/users.txt")
             );
             assert!(auth.disable_waitlist);
+            let git = &c.git_oauth;
+            let exposed = |s: &Option<Secret>| s.as_ref().map(|s| s.expose().to_owned());
+            assert_eq!(
+                exposed(&git.github.client_secret).as_deref(),
+                Some("gh-secret")
+            );
+            assert_eq!(git.gitlab.client_id.as_deref(), Some("gl-id"));
+            assert_eq!(
+                exposed(&git.gitlab.client_secret).as_deref(),
+                Some("gl-secret")
+            );
+            assert_eq!(git.bitbucket.client_id.as_deref(), Some("bb-key"));
+            assert_eq!(
+                exposed(&git.bitbucket.client_secret).as_deref(),
+                Some("bb-secret")
+            );
             assert_eq!(db.name, "oh_db");
             assert_eq!((db.pool_size, db.max_overflow), (7, 3));
             let redis = &c.redis;

@@ -20,6 +20,7 @@ pub mod error;
 pub mod event;
 pub mod extension;
 pub mod fs_atomic;
+pub mod git_oauth_config;
 pub mod oss;
 pub mod registry;
 pub mod scope;

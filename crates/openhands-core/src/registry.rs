@@ -10,8 +10,8 @@
 use crate::config::Config;
 use crate::crypto::Cipher;
 use crate::extension::{
-    AuditLog, ConversationManager, ConversationStore, EventStore, MonitoringListener, RateLimiter,
-    Sandbox, SecretsStore, SettingsStore, UserAuth,
+    AuditLog, ConversationManager, ConversationStore, EventStore, MonitoringListener,
+    ProviderTokenSource, RateLimiter, Sandbox, SecretsStore, SettingsStore, UserAuth,
 };
 use futures_util::future::BoxFuture;
 use std::fmt;
@@ -27,7 +27,8 @@ pub struct PluginContext {
     /// Seals secrets at rest.
     pub cipher: Arc<Cipher>,
     /// The stores, sandbox and monitoring, already built; set only for the slots built
-    /// after them (the conversation manager).
+    /// after them: the provider-token source (whose own place in them holds the OSS
+    /// pass-through while it is being built) and the conversation manager.
     pub services: Option<Services>,
     /// Resources the plugins of this server share (e.g. one database pool).
     pub shared: crate::shared::SharedResources,
@@ -42,6 +43,8 @@ pub struct Services {
     pub event_store: Arc<dyn EventStore>,
     pub sandbox: Arc<dyn Sandbox>,
     pub monitoring: Arc<dyn MonitoringListener>,
+    /// Usable (refreshed when due) git-provider tokens for starting conversations.
+    pub provider_tokens: Arc<dyn ProviderTokenSource>,
 }
 
 impl PluginContext {
@@ -80,6 +83,7 @@ inventory::collect!(Plugin<dyn MonitoringListener>);
 inventory::collect!(Plugin<dyn RateLimiter>);
 inventory::collect!(Plugin<dyn Sandbox>);
 inventory::collect!(Plugin<dyn AuditLog>);
+inventory::collect!(Plugin<dyn ProviderTokenSource>);
 
 /// An extension point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -94,11 +98,12 @@ pub enum Slot {
     RateLimiter,
     Sandbox,
     AuditLog,
+    ProviderTokenSource,
 }
 
 impl Slot {
     /// Every slot, in resolution order.
-    pub const ALL: [Slot; 10] = [
+    pub const ALL: [Slot; 11] = [
         Slot::SettingsStore,
         Slot::SecretsStore,
         Slot::ConversationStore,
@@ -109,6 +114,7 @@ impl Slot {
         Slot::RateLimiter,
         Slot::Sandbox,
         Slot::AuditLog,
+        Slot::ProviderTokenSource,
     ];
 
     /// The config key of the slot (`[plugins] settings_store = "..."`).
@@ -124,6 +130,7 @@ impl Slot {
             Slot::RateLimiter => "rate_limiter",
             Slot::Sandbox => "sandbox",
             Slot::AuditLog => "audit_log",
+            Slot::ProviderTokenSource => "provider_token_source",
         }
     }
 
@@ -151,6 +158,7 @@ impl Slot {
             Slot::RateLimiter => list::<dyn RateLimiter>(),
             Slot::Sandbox => list::<dyn Sandbox>(),
             Slot::AuditLog => list::<dyn AuditLog>(),
+            Slot::ProviderTokenSource => list::<dyn ProviderTokenSource>(),
         }
     }
 
@@ -167,6 +175,7 @@ impl Slot {
             Slot::RateLimiter => p.rate_limiter.as_deref(),
             Slot::Sandbox => p.sandbox.as_deref(),
             Slot::AuditLog => p.audit_log.as_deref(),
+            Slot::ProviderTokenSource => p.provider_token_source.as_deref(),
         }
     }
 }
@@ -405,7 +414,7 @@ pub async fn resolve(ctx: &PluginContext) -> Result<Extensions, RegistryError> {
             .map(|(_, n)| n.clone())
             .unwrap_or_default()
     };
-    let services = Services {
+    let stores = Services {
         settings_store: build(Slot::SettingsStore, &name(Slot::SettingsStore), ctx).await?,
         secrets_store: build(Slot::SecretsStore, &name(Slot::SecretsStore), ctx).await?,
         conversation_store: build(Slot::ConversationStore, &name(Slot::ConversationStore), ctx)
@@ -418,6 +427,21 @@ pub async fn resolve(ctx: &PluginContext) -> Result<Extensions, RegistryError> {
             ctx,
         )
         .await?,
+        provider_tokens: Arc::new(crate::oss::StoredProviderTokens),
+    };
+    // The token source refreshes through the secrets store, so it is built after it.
+    let with_stores = PluginContext {
+        services: Some(stores.clone()),
+        ..ctx.clone()
+    };
+    let services = Services {
+        provider_tokens: build(
+            Slot::ProviderTokenSource,
+            &name(Slot::ProviderTokenSource),
+            &with_stores,
+        )
+        .await?,
+        ..stores
     };
     let with_services = PluginContext {
         services: Some(services.clone()),

@@ -22,3 +22,8 @@ use openhands_oidc_auth as _;
 // SaaS mode: rate limits counted in Redis, and the server's Redis pool.
 #[cfg(feature = "saas")]
 use openhands_redis as _;
+
+// SaaS mode: linking GitHub, GitLab and Bitbucket accounts by OAuth (routes) and the
+// `saas.git_oauth` provider-token source that refreshes linked tokens.
+#[cfg(feature = "saas")]
+use openhands_git_oauth as _;

@@ -35,6 +35,7 @@ inventory::submit! {
             (Slot::RateLimiter, "saas.redis_rate_limit"),
             (Slot::Sandbox, "oss.process"),
             (Slot::AuditLog, "saas.sql_audit"),
+            (Slot::ProviderTokenSource, "saas.git_oauth"),
         ],
     }
 }

@@ -4,7 +4,8 @@
 //! the scope's whole set and inserts the new one inside one transaction, so a failure
 //! (a refused row, a lost connection) leaves the old set intact. The single-secret changes
 //! and the provider-token merge read and write inside one transaction holding the scope's
-//! write lock, so concurrent changes are never lost.
+//! write lock, so concurrent changes are never lost. A provider token linked by OAuth keeps
+//! its refresh token (sealed, in `refresh_token_sealed`) and expiry in the same row.
 
 use crate::database::{Database, lock_key};
 use crate::entity::{custom_secret, provider_token};
@@ -16,7 +17,7 @@ use openhands_core::crypto::Cipher;
 use openhands_core::extension::SecretsStore;
 use openhands_core::secret::Secret;
 use openhands_core::secrets::{
-    CustomSecret, CustomSecretChange, ProviderToken, ProviderType, UserSecrets,
+    CustomSecret, CustomSecretChange, ProviderToken, ProviderTokenChange, ProviderType, UserSecrets,
 };
 use openhands_core::{StoreError, UserScope};
 use sea_orm::{
@@ -86,12 +87,21 @@ impl SqlSecretsStore {
             let token = self
                 .cipher
                 .open(&sealing::provider_token(provider), &row.token_sealed)?;
+            let refresh_token = match &row.refresh_token_sealed {
+                Some(sealed) => Some(Secret::new(
+                    self.cipher
+                        .open(&sealing::provider_refresh_token(provider), sealed)?,
+                )),
+                None => None,
+            };
             tokens.insert(
                 provider,
                 ProviderToken {
                     token: Some(Secret::new(token)),
                     user_id: row.user_login,
                     host: row.host,
+                    refresh_token,
+                    expires_at: row.expires_at,
                 },
             );
         }
@@ -158,6 +168,14 @@ impl SqlSecretsStore {
             let Some(value) = token.token.as_ref().filter(|t| !t.is_blank()) else {
                 continue;
             };
+            let refresh_token_sealed = match token.refresh_token.as_ref().filter(|t| !t.is_blank())
+            {
+                Some(refresh) => Some(self.cipher.seal(
+                    &sealing::provider_refresh_token(*provider),
+                    refresh.expose(),
+                )?),
+                None => None,
+            };
             let row = provider_token::ActiveModel {
                 user_id: Set(key.user_id.clone()),
                 org_id: Set(key.org_id.clone()),
@@ -167,8 +185,8 @@ impl SqlSecretsStore {
                     .seal(&sealing::provider_token(*provider), value.expose())?),
                 host: Set(token.host.clone()),
                 user_login: Set(token.user_id.clone()),
-                expires_at: Set(None),
-                refresh_token_sealed: Set(None),
+                expires_at: Set(token.expires_at),
+                refresh_token_sealed: Set(refresh_token_sealed),
             };
             provider_token::Entity::insert(row)
                 .exec_without_returning(txn)
@@ -253,6 +271,29 @@ impl SecretsStore for SqlSecretsStore {
         self.replace_tokens(&txn, &key, &secrets.provider_tokens)
             .await?;
         txn.commit().await.map_err(backend)
+    }
+
+    async fn change_provider_token(
+        &self,
+        scope: &UserScope,
+        provider: ProviderType,
+        change: ProviderTokenChange,
+    ) -> Result<bool, StoreError> {
+        let key = ScopeKey::of(scope);
+        let txn = self.begin_locked(&key).await?;
+        let mut secrets = UserSecrets {
+            provider_tokens: self.read_tokens(&txn, &key).await?,
+            ..UserSecrets::default()
+        };
+        if !change.apply(provider, &mut secrets)? {
+            // Nothing to write; the transaction only read.
+            txn.rollback().await.map_err(backend)?;
+            return Ok(false);
+        }
+        self.replace_tokens(&txn, &key, &secrets.provider_tokens)
+            .await?;
+        txn.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn health(&self) -> Result<(), StoreError> {

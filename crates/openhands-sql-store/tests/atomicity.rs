@@ -44,6 +44,7 @@ fn secrets(names: &[&str]) -> UserSecrets {
                 token: Some(Secret::new("ghp_old")),
                 user_id: Some("octo".into()),
                 host: Some("github.com".into()),
+                ..ProviderToken::default()
             },
         )]),
     }
@@ -122,6 +123,7 @@ async fn rename_keeps_the_value_and_replace_tokens_keeps_custom_secrets(db: Data
                     token: None,
                     user_id: None,
                     host: Some("ghe.example".into()),
+                    ..ProviderToken::default()
                 },
             )]),
         )

@@ -90,6 +90,7 @@ fn secrets(i: usize) -> UserSecrets {
                     token: Some(Secret::new(format!("gh-{i}"))),
                     user_id: None,
                     host: None,
+                    ..ProviderToken::default()
                 },
             ),
             (
@@ -98,6 +99,7 @@ fn secrets(i: usize) -> UserSecrets {
                     token: Some(Secret::new(format!("gl-{i}"))),
                     user_id: Some(format!("login-{i}")),
                     host: Some("gitlab.example".into()),
+                    ..ProviderToken::default()
                 },
             ),
         ]),

@@ -84,6 +84,7 @@ async fn secrets_are_confined(db: Database) {
                     token: Some(Secret::new("glpat-owner")),
                     user_id: None,
                     host: None,
+                    ..ProviderToken::default()
                 },
             )]),
         )

@@ -80,6 +80,7 @@ fn secret_set(prefix: &str, names: usize, token: &str) -> UserSecrets {
                     token: Some(Secret::new(format!("gh-{token}"))),
                     user_id: None,
                     host: None,
+                    ..ProviderToken::default()
                 },
             ),
             (
@@ -88,6 +89,7 @@ fn secret_set(prefix: &str, names: usize, token: &str) -> UserSecrets {
                     token: Some(Secret::new(format!("gl-{token}"))),
                     user_id: Some("login".into()),
                     host: Some("gitlab.example".into()),
+                    ..ProviderToken::default()
                 },
             ),
         ]),
@@ -115,7 +117,8 @@ async fn seed(db: &Database, cipher: &Arc<Cipher>, scopes: &[UserScope], names: 
             .await
             .expect("secrets");
     }
-    // The store does not write refresh tokens yet; rotation must still cover the column.
+    // Sealed straight into the column (the store's own writes are covered by its tests):
+    // rotation must re-seal this column too.
     let rows = provider_token::Entity::find()
         .all(db.connection())
         .await

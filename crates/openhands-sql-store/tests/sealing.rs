@@ -50,6 +50,7 @@ async fn seed_secrets(store: &SqlSecretsStore) {
                     token: Some(Secret::new(SECRET)),
                     user_id: None,
                     host: None,
+                    ..ProviderToken::default()
                 },
             )]),
         )

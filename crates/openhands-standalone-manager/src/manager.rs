@@ -7,6 +7,7 @@ use openhands_core::config::Config;
 use openhands_core::conversation::ConversationStatus;
 use openhands_core::extension::{
     ConversationInput, ConversationManager, LiveMessage, LiveReceiver, ManagerError, StartRequest,
+    fresh_secrets,
 };
 use openhands_core::registry::Services;
 use openhands_core::scope::UserScope;
@@ -144,7 +145,7 @@ impl ConversationManager for StandaloneConversationManager {
             .collect())
     }
 
-    async fn start(&self, request: StartRequest) -> Result<ConversationStatus, ManagerError> {
+    async fn start(&self, mut request: StartRequest) -> Result<ConversationStatus, ManagerError> {
         let id = request.metadata.conversation_id.clone();
         {
             let mut inner = self.lock();
@@ -157,6 +158,15 @@ impl ConversationManager for StandaloneConversationManager {
                 None => {}
             }
         }
+        // Tokens about to expire are refreshed (and stored) now, before the sandbox and
+        // the event masking see them: the sandbox clones with the fresh token and exports
+        // it, and its value is masked in events like any other secret.
+        request.secrets = fresh_secrets(
+            &*self.services.provider_tokens,
+            &request.scope,
+            std::mem::take(&mut request.secrets),
+        )
+        .await;
         if let Some(evicted) = self.eviction_candidate(&request.scope) {
             let notice = json!({
                 "status_update": true, "type": "error", "id": "AGENT_ERROR$TOO_MANY_CONVERSATIONS",

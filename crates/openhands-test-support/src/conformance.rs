@@ -10,7 +10,9 @@ use openhands_core::event::{EventQuery, NewEvent};
 use openhands_core::extension::{ConversationStore, EventStore, SecretsStore, SettingsStore};
 use openhands_core::scope::UserScope;
 use openhands_core::secret::Secret;
-use openhands_core::secrets::{CustomSecretChange, ProviderToken, ProviderType};
+use openhands_core::secrets::{
+    CustomSecretChange, ProviderToken, ProviderTokenChange, ProviderType,
+};
 use openhands_core::settings::Settings;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -114,6 +116,7 @@ pub async fn secrets_store_suite(store: Arc<dyn SecretsStore>) {
             token: Some(Secret::new("ghp")),
             user_id: None,
             host: None,
+            ..ProviderToken::default()
         },
     )]);
     store
@@ -127,7 +130,186 @@ pub async fn secrets_store_suite(store: Arc<dyn SecretsStore>) {
         store.load(&bob()).await.expect("load").is_none(),
         "scoped by user"
     );
+    linked_provider_tokens(store.as_ref()).await;
     store.health().await.expect("healthy");
+}
+
+/// A token as OAuth linking stores it: with a refresh token and an expiry (whole seconds,
+/// which every backend keeps exactly).
+fn linked_token(value: &str, refresh: &str, expires_in_seconds: i64) -> ProviderToken {
+    let now = chrono::Utc::now().timestamp();
+    ProviderToken {
+        token: Some(Secret::new(value)),
+        user_id: Some("octocat".into()),
+        host: None,
+        refresh_token: Some(Secret::new(refresh)),
+        expires_at: chrono::DateTime::from_timestamp(now + expires_in_seconds, 0),
+    }
+}
+
+fn token_of(secrets: &openhands_core::secrets::UserSecrets, provider: ProviderType) -> String {
+    secrets
+        .provider_tokens
+        .get(&provider)
+        .and_then(|t| t.token.as_ref())
+        .map(|t| t.expose().to_owned())
+        .unwrap_or_default()
+}
+
+/// Linking, refreshing and unlinking one provider's token
+/// ([`SecretsStore::change_provider_token`]), and the settings merge rule on linked tokens.
+async fn linked_provider_tokens(store: &dyn SecretsStore) {
+    let carol = UserScope::user("carol");
+    let linked = linked_token("ghu_1", "ghr_1", 3600);
+    assert!(
+        store
+            .change_provider_token(
+                &carol,
+                ProviderType::Github,
+                ProviderTokenChange::Set(linked.clone())
+            )
+            .await
+            .expect("link")
+    );
+    store
+        .change_provider_token(
+            &carol,
+            ProviderType::Gitlab,
+            ProviderTokenChange::Set(ProviderToken::plain("glpat")),
+        )
+        .await
+        .expect("link gitlab");
+    store
+        .change_custom_secret(
+            &carol,
+            CustomSecretChange::Create {
+                name: "KEEP".into(),
+                value: Secret::new("kept"),
+                description: String::new(),
+            },
+        )
+        .await
+        .expect("custom");
+    let loaded = store.load(&carol).await.expect("load").expect("stored");
+    let github = &loaded.provider_tokens[&ProviderType::Github];
+    assert_eq!(
+        github.refresh_token.as_ref().map(Secret::expose),
+        Some("ghr_1"),
+        "refresh token stored"
+    );
+    assert_eq!(github.expires_at, linked.expires_at, "expiry stored");
+    assert_eq!(github.user_id.as_deref(), Some("octocat"));
+    assert_eq!(
+        token_of(&loaded, ProviderType::Gitlab),
+        "glpat",
+        "other provider kept"
+    );
+
+    // A refresh lands only over the token it refreshed.
+    let refreshed = ProviderTokenChange::Refreshed {
+        previous: Secret::new("ghu_1"),
+        token: linked_token("ghu_2", "ghr_2", 7200),
+    };
+    assert!(
+        store
+            .change_provider_token(&carol, ProviderType::Github, refreshed.clone())
+            .await
+            .expect("refresh")
+    );
+    assert!(
+        !store
+            .change_provider_token(&carol, ProviderType::Github, refreshed)
+            .await
+            .expect("stale refresh"),
+        "a second refresh of the same token changes nothing"
+    );
+    let loaded = store.load(&carol).await.expect("load").expect("stored");
+    assert_eq!(token_of(&loaded, ProviderType::Github), "ghu_2");
+    assert_eq!(
+        loaded.provider_tokens[&ProviderType::Github]
+            .refresh_token
+            .as_ref()
+            .map(Secret::expose),
+        Some("ghr_2")
+    );
+    assert_eq!(loaded.custom_secrets["KEEP"].secret.expose(), "kept");
+
+    // The settings rule: an entry without token keeps the linked token whole; a plain
+    // token replaces it and drops the refresh token and expiry that belonged to it.
+    store
+        .replace_provider_tokens(
+            &carol,
+            BTreeMap::from([
+                (ProviderType::Github, ProviderToken::default()),
+                (ProviderType::Gitlab, ProviderToken::default()),
+            ]),
+        )
+        .await
+        .expect("keep");
+    let kept = store.load(&carol).await.expect("load").expect("stored");
+    let github = &kept.provider_tokens[&ProviderType::Github];
+    assert_eq!(
+        github.refresh_token.as_ref().map(Secret::expose),
+        Some("ghr_2")
+    );
+    assert!(github.expires_at.is_some());
+    store
+        .replace_provider_tokens(
+            &carol,
+            BTreeMap::from([(ProviderType::Github, ProviderToken::plain("ghp_plain"))]),
+        )
+        .await
+        .expect("plain");
+    let plain = store.load(&carol).await.expect("load").expect("stored");
+    let github = &plain.provider_tokens[&ProviderType::Github];
+    assert_eq!(token_of(&plain, ProviderType::Github), "ghp_plain");
+    assert!(
+        github.refresh_token.is_none(),
+        "stale refresh token cleared"
+    );
+    assert!(github.expires_at.is_none(), "stale expiry cleared");
+
+    // Concurrent links of different providers lose nothing.
+    let link = |provider: ProviderType| {
+        store.change_provider_token(
+            &carol,
+            provider,
+            ProviderTokenChange::Set(linked_token(provider.as_str(), "r", 60)),
+        )
+    };
+    let (gitlab, bitbucket) =
+        tokio::join!(link(ProviderType::Gitlab), link(ProviderType::Bitbucket));
+    assert!(gitlab.expect("link") && bitbucket.expect("link"));
+    let both = store.load(&carol).await.expect("load").expect("stored");
+    assert_eq!(token_of(&both, ProviderType::Gitlab), "gitlab");
+    assert_eq!(token_of(&both, ProviderType::Bitbucket), "bitbucket");
+    assert_eq!(token_of(&both, ProviderType::Github), "ghp_plain");
+
+    // Unlink.
+    assert!(
+        store
+            .change_provider_token(&carol, ProviderType::Github, ProviderTokenChange::Remove)
+            .await
+            .expect("unlink")
+    );
+    assert!(
+        !store
+            .change_provider_token(&carol, ProviderType::Github, ProviderTokenChange::Remove)
+            .await
+            .expect("unlink again"),
+        "nothing left to unlink"
+    );
+    let after = store.load(&carol).await.expect("load").expect("stored");
+    assert!(!after.provider_tokens.contains_key(&ProviderType::Github));
+    assert_eq!(after.provider_tokens.len(), 2);
+    assert!(
+        store
+            .load(&UserScope::user("dave"))
+            .await
+            .expect("load")
+            .is_none(),
+        "scoped by user"
+    );
 }
 
 fn metadata(id: &str, scope: &UserScope, age_seconds: i64) -> ConversationMetadata {

@@ -2,6 +2,8 @@
 //!
 //! * [`TestServer`] (feature `app`, default): the real application on a free port over a
 //!   throw-away data dir, with a typed client.
+//! * [`saas`] (feature `app`): a SaaS server whose users log in through a real OIDC
+//!   provider, and a browser that keeps its cookies.
 //! * [`conformance`]: one behaviour suite per storage trait, run against every store.
 //! * [`postgres`] and [`sqlite`]: a fresh, empty database per test, so SQL stores run their
 //!   suites against real databases.
@@ -17,6 +19,8 @@ pub mod postgres;
 pub mod redis;
 pub mod sqlite;
 
+#[cfg(feature = "app")]
+pub mod saas;
 #[cfg(feature = "app")]
 mod server;
 #[cfg(feature = "app")]

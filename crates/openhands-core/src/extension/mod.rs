@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod manager;
 mod monitoring;
+mod provider_tokens;
 mod rate_limit;
 mod sandbox;
 mod stores;
@@ -18,6 +19,7 @@ pub use manager::{
     ConversationInput, ConversationManager, LiveMessage, LiveReceiver, ManagerError, StartRequest,
 };
 pub use monitoring::MonitoringListener;
+pub use provider_tokens::{ProviderTokenError, ProviderTokenSource, fresh_secrets};
 pub use rate_limit::{RateDecision, RateKey, RateLimiter, WindowState, fixed_window_decision};
 pub use sandbox::{PreparedSandbox, Sandbox, SandboxError, SandboxSpec};
 pub use stores::{ConversationStore, EventStore, SecretsStore, SettingsStore};

@@ -4,7 +4,9 @@ use crate::conversation::{ConversationMetadata, ConversationPage, ConversationQu
 use crate::error::StoreError;
 use crate::event::{Event, EventPage, EventQuery, NewEvent};
 use crate::scope::UserScope;
-use crate::secrets::{CustomSecretChange, ProviderToken, ProviderType, UserSecrets};
+use crate::secrets::{
+    CustomSecretChange, ProviderToken, ProviderTokenChange, ProviderType, UserSecrets,
+};
 use crate::settings::Settings;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -57,6 +59,16 @@ pub trait SecretsStore: Send + Sync {
         scope: &UserScope,
         tokens: BTreeMap<ProviderType, ProviderToken>,
     ) -> Result<(), StoreError>;
+
+    /// Applies one change to one provider's token (see [`ProviderTokenChange::apply`]),
+    /// keeping the other providers and the custom secrets; returns whether it changed
+    /// anything. Used by OAuth linking, unlinking and refresh.
+    async fn change_provider_token(
+        &self,
+        scope: &UserScope,
+        provider: ProviderType,
+        change: ProviderTokenChange,
+    ) -> Result<bool, StoreError>;
 
     /// Checks that the backend answers (for `/ready`).
     async fn health(&self) -> Result<(), StoreError>;

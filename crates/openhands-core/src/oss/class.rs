@@ -18,6 +18,7 @@ inventory::submit! {
             (Slot::RateLimiter, "oss.memory"),
             (Slot::Sandbox, "oss.process"),
             (Slot::AuditLog, "oss.log_audit"),
+            (Slot::ProviderTokenSource, "oss.stored_tokens"),
         ],
     }
 }

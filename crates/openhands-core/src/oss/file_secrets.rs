@@ -6,7 +6,9 @@ use crate::error::StoreError;
 use crate::extension::SecretsStore;
 use crate::fs_atomic::{read_optional, write_atomic_async};
 use crate::scope::UserScope;
-use crate::secrets::{CustomSecretChange, ProviderToken, ProviderType, UserSecrets};
+use crate::secrets::{
+    CustomSecretChange, ProviderToken, ProviderTokenChange, ProviderType, UserSecrets,
+};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -90,6 +92,21 @@ impl SecretsStore for FileSecretsStore {
         let mut secrets = self.load(scope).await?.unwrap_or_default();
         secrets.replace_provider_tokens(tokens);
         self.write(scope, &secrets).await
+    }
+
+    async fn change_provider_token(
+        &self,
+        scope: &UserScope,
+        provider: ProviderType,
+        change: ProviderTokenChange,
+    ) -> Result<bool, StoreError> {
+        let _guard = self.write_lock.lock().await;
+        let mut secrets = self.load(scope).await?.unwrap_or_default();
+        if !change.apply(provider, &mut secrets)? {
+            return Ok(false);
+        }
+        self.write(scope, &secrets).await?;
+        Ok(true)
     }
 
     async fn health(&self) -> Result<(), StoreError> {

@@ -17,6 +17,7 @@ mod log_audit;
 mod log_monitoring;
 mod memory_rate_limiter;
 mod process_sandbox;
+mod stored_tokens;
 
 pub use file_conversations::FileConversationStore;
 pub use file_events::FileEventStore;
@@ -27,3 +28,4 @@ pub use log_audit::LogAuditLog;
 pub use log_monitoring::LogMonitoringListener;
 pub use memory_rate_limiter::MemoryRateLimiter;
 pub use process_sandbox::{ProcessSandbox, clone_url};
+pub use stored_tokens::StoredProviderTokens;
