@@ -22,3 +22,6 @@ use openhands_oidc_auth as _;
 // SaaS mode: rate limits counted in Redis, and the server's Redis pool.
 #[cfg(feature = "saas")]
 use openhands_redis as _;
+// SaaS mode: the clustered conversation manager (`saas.clustered`, not yet the class's pick).
+#[cfg(feature = "saas")]
+use openhands_cluster_manager as _;
