@@ -51,6 +51,8 @@ struct Inner {
     timeout: Duration,
     key_prefix: String,
     address: String,
+    /// Opens connections of their own (blocking reads, pub/sub), outside the pool.
+    client: redis::Client,
     /// The connection [`RedisPool::run`] multiplexes over, taken from `pool` on first use
     /// (it stays counted in the pool and goes back to it when dropped).
     held: Mutex<Option<deadpool_redis::Connection>>,
@@ -109,6 +111,8 @@ impl RedisPool {
         let connection = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
+        let client = redis::Client::open(info.clone())
+            .map_err(|e| RedisError::Config(format!("Redis at {address}: {e}")))?;
         let manager = Manager::new_with_config(info, connection)
             .map_err(|e| RedisError::Config(format!("Redis at {address}: {e}")))?;
         let pool = Pool::builder(manager)
@@ -125,6 +129,7 @@ impl RedisPool {
                 timeout,
                 key_prefix: config.key_prefix.clone(),
                 address,
+                client,
                 held: Mutex::new(None),
             }),
         })
@@ -200,6 +205,48 @@ impl RedisPool {
             self.held().take();
         }
         result
+    }
+
+    /// A connection of its own, outside the pool, for commands that block it (`XREAD
+    /// BLOCK`): connecting is bounded by the timeout, each answer by `response_timeout`
+    /// (which must exceed the longest block asked for).
+    pub async fn dedicated(
+        &self,
+        response_timeout: Duration,
+    ) -> Result<MultiplexedConnection, RedisError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.inner.timeout))
+            .set_response_timeout(Some(response_timeout));
+        let connect = self
+            .inner
+            .client
+            .get_multiplexed_async_connection_with_config(&config);
+        match tokio::time::timeout(self.inner.timeout, connect).await {
+            Ok(Ok(connection)) => Ok(connection),
+            Ok(Err(e)) => Err(RedisError::Connect {
+                address: self.inner.address.clone(),
+                message: e.to_string(),
+            }),
+            Err(_) => Err(RedisError::Timeout {
+                address: self.inner.address.clone(),
+                timeout_ms: self.inner.timeout.as_millis(),
+            }),
+        }
+    }
+
+    /// A pub/sub connection of its own, connecting within the timeout.
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, RedisError> {
+        match tokio::time::timeout(self.inner.timeout, self.inner.client.get_async_pubsub()).await {
+            Ok(Ok(pubsub)) => Ok(pubsub),
+            Ok(Err(e)) => Err(RedisError::Connect {
+                address: self.inner.address.clone(),
+                message: e.to_string(),
+            }),
+            Err(_) => Err(RedisError::Timeout {
+                address: self.inner.address.clone(),
+                timeout_ms: self.inner.timeout.as_millis(),
+            }),
+        }
     }
 
     /// `PING`, within the timeout.

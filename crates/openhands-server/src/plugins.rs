@@ -27,3 +27,7 @@ use openhands_redis as _;
 // `saas.git_oauth` provider-token source that refreshes linked tokens.
 #[cfg(feature = "saas")]
 use openhands_git_oauth as _;
+
+// SaaS mode: the clustered conversation manager (`saas.clustered`, not yet the class's pick).
+#[cfg(feature = "saas")]
+use openhands_cluster_manager as _;

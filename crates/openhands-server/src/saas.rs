@@ -4,7 +4,10 @@
 //! The class names the SQL stores of `openhands-sql-store` and, for login, `saas.oidc` (the
 //! OIDC `UserAuth` of `openhands-oidc-auth`, which needs `auth.issuer_url` or the Keycloak
 //! settings; tests that do not log in override `plugins.user_auth`).
-//! Conversations still run in-process (`oss.standalone`) until the clustered manager lands.
+//! Conversations still run in-process (`oss.standalone`); the clustered manager
+//! (`saas.clustered`, `docs/cluster.md`) is linked and selectable through
+//! `plugins.conversation_manager`, and becomes the class's pick once it takes over the
+//! conversations of a dead replica.
 //! Rate limits are counted in Redis (`saas.redis_rate_limit` of `openhands-redis`), so all
 //! servers of a deployment share them; without Redis they fail open by default.
 

@@ -1,0 +1,159 @@
+//! The Redis parts of the clustered manager on their own: the relay's ordering and gap
+//! filling, and routing to a replica that is not there.
+
+use async_trait::async_trait;
+use openhands_cluster_manager::fanout::{GapSource, relay};
+use openhands_cluster_manager::keys::Keys;
+use openhands_cluster_manager::routing::{Op, Router};
+use openhands_core::StoreError;
+use openhands_core::config::RedisConfig;
+use openhands_core::event::{Event, EventPage, EventQuery, NewEvent};
+use openhands_core::extension::{EventStore, LiveMessage, ManagerError};
+use openhands_core::scope::UserScope;
+use openhands_core::secret::Secret;
+use openhands_redis::{RedisPool, redis};
+use openhands_test_support::redis::{RedisForTest, redis_for_test};
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+fn pool(redis: &RedisForTest) -> RedisPool {
+    RedisPool::new(&RedisConfig {
+        url: Some(Secret::new(redis.url().to_owned())),
+        key_prefix: redis.key_prefix().to_owned(),
+        ..RedisConfig::default()
+    })
+    .expect("pool")
+}
+
+fn event(id: u64) -> Event {
+    serde_json::from_value(json!({
+        "id": id, "timestamp": "2026-11-23T12:00:00", "source": "agent",
+        "message": format!("event {id}"), "action": "message",
+        "args": {"content": format!("event {id}")}
+    }))
+    .expect("event")
+}
+
+/// Holds events `0..count`.
+struct FixedStore {
+    count: u64,
+}
+
+#[async_trait]
+impl EventStore for FixedStore {
+    async fn append(&self, _: &UserScope, _: &str, _: NewEvent) -> Result<Event, StoreError> {
+        Err(StoreError::Backend("read-only".into()))
+    }
+
+    async fn read(
+        &self,
+        _: &UserScope,
+        _: &str,
+        query: EventQuery,
+    ) -> Result<EventPage, StoreError> {
+        let end = query.end_id.map_or(self.count, |e| (e + 1).min(self.count));
+        Ok(EventPage {
+            events: (query.start_id..end).map(event).collect(),
+            has_more: false,
+        })
+    }
+
+    async fn delete_all(&self, _: &UserScope, _: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+async fn xadd(pool: &RedisPool, stream: &str, id: u64) {
+    let stream = stream.to_owned();
+    let json = serde_json::to_string(&event(id)).expect("json");
+    pool.run(|mut c| async move {
+        redis::cmd("XADD")
+            .arg(stream)
+            .arg("*")
+            .arg("event_id")
+            .arg(id)
+            .arg("json")
+            .arg(json)
+            .query_async::<String>(&mut c)
+            .await
+    })
+    .await
+    .expect("XADD");
+}
+
+async fn next_id(rx: &mut broadcast::Receiver<LiveMessage>) -> u64 {
+    match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+        Ok(Ok(LiveMessage::Event { id, .. })) => id,
+        other => panic!("expected an event, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_relay_passes_events_in_order_dropping_duplicates_and_filling_gaps_from_the_store() {
+    let redis = redis_for_test().expect("redis");
+    let pool = pool(&redis);
+    let stream = Keys::new(pool.key_prefix()).events("c1");
+    let (sender, mut rx) = broadcast::channel(64);
+    let running = Arc::new(AtomicBool::new(true));
+    let keep_going = {
+        let running = running.clone();
+        move || running.load(Ordering::SeqCst)
+    };
+    let gaps = GapSource {
+        store: Arc::new(FixedStore { count: 6 }),
+        scope: UserScope::local(),
+        conversation_id: "c1".into(),
+    };
+    let task = tokio::spawn(relay(
+        pool.clone(),
+        stream.clone(),
+        "0-0".into(),
+        gaps,
+        sender,
+        keep_going,
+    ));
+
+    // 2 never made it to the stream, 1 came twice, 4 came before 3's duplicate.
+    for id in [0, 1, 1, 3, 2, 4, 3, 5] {
+        xadd(&pool, &stream, id).await;
+    }
+    let mut got = Vec::new();
+    for _ in 0..6 {
+        got.push(next_id(&mut rx).await);
+    }
+    assert_eq!(got, vec![0, 1, 2, 3, 4, 5]);
+    assert!(rx.try_recv().is_err(), "nothing more");
+
+    running.store(false, Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the relay ends when asked")
+        .expect("relay task");
+}
+
+#[tokio::test]
+async fn a_command_for_a_replica_that_is_not_listening_fails_at_once_and_says_so() {
+    let redis = redis_for_test().expect("redis");
+    let router = Router::new(pool(&redis), "asking-replica", Duration::from_secs(10));
+    let started = std::time::Instant::now();
+    let err = router
+        .request("gone-replica", &UserScope::local(), "c1", Op::Stop)
+        .await
+        .expect_err("nobody listens");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no wait for the timeout"
+    );
+    let ManagerError::Failed(message) = err else {
+        panic!("unexpected error {err:?}");
+    };
+    assert!(message.contains("gone-replica"), "{message}");
+    assert!(message.contains("not listening"), "{message}");
+}
