@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -24,6 +24,8 @@ pub struct RequestSpec {
     pub path: String,
     /// A JSON body; sent with `content-type: application/json`.
     pub json_body: Option<Bytes>,
+    /// Sent on every request (credentials, e.g. `cookie` or `authorization`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl RequestSpec {
@@ -32,6 +34,7 @@ impl RequestSpec {
             method: Method::GET,
             path: path.into(),
             json_body: None,
+            headers: Vec::new(),
         }
     }
 
@@ -40,7 +43,14 @@ impl RequestSpec {
             method: Method::POST,
             path: path.into(),
             json_body: Some(body.into()),
+            headers: Vec::new(),
         }
+    }
+
+    /// The same request with `name: value` added to every send.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
     }
 }
 
@@ -82,6 +92,9 @@ impl HttpConn {
             .header(HOST, self.host.clone());
         if spec.json_body.is_some() {
             builder = builder.header(CONTENT_TYPE, "application/json");
+        }
+        for (name, value) in &spec.headers {
+            builder = builder.header(name, value.clone());
         }
         let request = builder
             .body(Full::new(spec.json_body.clone().unwrap_or_default()))
@@ -130,4 +143,57 @@ pub fn ensure_status(spec: &RequestSpec, reply: &Reply, expected: StatusCode) ->
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::header::COOKIE;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// Answers two requests on one connection with 200 and returns both request heads.
+    async fn capture_two_heads(listener: TcpListener) -> Result<Vec<String>> {
+        let (mut stream, _) = listener.accept().await?;
+        let mut heads = Vec::new();
+        let mut buffer = Vec::new();
+        let mut chunk = [0_u8; 4096];
+        while heads.len() < 2 {
+            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head: Vec<u8> = buffer.drain(..end + 4).collect();
+                heads.push(String::from_utf8_lossy(&head).to_lowercase());
+                stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await?;
+                continue;
+            }
+            let read = stream.read(&mut chunk).await?;
+            anyhow::ensure!(read > 0, "client closed early");
+            buffer.extend_from_slice(chunk.get(..read).context("read past buffer")?);
+        }
+        Ok(heads)
+    }
+
+    #[tokio::test]
+    async fn extra_headers_go_with_every_request() -> Result<()> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let server = tokio::spawn(capture_two_heads(listener));
+        let spec = RequestSpec::get("/api/settings")
+            .with_header(COOKIE, HeaderValue::from_static("keycloak_auth=sealed"));
+        let mut conn = HttpConn::connect(addr).await?;
+        for _ in 0..2 {
+            let reply = conn.send(&spec).await?;
+            assert_eq!(reply.status, StatusCode::OK);
+        }
+        let heads = server.await??;
+        for head in heads {
+            assert!(head.starts_with("get /api/settings "), "{head}");
+            assert!(
+                head.contains("\r\ncookie: keycloak_auth=sealed\r\n"),
+                "{head}"
+            );
+        }
+        Ok(())
+    }
 }

@@ -6,8 +6,9 @@
 //! the API, measures start-up and memory, loads a handful of routes and writes
 //! `<target>/bench/results.{json,md}`. Each step is one module: `server` (the
 //! child process), `prepare` (set-up data), `load` (the generator), `agent` (the
-//! agent loop against a fake LLM, on a fresh server), `stats`, `rss`, `targets`
-//! and `report`.
+//! agent loop against a fake LLM, on a fresh server), `store` (the SQL stores on
+//! PostgreSQL), `saas_auth` (authenticated routes of a SaaS server on PostgreSQL),
+//! `stats`, `rss`, `targets` and `report`.
 
 mod agent;
 mod client;
@@ -18,6 +19,7 @@ mod load;
 mod prepare;
 mod report;
 mod rss;
+mod saas_auth;
 mod scenarios;
 mod server;
 mod stats;
@@ -85,6 +87,10 @@ pub struct BenchArgs {
     /// started from the installed binaries).
     #[arg(long)]
     skip_store: bool,
+    /// Skip the SaaS figures (authenticated `GET /api/settings` by cookie and by API key, on
+    /// PostgreSQL as `--skip-store` describes).
+    #[arg(long)]
+    skip_saas: bool,
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
@@ -223,15 +229,25 @@ async fn measure(
         Some(agent::measure(config, agent_data_dir).await?)
     };
 
+    let bench_dir = config
+        .log_file
+        .parent()
+        .context("the bench dir of the server log")?;
     let store = if args.skip_store {
         None
     } else {
         eprintln!("==> SQL stores on PostgreSQL");
-        let bench_dir = config
-            .log_file
-            .parent()
-            .context("the bench dir of the server log")?;
         Some(store::measure(bench_dir, args.duration).context("SQL store figures")?)
+    };
+
+    let saas = if args.skip_saas {
+        None
+    } else {
+        Some(
+            saas_auth::measure(config, bench_dir.join("saas-data"), load)
+                .await
+                .context("SaaS authentication figures")?,
+        )
     };
 
     let startup_ms_median = stats::median(&startup_ms_runs);
@@ -243,6 +259,7 @@ async fn measure(
         },
         agent.as_ref(),
         store.as_ref(),
+        saas.as_ref(),
     );
     Ok(Results {
         generated_at: unix_now(),
@@ -259,6 +276,7 @@ async fn measure(
         idle_rss_mb,
         agent,
         store,
+        saas,
         targets,
     })
 }

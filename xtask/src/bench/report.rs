@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::agent::AgentResults;
+use super::saas_auth::SaasResults;
 use super::store::StoreResults;
 use super::targets::Target;
 
@@ -51,6 +52,9 @@ pub struct Results {
     pub agent: Option<AgentResults>,
     /// The SQL store figures on PostgreSQL; `null` with `--skip-store`.
     pub store: Option<StoreResults>,
+    /// Authenticated `GET /api/settings` of a SaaS server on PostgreSQL; `null` with
+    /// `--skip-saas`.
+    pub saas: Option<SaasResults>,
     pub targets: Vec<Target>,
 }
 
@@ -86,11 +90,7 @@ pub fn render_markdown(results: &Results) -> String {
     );
     let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: |");
     for s in &results.scenarios {
-        let _ = writeln!(
-            md,
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {} |",
-            s.name, s.requests, s.req_per_s, s.p50_ms, s.p99_ms, s.errors
-        );
+        scenario_row(&mut md, s);
     }
     let runs: Vec<String> = results
         .startup_ms_runs
@@ -121,6 +121,9 @@ pub fn render_markdown(results: &Results) -> String {
     if let Some(store) = &results.store {
         render_store(&mut md, store);
     }
+    if let Some(saas) = &results.saas {
+        render_saas(&mut md, saas);
+    }
     let _ = writeln!(md, "\n| target | goal | value | met |");
     let _ = writeln!(md, "| --- | --- | ---: | :---: |");
     for t in &results.targets {
@@ -134,6 +137,26 @@ pub fn render_markdown(results: &Results) -> String {
         );
     }
     md
+}
+
+fn scenario_row(md: &mut String, s: &ScenarioResult) {
+    let _ = writeln!(
+        md,
+        "| {} | {} | {:.0} | {:.2} | {:.2} | {} |",
+        s.name, s.requests, s.req_per_s, s.p50_ms, s.p99_ms, s.errors
+    );
+}
+
+/// The SaaS scenarios, in the scenario table's columns.
+fn render_saas(md: &mut String, saas: &SaasResults) {
+    let _ = writeln!(
+        md,
+        "\n| SaaS mode ({}, fresh server) | requests | req/s | p50 (ms) | p99 (ms) | errors |",
+        saas.database
+    );
+    let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: |");
+    scenario_row(md, &saas.cookie);
+    scenario_row(md, &saas.api_key);
 }
 
 /// The SQL store table, each row saying what was run.
@@ -253,6 +276,7 @@ mod tests {
             idle_rss_mb: 14.5,
             agent: None,
             store: None,
+            saas: None,
             targets: vec![
                 Target {
                     name: "idle RSS".to_owned(),
@@ -353,6 +377,56 @@ mod tests {
         );
     }
 
+    fn saas() -> SaasResults {
+        let scenario = |name: &str, req_per_s: f64, p99_ms: f64| ScenarioResult {
+            name: name.to_owned(),
+            method: "GET".to_owned(),
+            path: "/api/settings".to_owned(),
+            requests: 50_000,
+            errors: 0,
+            req_per_s,
+            p50_ms: 1.5,
+            p99_ms,
+        };
+        SaasResults {
+            database: "postgresql".to_owned(),
+            cookie: scenario("GET /api/settings (SaaS, cookie)", 10_000.0, 4.25),
+            api_key: scenario("GET /api/settings (SaaS, API key)", 8_000.0, 6.5),
+        }
+    }
+
+    #[test]
+    fn markdown_shows_saas_figures_only_when_measured() {
+        let mut results = sample();
+        assert!(!render_markdown(&results).contains("SaaS mode"));
+        results.saas = Some(saas());
+        let md = render_markdown(&results);
+        assert!(
+            md.contains("| SaaS mode (postgresql, fresh server) | requests | req/s |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| GET /api/settings (SaaS, cookie) | 50000 | 10000 | 1.50 | 4.25 | 0 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| GET /api/settings (SaaS, API key) | 50000 | 8000 | 1.50 | 6.50 | 0 |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn json_has_the_saas_figures() -> Result<()> {
+        let mut results = sample();
+        assert!(serde_json::to_value(&results)?["saas"].is_null());
+        results.saas = Some(saas());
+        let value = serde_json::to_value(&results)?;
+        assert_eq!(value["saas"]["database"], "postgresql");
+        assert_eq!(value["saas"]["cookie"]["req_per_s"], 10_000.0);
+        assert_eq!(value["saas"]["api_key"]["p99_ms"], 6.5);
+        Ok(())
+    }
+
     #[test]
     fn json_has_the_documented_fields() -> Result<()> {
         let value = serde_json::to_value(sample())?;
@@ -367,6 +441,8 @@ mod tests {
             "startup_rss_mb",
             "idle_rss_mb",
             "agent",
+            "store",
+            "saas",
             "targets",
         ] {
             assert!(value.get(field).is_some(), "missing {field}");

@@ -4,6 +4,9 @@
 //! reading the load generator, and so the report and the targets refer to
 //! scenarios by the same method and path the load generator sends.
 
+use anyhow::{Context, Result};
+use hyper::header::{AUTHORIZATION, COOKIE, HeaderValue};
+
 use super::client::RequestSpec;
 
 /// LLM settings stored before anything is measured (the settings routes then
@@ -16,6 +19,13 @@ pub const SETTINGS_WRITE_BODY: &str =
 pub const ALIVE: &str = "/alive";
 pub const SETTINGS: &str = "/api/settings";
 pub const CONVERSATIONS: &str = "/api/conversations";
+
+/// The SaaS scenarios (PostgreSQL, OIDC login): the settings read, authenticated by the
+/// session cookie or by an API key.
+pub const SAAS_COOKIE: &str = "GET /api/settings (SaaS, cookie)";
+pub const SAAS_API_KEY: &str = "GET /api/settings (SaaS, API key)";
+/// The session cookie of SaaS login, as OpenHands names it.
+const SESSION_COOKIE: &str = "keycloak_auth";
 
 /// One measured scenario.
 #[derive(Debug, Clone)]
@@ -49,6 +59,33 @@ pub fn all(stored: usize) -> Vec<Scenario> {
             RequestSpec::get(CONVERSATIONS),
         ),
     ]
+}
+
+/// The SaaS settings read with the sealed session cookie `cookie` (its value).
+pub fn saas_settings_by_cookie(cookie: &str) -> Result<Scenario> {
+    let value = secret_header(&format!("{SESSION_COOKIE}={cookie}"))
+        .context("the session cookie is not a valid header value")?;
+    Ok(scenario(
+        SAAS_COOKIE,
+        RequestSpec::get(SETTINGS).with_header(COOKIE, value),
+    ))
+}
+
+/// The SaaS settings read with `Authorization: Bearer <api_key>`.
+pub fn saas_settings_by_api_key(api_key: &str) -> Result<Scenario> {
+    let value = secret_header(&format!("Bearer {api_key}"))
+        .context("the API key is not a valid header value")?;
+    Ok(scenario(
+        SAAS_API_KEY,
+        RequestSpec::get(SETTINGS).with_header(AUTHORIZATION, value),
+    ))
+}
+
+/// A header value marked sensitive (hyper keeps it out of its debug output).
+fn secret_header(text: &str) -> Result<HeaderValue> {
+    let mut value = HeaderValue::from_str(text)?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 fn scenario(name: &str, request: RequestSpec) -> Scenario {
@@ -88,6 +125,32 @@ mod tests {
         let names: Vec<String> = all(1000).into_iter().map(|s| s.name).collect();
         assert!(names.contains(&"GET /api/conversations (1,000 stored)".to_owned()));
         assert_eq!(names.len(), 4);
+    }
+
+    #[test]
+    fn saas_scenarios_carry_their_credentials() -> anyhow::Result<()> {
+        let by_cookie = saas_settings_by_cookie("k1.sealed-value")?;
+        assert_eq!(by_cookie.name, SAAS_COOKIE);
+        assert_eq!(by_cookie.request.path, SETTINGS);
+        assert_eq!(by_cookie.request.headers.len(), 1);
+        let (name, value) = &by_cookie.request.headers[0];
+        assert_eq!(
+            (name, value.to_str()?),
+            (&COOKIE, "keycloak_auth=k1.sealed-value")
+        );
+        assert!(value.is_sensitive());
+
+        let by_key = saas_settings_by_api_key("ohk_abc")?;
+        assert_eq!(by_key.name, SAAS_API_KEY);
+        let (name, value) = &by_key.request.headers[0];
+        assert_eq!((name, value.to_str()?), (&AUTHORIZATION, "Bearer ohk_abc"));
+        Ok(())
+    }
+
+    #[test]
+    fn credentials_that_cannot_be_headers_are_refused() {
+        assert!(saas_settings_by_cookie("line\nbreak").is_err());
+        assert!(saas_settings_by_api_key("ohk_\r").is_err());
     }
 
     #[test]

@@ -43,7 +43,12 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `openhands serve` on a free loopback port.
     pub fn spawn(config: &ServerConfig) -> Result<Self> {
-        let port = free_port()?;
+        Self::spawn_on(config, free_port()?)
+    }
+
+    /// Starts `openhands serve` on loopback `port` (for a config that names its own
+    /// address, e.g. a public URL; take the port from [`free_port`]).
+    pub fn spawn_on(config: &ServerConfig, port: u16) -> Result<Self> {
         let log = open_log(&config.log_file)?;
         let log_err = log
             .try_clone()
@@ -163,7 +168,7 @@ async fn probe_once(addr: SocketAddr, probe: &RequestSpec) -> bool {
 }
 
 /// A loopback port that was free a moment ago (bind port 0, read it, release it).
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .context("binding 127.0.0.1:0 to find a free port")?;
     Ok(listener

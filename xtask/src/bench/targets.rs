@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::agent::AgentResults;
 use super::report::ScenarioResult;
+use super::saas_auth::SaasResults;
 use super::scenarios::{CONVERSATIONS, SETTINGS};
 use super::store::StoreResults;
 
@@ -51,13 +52,15 @@ impl Goal {
     }
 }
 
-/// Evaluates every target against a run; the agent targets only when the agent
-/// measurements ran (`--skip-agent` leaves them out rather than failing them).
+/// Evaluates every target against a run; the agent, store and SaaS targets only when
+/// those measurements ran (`--skip-agent`, `--skip-store`, `--skip-saas` leave them out
+/// rather than failing them).
 pub fn evaluate(
     scenarios: &[ScenarioResult],
     server: ServerFigures,
     agent: Option<&AgentResults>,
     store: Option<&StoreResults>,
+    saas: Option<&SaasResults>,
 ) -> Vec<Target> {
     let get = |path: &str| {
         scenarios
@@ -102,7 +105,34 @@ pub fn evaluate(
     if let Some(store) = store {
         targets.extend(store_targets(store));
     }
+    if let Some(saas) = saas {
+        targets.extend(saas_targets(saas));
+    }
     targets
+}
+
+/// Issue 5: each way of authenticating, on PostgreSQL, at >= 20,000 req/s with p99 < 5 ms.
+fn saas_targets(saas: &SaasResults) -> Vec<Target> {
+    [&saas.cookie, &saas.api_key]
+        .into_iter()
+        .flat_map(|scenario| {
+            let clean = (scenario.errors == 0 && scenario.requests > 0).then_some(scenario);
+            [
+                target(
+                    &format!("{} throughput", scenario.name),
+                    Goal::AtLeast(20_000.0),
+                    "req/s",
+                    clean.map(|s| s.req_per_s),
+                ),
+                target(
+                    &format!("{} p99 latency", scenario.name),
+                    Goal::Below(5.0),
+                    "ms",
+                    clean.map(|s| s.p99_ms),
+                ),
+            ]
+        })
+        .collect()
 }
 
 fn store_targets(store: &StoreResults) -> [Target; 2] {
@@ -191,6 +221,7 @@ mod tests {
             figures(199.0, 30.0),
             None,
             None,
+            None,
         );
         assert_eq!(met(&targets, "GET /api/settings throughput"), Some(true));
         assert_eq!(met(&targets, "GET /api/settings p99 latency"), Some(false));
@@ -200,7 +231,7 @@ mod tests {
 
     #[test]
     fn a_missing_scenario_is_not_met() {
-        let targets = evaluate(&[], figures(10.0, 10.0), None, None);
+        let targets = evaluate(&[], figures(10.0, 10.0), None, None, None);
         let conversations = targets
             .iter()
             .find(|t| t.name == "GET /api/conversations throughput");
@@ -212,6 +243,7 @@ mod tests {
         let targets = evaluate(
             &[settings(90_000.0, 0.5, 3)],
             figures(10.0, 10.0),
+            None,
             None,
             None,
         );
@@ -247,10 +279,10 @@ mod tests {
 
     #[test]
     fn agent_targets_only_when_measured() {
-        let skipped = evaluate(&[], figures(10.0, 10.0), None, None);
+        let skipped = evaluate(&[], figures(10.0, 10.0), None, None, None);
         assert_eq!(met(&skipped, "agent events/s"), None);
         let good = agent(2_000.0, 99.9, 400_000, 19.9);
-        let targets = evaluate(&[], figures(10.0, 10.0), Some(&good), None);
+        let targets = evaluate(&[], figures(10.0, 10.0), Some(&good), None, None);
         assert_eq!(met(&targets, "agent events/s"), Some(true));
         assert_eq!(
             met(&targets, "memory per idle conversation (1 watcher)"),
@@ -258,7 +290,7 @@ mod tests {
         );
         assert_eq!(met(&targets, "fan-out delay p99"), Some(true));
         let bad = agent(1_999.0, 100.0, 400_000, 20.0);
-        let targets = evaluate(&[], figures(10.0, 10.0), Some(&bad), None);
+        let targets = evaluate(&[], figures(10.0, 10.0), Some(&bad), None, None);
         assert_eq!(met(&targets, "agent events/s"), Some(false));
         assert_eq!(
             met(&targets, "memory per idle conversation (1 watcher)"),
@@ -270,7 +302,7 @@ mod tests {
     #[test]
     fn fan_out_without_deliveries_is_not_met() {
         let none = agent(5_000.0, 10.0, 0, 0.0);
-        let targets = evaluate(&[], figures(10.0, 10.0), Some(&none), None);
+        let targets = evaluate(&[], figures(10.0, 10.0), Some(&none), None, None);
         assert_eq!(met(&targets, "fan-out delay p99"), Some(false));
     }
 
@@ -297,19 +329,76 @@ mod tests {
             conversation_list: figure(5_000.0, list_p99),
         };
         let good = store(16_000.0, 9.0);
-        let targets = evaluate(&[], figures(10.0, 10.0), None, Some(&good));
+        let targets = evaluate(&[], figures(10.0, 10.0), None, Some(&good), None);
         assert_eq!(met(&targets, "SQL settings load (PostgreSQL)"), Some(true));
         assert_eq!(
             met(&targets, "SQL conversation list p99 (50 per page)"),
             Some(true)
         );
         let slow = store(14_999.0, 10.0);
-        let targets = evaluate(&[], figures(10.0, 10.0), None, Some(&slow));
+        let targets = evaluate(&[], figures(10.0, 10.0), None, Some(&slow), None);
         assert_eq!(met(&targets, "SQL settings load (PostgreSQL)"), Some(false));
         assert_eq!(
             met(&targets, "SQL conversation list p99 (50 per page)"),
             Some(false)
         );
+    }
+
+    #[test]
+    fn saas_targets_hold_each_credential_to_throughput_and_p99() {
+        use crate::bench::scenarios::{SAAS_API_KEY, SAAS_COOKIE};
+        let run = |name: &str, req_per_s: f64, p99_ms: f64, errors: u64| ScenarioResult {
+            name: name.to_owned(),
+            errors,
+            req_per_s,
+            p99_ms,
+            ..settings(0.0, 0.0, 0)
+        };
+        let saas = |cookie: ScenarioResult, api_key: ScenarioResult| SaasResults {
+            database: "postgresql".into(),
+            cookie,
+            api_key,
+        };
+        let skipped = evaluate(&[], figures(10.0, 10.0), None, None, None);
+        assert_eq!(
+            met(&skipped, "GET /api/settings (SaaS, cookie) throughput"),
+            None
+        );
+
+        let good = saas(
+            run(SAAS_COOKIE, 20_000.0, 4.99, 0),
+            run(SAAS_API_KEY, 25_000.0, 1.0, 0),
+        );
+        let targets = evaluate(&[], figures(10.0, 10.0), None, None, Some(&good));
+        for name in [
+            "GET /api/settings (SaaS, cookie) throughput",
+            "GET /api/settings (SaaS, cookie) p99 latency",
+            "GET /api/settings (SaaS, API key) throughput",
+            "GET /api/settings (SaaS, API key) p99 latency",
+        ] {
+            assert_eq!(met(&targets, name), Some(true), "{name}");
+        }
+        let target = targets
+            .iter()
+            .find(|t| t.name == "GET /api/settings (SaaS, API key) throughput");
+        assert_eq!(
+            target.map(|t| (t.target.as_str(), t.value)),
+            Some((">= 20000 req/s", Some(25_000.0)))
+        );
+
+        let bad = saas(
+            run(SAAS_COOKIE, 19_999.0, 5.0, 0),
+            run(SAAS_API_KEY, 90_000.0, 0.5, 7),
+        );
+        let targets = evaluate(&[], figures(10.0, 10.0), None, None, Some(&bad));
+        for name in [
+            "GET /api/settings (SaaS, cookie) throughput",
+            "GET /api/settings (SaaS, cookie) p99 latency",
+            "GET /api/settings (SaaS, API key) throughput",
+            "GET /api/settings (SaaS, API key) p99 latency",
+        ] {
+            assert_eq!(met(&targets, name), Some(false), "{name}");
+        }
     }
 
     #[test]
