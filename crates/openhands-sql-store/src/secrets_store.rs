@@ -215,11 +215,18 @@ fn parse_provider(text: &str) -> Result<ProviderType, StoreError> {
 #[async_trait]
 impl SecretsStore for SqlSecretsStore {
     async fn load(&self, scope: &UserScope) -> Result<Option<UserSecrets>, StoreError> {
+        // Two plain reads side by side, not a read-only transaction: on PostgreSQL that
+        // transaction costs three extra round trips (BEGIN, SET TRANSACTION, COMMIT), and
+        // every settings page load comes through here. Each table's rows for the scope are
+        // still read whole; what is given up is only that the two tables come from one
+        // snapshot, so a read racing a replace may pair the old custom secrets with the new
+        // provider tokens (both the user's own, each set complete).
         let key = ScopeKey::of(scope);
-        let txn = self.db.begin_read().await.map_err(backend)?;
-        let custom_secrets = self.read_custom(&txn, &key).await?;
-        let provider_tokens = self.read_tokens(&txn, &key).await?;
-        txn.commit().await.map_err(backend)?;
+        let connection = self.db.connection();
+        let (custom_secrets, provider_tokens) = tokio::try_join!(
+            self.read_custom(connection, &key),
+            self.read_tokens(connection, &key)
+        )?;
         if custom_secrets.is_empty() && provider_tokens.is_empty() {
             return Ok(None);
         }

@@ -30,9 +30,12 @@ use super::server::{self, ServerConfig, ServerProcess};
 use super::{READY_POLL, READY_TIMEOUT, recreate_dir, scenario_result};
 
 /// Extra environment of the SaaS server, after the SaaS settings below (so it overrides
-/// them). The rate limiter's settings belong here once Redis rate limiting lands; until
-/// then `ServerProcess` switches rate limiting off and nothing else is set.
-pub const EXTRA_SERVER_ENV: &[(&str, &str)] = &[];
+/// them). `ServerProcess` already switches the per-IP limit off.
+pub const EXTRA_SERVER_ENV: &[(&str, &str)] = &[
+    // The Redis limiter stays on (one Lua call per request, as in production) with a
+    // per-user limit far above what the bench sends, so it is measured but never refuses.
+    ("OPENHANDS_USER_RATE_LIMIT", "1000000/s"),
+];
 
 /// An issuer nothing listens on: discovery is lazy and only a refresh would need it, and
 /// the seeded session's access token does not expire during a bench.
