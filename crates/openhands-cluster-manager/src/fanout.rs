@@ -118,10 +118,18 @@ pub struct Forwarder {
 
 impl Forwarder {
     /// Forwards `live` (subscribed before the run starts) to the conversation's stream.
-    pub fn spawn(pool: RedisPool, keys: &Keys, gaps: GapSource, live: LiveReceiver) -> Self {
+    /// `after`: the id of the last event already in the stream (a takeover publishes its
+    /// status event first), so a missing next one is read from the store.
+    pub fn spawn(
+        pool: RedisPool,
+        keys: &Keys,
+        gaps: GapSource,
+        live: LiveReceiver,
+        after: Option<u64>,
+    ) -> Self {
         let (finish, finished) = oneshot::channel();
         let stream = keys.events(&gaps.conversation_id);
-        let task = tokio::spawn(forward(pool, stream, gaps, live, finished));
+        let task = tokio::spawn(forward(pool, stream, gaps, live, after, finished));
         Self {
             finish: Some(finish),
             task,
@@ -147,9 +155,10 @@ async fn forward(
     stream: String,
     gaps: GapSource,
     mut live: LiveReceiver,
+    after: Option<u64>,
     mut finished: oneshot::Receiver<()>,
 ) {
-    let mut sequencer = Sequencer { last: None, gaps };
+    let mut sequencer = Sequencer { last: after, gaps };
     loop {
         let received = tokio::select! {
             biased;
@@ -185,7 +194,7 @@ async fn forward(
 }
 
 /// Appends one message to the stream, retrying a failing Redis for a while.
-async fn xadd(pool: &RedisPool, stream: &str, message: &LiveMessage) {
+pub async fn xadd(pool: &RedisPool, stream: &str, message: &LiveMessage) {
     let fields: Vec<(&str, String)> = match message {
         LiveMessage::Event { id, json } => {
             vec![("event_id", id.to_string()), ("json", json.to_string())]

@@ -5,9 +5,12 @@
 //! | `<p>cm:owner:{<conversation>}` | string, `PX` lease | the owner | id of the replica running the conversation |
 //! | `<p>cm:status` | hash, field per conversation | the owner | `OwnerRecord` JSON: replica, user, org, status |
 //! | `<p>cm:events:{<conversation>}` | stream, `MAXLEN ~`, expires a day after the last entry | the owner | each stored event (`event_id`, `json`) or notice (`notice`) |
+//! | `<p>cm:user:{<user>\|<org>}` | sorted set, member per conversation, score = last activity (ms) | claims, releases, sends | the user's running conversations, for the cluster-wide `max_concurrent_conversations` |
 //! | `<p>cm:replica:{<replica>}` | string, `PX` heartbeat | each replica | the replica is alive |
 //! | `<p>cm:cmd:{<replica>}` | pub/sub channel | any replica | commands for the conversations the replica owns |
 //! | `<p>cm:reply:{<replica>}` | pub/sub channel | owners | answers to the replica's commands |
+
+use openhands_core::scope::UserScope;
 
 /// Builds key names under one prefix.
 #[derive(Debug, Clone)]
@@ -24,6 +27,21 @@ impl Keys {
 
     pub fn owner(&self, conversation_id: &str) -> String {
         format!("{}cm:owner:{{{conversation_id}}}", self.prefix)
+    }
+
+    /// What every owner key starts with (the conversation id and `}` follow).
+    pub fn owner_prefix(&self) -> String {
+        format!("{}cm:owner:{{", self.prefix)
+    }
+
+    /// The user's running conversations (sorted set, scored by last activity).
+    pub fn user(&self, scope: &UserScope) -> String {
+        format!(
+            "{}cm:user:{{{}|{}}}",
+            self.prefix,
+            scope.user_id.as_deref().unwrap_or_default(),
+            scope.org_id.as_deref().unwrap_or_default()
+        )
     }
 
     pub fn status(&self) -> String {
@@ -58,5 +76,11 @@ mod tests {
         assert_eq!(keys.events("c1"), "oh:cm:events:{c1}");
         assert_eq!(keys.status(), "oh:cm:status");
         assert_eq!(keys.commands("r1"), "oh:cm:cmd:{r1}");
+        assert_eq!(keys.owner_prefix() + "c1}", keys.owner("c1"));
+        let scope = UserScope {
+            user_id: Some("u1".into()),
+            org_id: None,
+        };
+        assert_eq!(keys.user(&scope), "oh:cm:user:{u1|}");
     }
 }

@@ -37,16 +37,54 @@ impl OwnerRecord {
     pub fn belongs_to(&self, scope: &UserScope) -> bool {
         self.user_id == scope.user_id && self.org_id == scope.org_id
     }
+
+    /// The scope the conversation runs for.
+    pub fn scope(&self) -> UserScope {
+        UserScope {
+            user_id: self.user_id.clone(),
+            org_id: self.org_id.clone(),
+        }
+    }
 }
 
-/// KEYS: owner, status hash. ARGV: replica, lease ms, conversation, record.
+/// KEYS: owner, status hash, the user's set. ARGV: replica, lease ms, conversation,
+/// record, the user's limit, now (ms), owner-key prefix (`<p>cm:owner:{`), `evict` or
+/// `yield`.
+///
+/// Returns `{0}` when another replica holds the conversation, else `{1, evicted...}`: the
+/// user's least recently active conversations taken out of the set to stay within the limit
+/// (members whose owner key is gone are dropped first: their owner died). With `yield`,
+/// nothing is evicted: a claim that would exceed the limit returns `{2}` (claimed, not
+/// counted; the caller releases it).
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r"if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-            redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
-            return 1
+        r"if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+            return {0}
           end
-          return 0",
+          redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+          for _, member in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+            if member ~= ARGV[3] and redis.call('EXISTS', ARGV[7] .. member .. '}') == 0 then
+              redis.call('ZREM', KEYS[3], member)
+            end
+          end
+          if ARGV[8] == 'yield' and not redis.call('ZSCORE', KEYS[3], ARGV[3])
+             and redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then
+            return {2}
+          end
+          redis.call('ZADD', KEYS[3], ARGV[6], ARGV[3])
+          local over = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[5])
+          local result = {1}
+          if over > 0 then
+            for _, member in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+              if over <= 0 then break end
+              if member ~= ARGV[3] then
+                redis.call('ZREM', KEYS[3], member)
+                table.insert(result, member)
+                over = over - 1
+              end
+            end
+          end
+          return result",
     )
 });
 
@@ -62,17 +100,47 @@ static RENEW: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// KEYS: owner, status hash. ARGV: replica, conversation.
+/// KEYS: owner, status hash, the user's set. ARGV: replica, conversation.
 static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"if redis.call('GET', KEYS[1]) == ARGV[1] then
             redis.call('DEL', KEYS[1])
             redis.call('HDEL', KEYS[2], ARGV[2])
+            redis.call('ZREM', KEYS[3], ARGV[2])
             return 1
           end
           return 0",
     )
 });
+
+/// What a claim did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Another replica holds the conversation.
+    Refused,
+    /// This replica owns it now; `evict` are the user's conversations (running anywhere)
+    /// to stop so the user stays within `max_concurrent_conversations`, least recently
+    /// active first.
+    Won { evict: Vec<String> },
+    /// Claimed, but running it would exceed the user's limit and the claim was asked to
+    /// yield (a takeover): the caller releases it.
+    OverLimit,
+}
+
+/// What a claim does when the user is at the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtLimit {
+    /// Stop the user's least recently active conversations (a start by the user).
+    Evict,
+    /// Leave the others running and report [`Claim::OverLimit`] (a takeover).
+    Yield,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
 
 /// The leases one replica holds or asks for.
 #[derive(Debug, Clone)]
@@ -81,15 +149,20 @@ pub struct Leases {
     keys: Keys,
     replica_id: String,
     lease: Duration,
+    /// Running conversations per user, cluster-wide.
+    per_user: u32,
 }
 
 impl Leases {
-    pub fn new(pool: RedisPool, replica_id: &str, lease: Duration) -> Self {
+    /// Leases of `replica_id`; a claim lets each user run at most `per_user` conversations
+    /// across the cluster (at least 1).
+    pub fn new(pool: RedisPool, replica_id: &str, lease: Duration, per_user: u32) -> Self {
         Self {
             keys: Keys::new(pool.key_prefix()),
             pool,
             replica_id: replica_id.to_owned(),
             lease,
+            per_user: per_user.max(1),
         }
     }
 
@@ -103,26 +176,27 @@ impl Leases {
             .max(1)
     }
 
-    async fn script(
+    async fn script<T: redis::FromRedisValue + Send + 'static>(
         &self,
         script: &'static LazyLock<Script>,
         conversation_id: &str,
+        scope: Option<&UserScope>,
         args: Vec<String>,
-    ) -> Result<bool, RedisError> {
-        let owner = self.keys.owner(conversation_id);
-        let status = self.keys.status();
-        let won: i64 = self
-            .pool
+    ) -> Result<T, RedisError> {
+        let mut keys = vec![self.keys.owner(conversation_id), self.keys.status()];
+        keys.extend(scope.map(|scope| self.keys.user(scope)));
+        self.pool
             .run(|mut connection| async move {
-                let mut invocation = script.key(owner);
-                invocation.key(status);
+                let mut invocation = script.prepare_invoke();
+                for key in &keys {
+                    invocation.key(key);
+                }
                 for arg in &args {
                     invocation.arg(arg);
                 }
                 invocation.invoke_async(&mut connection).await
             })
-            .await?;
-        Ok(won == 1)
+            .await
     }
 
     fn record_json(&self, scope: &UserScope, status: ConversationStatus) -> String {
@@ -130,21 +204,78 @@ impl Leases {
             .unwrap_or_default()
     }
 
-    /// Claims the conversation unless another replica holds it; true when this replica
-    /// owns it now.
+    /// Claims the conversation unless another replica holds it, and adds it to the user's
+    /// running set in the same script (so claims on different replicas at once cannot
+    /// exceed the user's limit).
     pub async fn claim(
         &self,
         conversation_id: &str,
         scope: &UserScope,
         status: ConversationStatus,
-    ) -> Result<bool, RedisError> {
+        at_limit: AtLimit,
+    ) -> Result<Claim, RedisError> {
         let args = vec![
             self.replica_id.clone(),
             self.lease_ms().to_string(),
             conversation_id.to_owned(),
             self.record_json(scope, status),
+            self.per_user.to_string(),
+            now_ms().to_string(),
+            self.keys.owner_prefix(),
+            match at_limit {
+                AtLimit::Evict => "evict".to_owned(),
+                AtLimit::Yield => "yield".to_owned(),
+            },
         ];
-        self.script(&CLAIM, conversation_id, args).await
+        let reply: Vec<redis::Value> = self
+            .script(&CLAIM, conversation_id, Some(scope), args)
+            .await?;
+        let mut reply = reply.into_iter();
+        let won: i64 = reply
+            .next()
+            .and_then(|v| redis::from_redis_value(v).ok())
+            .unwrap_or(0);
+        match won {
+            1 => {}
+            2 => return Ok(Claim::OverLimit),
+            _ => return Ok(Claim::Refused),
+        }
+        let evict = reply
+            .filter_map(|v| redis::from_redis_value::<String>(v).ok())
+            .collect();
+        Ok(Claim::Won { evict })
+    }
+
+    /// Marks the user's conversation as active now (it is evicted last).
+    pub async fn touch(&self, conversation_id: &str, scope: &UserScope) -> Result<(), RedisError> {
+        let key = self.keys.user(scope);
+        let member = conversation_id.to_owned();
+        self.pool
+            .run(|mut connection| async move {
+                redis::cmd("ZADD")
+                    .arg(key)
+                    .arg("XX")
+                    .arg(now_ms())
+                    .arg(member)
+                    .query_async::<()>(&mut connection)
+                    .await
+            })
+            .await
+    }
+
+    /// The user's conversations counted against the limit, least recently active first.
+    pub async fn running_of(&self, scope: &UserScope) -> Result<Vec<String>, RedisError> {
+        let key = self.keys.user(scope);
+        self.pool
+            .run(|mut connection| async move {
+                redis::cmd("ZRANGE")
+                    .arg(key)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut connection)
+                    .await
+            })
+            .await
     }
 
     /// Extends this replica's lease and records the status; false when the lease is lost.
@@ -160,13 +291,22 @@ impl Leases {
             conversation_id.to_owned(),
             self.record_json(scope, status),
         ];
-        self.script(&RENEW, conversation_id, args).await
+        let won: i64 = self.script(&RENEW, conversation_id, None, args).await?;
+        Ok(won == 1)
     }
 
-    /// Gives the conversation up if this replica holds it; true when it did.
-    pub async fn release(&self, conversation_id: &str) -> Result<bool, RedisError> {
+    /// Gives the conversation up if this replica holds it (and takes it out of the user's
+    /// running set); true when it did.
+    pub async fn release(
+        &self,
+        conversation_id: &str,
+        scope: &UserScope,
+    ) -> Result<bool, RedisError> {
         let args = vec![self.replica_id.clone(), conversation_id.to_owned()];
-        self.script(&RELEASE, conversation_id, args).await
+        let released: i64 = self
+            .script(&RELEASE, conversation_id, Some(scope), args)
+            .await?;
+        Ok(released == 1)
     }
 
     /// The replica holding the conversation, if any.
@@ -217,6 +357,46 @@ impl Leases {
                 let owner = owner?;
                 let record: OwnerRecord = serde_json::from_str(&record?).ok()?;
                 (record.replica == owner).then_some(record)
+            })
+            .collect())
+    }
+
+    /// Conversations recorded as owned whose owner key is gone: their owner stopped
+    /// renewing (it died, or paused longer than the lease) without releasing them. Claim
+    /// and release keep the key and the record together, so a record without its key is
+    /// always such an orphan. Unreadable records are left out.
+    pub async fn orphans(&self) -> Result<Vec<(String, OwnerRecord)>, RedisError> {
+        let status = self.keys.status();
+        let all: Vec<(String, String)> = self
+            .pool
+            .run(|mut connection| async move {
+                redis::cmd("HGETALL")
+                    .arg(status)
+                    .query_async(&mut connection)
+                    .await
+            })
+            .await?;
+        if all.is_empty() {
+            return Ok(Vec::new());
+        }
+        let owner_keys: Vec<String> = all.iter().map(|(id, _)| self.keys.owner(id)).collect();
+        let owners: Vec<Option<String>> = self
+            .pool
+            .run(|mut connection| async move {
+                redis::cmd("MGET")
+                    .arg(owner_keys)
+                    .query_async(&mut connection)
+                    .await
+            })
+            .await?;
+        Ok(all
+            .into_iter()
+            .zip(owners)
+            .filter(|(_, owner)| owner.is_none())
+            .filter_map(|((id, record), _)| {
+                serde_json::from_str::<OwnerRecord>(&record)
+                    .ok()
+                    .map(|record| (id, record))
             })
             .collect())
     }

@@ -14,11 +14,17 @@
 //!   conversation go to the owner over pub/sub and wait for its answer.
 //! - **Statuses**: the owner keeps a status record next to its lease; any replica answers
 //!   from it.
+//! - **Takeover and handover** ([`takeover`]): replicas sweep for conversations whose
+//!   owner's lease ran out, claim and resume them, telling watchers with a stored status
+//!   event; a replica shutting down hands its conversations to a live one the same way.
+//! - **Per-user limit**: the claim script counts each user's running conversations in
+//!   Redis, so `max_concurrent_conversations` holds across replicas; the least recently
+//!   active ones are stopped wherever they run.
 //!
-//! Not yet: takeover of a dead owner's conversations, the cluster-wide per-user limit,
-//! handover at shutdown, idle close that counts watchers on other replicas (see
-//! `docs/cluster.md`).
+//! Timings come from `[cluster]` ([`ClusterConfig`]). Not yet: idle close that counts
+//! watchers on other replicas (see `docs/cluster.md`).
 //!
+//! [`ClusterConfig`]: openhands_core::config::ClusterConfig
 //! [`StandaloneConversationManager`]: openhands_standalone_manager::StandaloneConversationManager
 
 pub mod fanout;
@@ -26,6 +32,7 @@ pub mod keys;
 pub mod lease;
 mod manager;
 pub mod routing;
+pub mod takeover;
 
 pub use manager::{ClusterConversationManager, LEASE, ROUTE_TIMEOUT};
 
@@ -42,11 +49,17 @@ openhands_core::register_plugin!(
     "Runs conversations on many replicas: ownership leases, events and commands through Redis",
     |ctx| {
         let pool = openhands_redis::server_pool(ctx).await?;
+        let replica_id = ctx
+            .config
+            .cluster
+            .replica_id
+            .clone()
+            .unwrap_or_else(new_replica_id);
         let manager = ClusterConversationManager::start(
             ctx.config.clone(),
             ctx.services()?,
             pool,
-            new_replica_id(),
+            replica_id,
         )
         .await;
         Ok(Arc::new(manager))

@@ -2,10 +2,11 @@
 //! this replica owns; Redis decides who owns what, carries the events to other replicas
 //! and brings commands to the owner.
 
-use crate::fanout::{Forwarder, GapSource, relay, stream_position};
+use crate::fanout::{Forwarder, GapSource, relay, stream_position, xadd};
 use crate::keys::Keys;
-use crate::lease::{Leases, OwnerRecord};
+use crate::lease::{AtLimit, Claim, Leases, OwnerRecord};
 use crate::routing::{Command, Handler, Op, Outcome, Router};
+use crate::takeover;
 use async_trait::async_trait;
 use openhands_core::config::Config;
 use openhands_core::conversation::ConversationStatus;
@@ -17,19 +18,18 @@ use openhands_core::registry::Services;
 use openhands_core::scope::UserScope;
 use openhands_redis::{RedisError, RedisPool, redis};
 use openhands_standalone_manager::StandaloneConversationManager;
+use serde_json::json;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-/// How long a claim lasts without renewal; an owner renews every third of it.
+/// How long a claim lasts without renewal by default (`cluster.lease_ms`); an owner renews
+/// every third of it. A heartbeat key lives as long.
 pub const LEASE: Duration = Duration::from_secs(15);
-/// How often the owner publishes status changes (and checks for ended runs).
-const TICK: Duration = Duration::from_millis(250);
-/// How long a heartbeat key lives without renewal.
-const HEARTBEAT_TTL: Duration = Duration::from_secs(15);
-/// How long a command routed to the owner may take to be answered.
+/// How long a command routed to the owner may take by default (`cluster.command_timeout_ms`).
 pub const ROUTE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn redis_failed(what: &str, err: RedisError) -> ManagerError {
@@ -52,9 +52,16 @@ struct Shared {
     leases: Leases,
     router: Arc<Router>,
     event_store: Arc<dyn EventStore>,
+    services: Services,
+    /// `cluster.lease_ms`: lease and heartbeat lifetime.
+    lease: Duration,
     watcher_buffer: usize,
+    /// `max_concurrent_conversations`, cluster-wide.
+    per_user: u32,
     owned: Mutex<HashMap<String, Owned>>,
     relays: Mutex<HashMap<String, broadcast::Sender<LiveMessage>>>,
+    /// Set at shutdown: no more takeovers here.
+    shutting_down: AtomicBool,
     /// Serializes claims, releases and local stops.
     transitions: tokio::sync::Mutex<()>,
     background: Mutex<Vec<JoinHandle<()>>>,
@@ -90,16 +97,31 @@ impl ClusterConversationManager {
     ) -> Self {
         let local = StandaloneConversationManager::new(config.clone(), services.clone());
         local.spawn_idle_sweeper();
+        let cluster = &config.cluster;
+        let lease = cluster.lease();
         let shared = Arc::new(Shared {
             local,
             keys: Keys::new(pool.key_prefix()),
-            leases: Leases::new(pool.clone(), &replica_id, LEASE),
-            router: Arc::new(Router::new(pool.clone(), &replica_id, ROUTE_TIMEOUT)),
+            leases: Leases::new(
+                pool.clone(),
+                &replica_id,
+                lease,
+                config.max_concurrent_conversations,
+            ),
+            router: Arc::new(Router::new(
+                pool.clone(),
+                &replica_id,
+                cluster.command_timeout(),
+            )),
             pool,
             event_store: services.event_store.clone(),
+            services,
+            lease,
+            per_user: config.max_concurrent_conversations.max(1),
             watcher_buffer: config.watcher_buffer.max(1),
             owned: Mutex::new(HashMap::new()),
             relays: Mutex::new(HashMap::new()),
+            shutting_down: AtomicBool::new(false),
             transitions: tokio::sync::Mutex::new(()),
             background: Mutex::new(Vec::new()),
         });
@@ -117,7 +139,7 @@ impl ClusterConversationManager {
         });
         let (ready, subscribed) = tokio::sync::oneshot::channel();
         let listener = tokio::spawn(shared.router.clone().listen(handler, ready));
-        let ticker = tokio::spawn(tick(Arc::downgrade(&shared)));
+        let ticker = tokio::spawn(tick(Arc::downgrade(&shared), cluster.renew_interval()));
         shared.background().extend([listener, ticker]);
         let _ = tokio::time::timeout(
             shared.pool.timeout().max(Duration::from_secs(1)),
@@ -162,7 +184,7 @@ impl Shared {
                 if !self.owns(&scope, &id) {
                     return Outcome::NotRunning;
                 }
-                match self.local.send(&scope, &id, input.into()).await {
+                match self.send_owned(&scope, &id, input.into()).await {
                     Ok(()) => Outcome::Sent,
                     Err(err) => Outcome::from_error(err),
                 }
@@ -171,6 +193,136 @@ impl Shared {
                 Ok(previous) => Outcome::Stopped { previous },
                 Err(err) => Outcome::from_error(err),
             },
+            Op::TakeOver => self.take_over(&scope, &id).await,
+        }
+    }
+
+    /// Claims and resumes a conversation another replica handed over at its shutdown.
+    async fn take_over(&self, scope: &UserScope, id: &str) -> Outcome {
+        let _transition = self.transitions.lock().await;
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Outcome::Failed {
+                message: format!("replica {} is shutting down too", self.leases.replica_id()),
+            };
+        }
+        if self.owns(scope, id) {
+            return Outcome::TakenOver;
+        }
+        let claim = self
+            .leases
+            .claim(id, scope, ConversationStatus::Starting, AtLimit::Yield)
+            .await;
+        let failure = match claim {
+            // Started meanwhile elsewhere (a user's message): it runs, which is the point.
+            Ok(Claim::Refused) => return Outcome::TakenOver,
+            Ok(Claim::Won { .. }) => {
+                match self.resume(id, scope, takeover::HANDED_OVER_REASON).await {
+                    Ok(()) => return Outcome::TakenOver,
+                    Err(reason) => reason,
+                }
+            }
+            Ok(Claim::OverLimit) => "its user runs the most conversations allowed".to_owned(),
+            Err(err) => {
+                return Outcome::Failed {
+                    message: format!("claiming it in Redis: {err}"),
+                };
+            }
+        };
+        if let Err(err) = self.leases.release(id, scope).await {
+            tracing::warn!(conversation_id = id, error = %err, "releasing a conversation failed; its lease will run out");
+        }
+        Outcome::Failed {
+            message: format!("not resuming conversation {id}: {failure}"),
+        }
+    }
+
+    /// The other replicas whose heartbeat is alive.
+    async fn live_replicas(&self) -> Result<Vec<String>, RedisError> {
+        let pattern = format!(
+            "{}*",
+            glob_escape(&self.keys.replica("")).trim_end_matches('}')
+        );
+        let mine = self.leases.replica_id().to_owned();
+        let mut replicas: Vec<String> = self
+            .pool
+            .run(|mut connection| async move {
+                let mut found: Vec<String> = Vec::new();
+                let mut cursor: u64 = 0;
+                loop {
+                    let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(500)
+                        .query_async(&mut connection)
+                        .await?;
+                    found.extend(keys);
+                    if next == 0 {
+                        return Ok(found);
+                    }
+                    cursor = next;
+                }
+            })
+            .await?
+            .into_iter()
+            .filter_map(|key| {
+                let start = key.rfind('{')? + 1;
+                let end = key.rfind('}')?;
+                key.get(start..end).map(str::to_owned)
+            })
+            .filter(|replica| *replica != mine)
+            .collect();
+        replicas.sort();
+        Ok(replicas)
+    }
+
+    /// Stops this replica's runs and hands each to a live replica (see
+    /// [`crate::takeover`]); a conversation no replica accepts stays stopped.
+    async fn hand_over(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let owned: Vec<(String, UserScope)> = self
+            .owned()
+            .iter()
+            .map(|(id, o)| (id.clone(), o.scope.clone()))
+            .collect();
+        if owned.is_empty() {
+            return;
+        }
+        let replicas = self.live_replicas().await.unwrap_or_else(|err| {
+            tracing::warn!(error = %err, "finding live replicas failed; stopping the conversations instead");
+            Vec::new()
+        });
+        for (turn, (id, scope)) in owned.into_iter().enumerate() {
+            if let Err(err) = self.stop_owned(&scope, &id).await {
+                tracing::warn!(conversation_id = %id, error = %err, "stopping a conversation at shutdown failed");
+                continue;
+            }
+            // Spread the conversations over the replicas, trying the others in turn.
+            let accepted = (0..replicas.len()).map(|i| &replicas[(turn + i) % replicas.len()]);
+            let mut handed = false;
+            for replica in accepted {
+                match self
+                    .router
+                    .request(replica, &scope, &id, Op::TakeOver)
+                    .await
+                {
+                    Ok(Outcome::TakenOver) => {
+                        tracing::info!(conversation_id = %id, replica = %replica, "handed a conversation over at shutdown");
+                        handed = true;
+                        break;
+                    }
+                    Ok(other) => {
+                        tracing::warn!(conversation_id = %id, replica = %replica, answer = ?other, "a replica refused a conversation at shutdown")
+                    }
+                    Err(err) => {
+                        tracing::warn!(conversation_id = %id, replica = %replica, error = %err, "handing a conversation over failed")
+                    }
+                }
+            }
+            if !handed {
+                tracing::info!(conversation_id = %id, "no replica took the conversation over; it stays stopped");
+            }
         }
     }
 
@@ -191,7 +343,7 @@ impl Shared {
         };
         if let Some(owned) = owned {
             owned.forwarder.finish().await;
-            if let Err(err) = self.leases.release(conversation_id).await {
+            if let Err(err) = self.leases.release(conversation_id, scope).await {
                 tracing::warn!(conversation_id, error = %err, "releasing a conversation failed; its lease will run out");
             }
         }
@@ -209,7 +361,7 @@ impl Shared {
             let _ = self.local.stop(&owned.scope, conversation_id).await;
         }
         owned.forwarder.finish().await;
-        if release && let Err(err) = self.leases.release(conversation_id).await {
+        if release && let Err(err) = self.leases.release(conversation_id, &owned.scope).await {
             tracing::warn!(conversation_id, error = %err, "releasing a conversation failed; its lease will run out");
         }
     }
@@ -218,19 +370,23 @@ impl Shared {
     async fn upkeep(&self) {
         let replica = self.leases.replica_id().to_owned();
         let heartbeat = self.keys.replica(&replica);
-        let ttl = u64::try_from(HEARTBEAT_TTL.as_millis()).unwrap_or(u64::MAX);
-        if let Err(err) = self
-            .pool
-            .run(|mut connection| async move {
-                redis::cmd("SET")
-                    .arg(heartbeat)
-                    .arg(replica)
-                    .arg("PX")
-                    .arg(ttl)
-                    .query_async::<()>(&mut connection)
-                    .await
-            })
-            .await
+        let beating = !self.shutting_down.load(Ordering::SeqCst);
+        let ttl = u64::try_from(self.lease.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        if beating
+            && let Err(err) = self
+                .pool
+                .run(|mut connection| async move {
+                    redis::cmd("SET")
+                        .arg(heartbeat)
+                        .arg(replica)
+                        .arg("PX")
+                        .arg(ttl)
+                        .query_async::<()>(&mut connection)
+                        .await
+                })
+                .await
         {
             tracing::warn!(error = %err, "replica heartbeat failed");
         }
@@ -251,7 +407,7 @@ impl Shared {
                 self.drop_owned(&id, true).await;
                 continue;
             };
-            if status == published && renewed.elapsed() < LEASE / 3 {
+            if status == published && renewed.elapsed() < self.lease / 3 {
                 continue;
             }
             match self.leases.renew(&id, &scope, status).await {
@@ -272,6 +428,240 @@ impl Shared {
         }
     }
 
+    /// Input for a run of this replica; the conversation counts as active now for the
+    /// per-user limit.
+    async fn send_owned(
+        &self,
+        scope: &UserScope,
+        conversation_id: &str,
+        input: ConversationInput,
+    ) -> Result<(), ManagerError> {
+        self.local.send(scope, conversation_id, input).await?;
+        if let Err(err) = self.leases.touch(conversation_id, scope).await {
+            tracing::warn!(conversation_id, error = %err, "recording a conversation's activity in Redis failed");
+        }
+        Ok(())
+    }
+
+    /// Stops the user's conversations that a claim pushed over the per-user limit, wherever
+    /// they run, telling their watchers why (as the standalone manager does).
+    async fn evict(&self, scope: &UserScope, conversation_ids: &[String]) {
+        for id in conversation_ids {
+            let notice = json!({
+                "status_update": true, "type": "error", "id": "AGENT_ERROR$TOO_MANY_CONVERSATIONS",
+                "message": format!(
+                    "Too many conversations at once. This one was stopped to start another; at most {} run at the same time.",
+                    self.per_user
+                ),
+            });
+            xadd(
+                &self.pool,
+                &self.keys.events(id),
+                &LiveMessage::Notice(notice),
+            )
+            .await;
+            tracing::info!(conversation_id = %id, "stopping a conversation over the user's limit");
+            if let Err(err) = self.stop_anywhere(scope, id).await {
+                tracing::warn!(conversation_id = %id, error = %err, "stopping a conversation over the user's limit failed");
+            }
+        }
+    }
+
+    /// Stops the conversation here when this replica runs it, else asks its owner.
+    async fn stop_anywhere(
+        &self,
+        scope: &UserScope,
+        conversation_id: &str,
+    ) -> Result<Option<ConversationStatus>, ManagerError> {
+        if self.owns(scope, conversation_id) {
+            return self.stop_owned(scope, conversation_id).await;
+        }
+        let owner = self
+            .leases
+            .owner(conversation_id)
+            .await
+            .map_err(|e| redis_failed("finding the conversation's owner in Redis", e))?;
+        match owner {
+            Some(owner) if owner != self.leases.replica_id() => {
+                match self
+                    .router
+                    .request(&owner, scope, conversation_id, Op::Stop)
+                    .await?
+                {
+                    Outcome::Stopped { previous } => Ok(previous),
+                    other => Err(other.into_error(conversation_id)),
+                }
+            }
+            // Not running anywhere (or a lease of ours without a run): stopping is a no-op.
+            _ => self.stop_owned(scope, conversation_id).await,
+        }
+    }
+
+    /// Runs a conversation this replica has just claimed (under `transitions`), with a
+    /// forwarder to its stream; gives the claim up when the run does not start. `after`:
+    /// the last event id already published to the stream.
+    async fn run_claimed(
+        &self,
+        request: StartRequest,
+        after: Option<u64>,
+    ) -> Result<ConversationStatus, ManagerError> {
+        let id = request.metadata.conversation_id.clone();
+        let scope = request.scope.clone();
+        // Subscribed before the run starts, so the forwarder sees its first event.
+        let live = match self.local.subscribe(&scope, &id).await {
+            Ok(live) => live,
+            Err(err) => {
+                let _ = self.leases.release(&id, &scope).await;
+                return Err(err);
+            }
+        };
+        let forwarder = Forwarder::spawn(
+            self.pool.clone(),
+            &self.keys,
+            GapSource {
+                store: self.event_store.clone(),
+                scope: scope.clone(),
+                conversation_id: id.clone(),
+            },
+            live,
+            after,
+        );
+        match self.local.start(request).await {
+            Ok(status) => {
+                self.owned().insert(
+                    id,
+                    Owned {
+                        scope,
+                        published: ConversationStatus::Starting,
+                        renewed: Instant::now(),
+                        forwarder,
+                    },
+                );
+                Ok(status)
+            }
+            Err(err) => {
+                forwarder.finish().await;
+                let _ = self.leases.release(&id, &scope).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Claims and resumes the conversations whose owner died (see [`crate::takeover`]).
+    async fn take_over_orphans(&self) {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return;
+        }
+        let orphans = match self.leases.orphans().await {
+            Ok(orphans) => orphans,
+            Err(err) => {
+                tracing::warn!(error = %err, "looking for conversations of dead replicas failed");
+                return;
+            }
+        };
+        let mut evictions = Vec::new();
+        for (id, record) in orphans {
+            let scope = record.scope();
+            let _transition = self.transitions.lock().await;
+            if self.owned().contains_key(&id) {
+                // Our own lease ran out; the next renewal stops the run here.
+                continue;
+            }
+            match self
+                .leases
+                .claim(&id, &scope, ConversationStatus::Starting, AtLimit::Yield)
+                .await
+            {
+                Ok(Claim::Won { evict }) => evictions.push((scope.clone(), evict)),
+                Ok(Claim::OverLimit) => {
+                    tracing::info!(conversation_id = %id, dead_replica = %record.replica, "not resuming a dead replica's conversation: its user runs the most conversations allowed");
+                    if let Err(err) = self.leases.release(&id, &scope).await {
+                        tracing::warn!(conversation_id = %id, error = %err, "releasing a conversation failed; its lease will run out");
+                    }
+                    continue;
+                }
+                // Another replica was faster.
+                Ok(Claim::Refused) => continue,
+                Err(err) => {
+                    tracing::warn!(conversation_id = %id, error = %err, "claiming a dead replica's conversation failed");
+                    continue;
+                }
+            }
+            let resumed = match record.status {
+                ConversationStatus::Starting | ConversationStatus::Running => {
+                    self.resume(&id, &scope, takeover::RESUMED_REASON).await
+                }
+                other => Err(format!("it was not running ({other:?})")),
+            };
+            match resumed {
+                Ok(()) => tracing::info!(
+                    conversation_id = %id,
+                    dead_replica = %record.replica,
+                    "took over a conversation of a replica that stopped answering"
+                ),
+                Err(reason) => {
+                    tracing::info!(conversation_id = %id, dead_replica = %record.replica, reason, "not resuming a dead replica's conversation");
+                    if let Err(err) = self.leases.release(&id, &scope).await {
+                        tracing::warn!(conversation_id = %id, error = %err, "releasing a conversation failed; its lease will run out");
+                    }
+                }
+            }
+        }
+        for (scope, evict) in evictions {
+            self.evict(&scope, &evict).await;
+        }
+    }
+
+    /// Resumes a claimed conversation from the stores: status event first (stored and
+    /// published), then the run.
+    async fn resume(&self, id: &str, scope: &UserScope, reason: &str) -> Result<(), String> {
+        let services = &self.services;
+        let metadata = services
+            .conversation_store
+            .get(scope, id)
+            .await
+            .map_err(|e| format!("reading its metadata failed: {e}"))?
+            .ok_or("the conversation no longer exists")?;
+        let settings = services
+            .settings_store
+            .load(scope)
+            .await
+            .map_err(|e| format!("reading the user's settings failed: {e}"))?
+            .ok_or("the user has no settings")?;
+        let secrets = services
+            .secrets_store
+            .load(scope)
+            .await
+            .map_err(|e| format!("reading the user's secrets failed: {e}"))?
+            .unwrap_or_default();
+        let state = takeover::state_after_takeover(&*self.event_store, scope, id).await;
+        let event = self
+            .event_store
+            .append(scope, id, takeover::resumed_event(&state, reason))
+            .await
+            .map_err(|e| format!("storing the status event failed: {e}"))?;
+        xadd(
+            &self.pool,
+            &self.keys.events(id),
+            &LiveMessage::event(&event),
+        )
+        .await;
+        let conversation_instructions = metadata.conversation_instructions.clone();
+        self.run_claimed(
+            StartRequest {
+                scope: scope.clone(),
+                metadata,
+                settings,
+                secrets,
+                conversation_instructions,
+            },
+            Some(event.id),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("starting it failed: {e}"))
+    }
+
     /// Ends a relay with no watcher left; true when it should keep going.
     fn relay_wanted(&self, conversation_id: &str, sender: &broadcast::Sender<LiveMessage>) -> bool {
         let mut relays = self.relays();
@@ -288,15 +678,32 @@ impl Shared {
     }
 }
 
-async fn tick(shared: Weak<Shared>) {
-    let mut interval = tokio::time::interval(TICK);
+/// `text` with the `SCAN MATCH` wildcards escaped.
+fn glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+async fn tick(shared: Weak<Shared>, every: Duration) {
+    let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut swept: Option<Instant> = None;
     loop {
         interval.tick().await;
         let Some(shared) = shared.upgrade() else {
             return;
         };
         shared.upkeep().await;
+        if swept.is_none_or(|at| at.elapsed() >= shared.lease / 3) {
+            swept = Some(Instant::now());
+            shared.take_over_orphans().await;
+        }
     }
 }
 
@@ -330,16 +737,16 @@ impl ConversationManager for ClusterConversationManager {
         let shared = &self.shared;
         let id = request.metadata.conversation_id.clone();
         let scope = request.scope.clone();
-        let _transition = shared.transitions.lock().await;
+        let transition = shared.transitions.lock().await;
         if shared.owns(&scope, &id) {
             return shared.local.start(request).await;
         }
-        let claimed = shared
+        let claim = shared
             .leases
-            .claim(&id, &scope, ConversationStatus::Starting)
+            .claim(&id, &scope, ConversationStatus::Starting, AtLimit::Evict)
             .await
             .map_err(|e| redis_failed("claiming the conversation in Redis", e))?;
-        if !claimed {
+        let Claim::Won { evict } = claim else {
             // Another replica runs it: starting is a no-op, as for a running conversation.
             let record: Option<OwnerRecord> = shared
                 .leases
@@ -352,38 +759,12 @@ impl ConversationManager for ClusterConversationManager {
             return Ok(record
                 .filter(|r| r.belongs_to(&scope))
                 .map_or(ConversationStatus::Starting, |r| r.status));
-        }
-        // Subscribed before the run starts, so the forwarder sees its first event.
-        let live = shared.local.subscribe(&scope, &id).await?;
-        let forwarder = Forwarder::spawn(
-            shared.pool.clone(),
-            &shared.keys,
-            GapSource {
-                store: shared.event_store.clone(),
-                scope: scope.clone(),
-                conversation_id: id.clone(),
-            },
-            live,
-        );
-        match shared.local.start(request).await {
-            Ok(status) => {
-                shared.owned().insert(
-                    id,
-                    Owned {
-                        scope,
-                        published: ConversationStatus::Starting,
-                        renewed: Instant::now(),
-                        forwarder,
-                    },
-                );
-                Ok(status)
-            }
-            Err(err) => {
-                forwarder.finish().await;
-                let _ = shared.leases.release(&id).await;
-                Err(err)
-            }
-        }
+        };
+        let started = shared.run_claimed(request, None).await;
+        // Stops take `transitions` themselves (here, or on the owner of a routed stop).
+        drop(transition);
+        shared.evict(&scope, &evict).await;
+        started
     }
 
     async fn stop(
@@ -391,29 +772,7 @@ impl ConversationManager for ClusterConversationManager {
         scope: &UserScope,
         conversation_id: &str,
     ) -> Result<Option<ConversationStatus>, ManagerError> {
-        let shared = &self.shared;
-        if shared.owns(scope, conversation_id) {
-            return shared.stop_owned(scope, conversation_id).await;
-        }
-        let owner = shared
-            .leases
-            .owner(conversation_id)
-            .await
-            .map_err(|e| redis_failed("finding the conversation's owner in Redis", e))?;
-        match owner {
-            Some(owner) if owner != shared.leases.replica_id() => {
-                match shared
-                    .router
-                    .request(&owner, scope, conversation_id, Op::Stop)
-                    .await?
-                {
-                    Outcome::Stopped { previous } => Ok(previous),
-                    other => Err(other.into_error(conversation_id)),
-                }
-            }
-            // Not running anywhere (or a lease of ours without a run): stopping is a no-op.
-            _ => shared.stop_owned(scope, conversation_id).await,
-        }
+        self.shared.stop_anywhere(scope, conversation_id).await
     }
 
     async fn send(
@@ -424,7 +783,7 @@ impl ConversationManager for ClusterConversationManager {
     ) -> Result<(), ManagerError> {
         let shared = &self.shared;
         if shared.owns(scope, conversation_id) {
-            return shared.local.send(scope, conversation_id, input).await;
+            return shared.send_owned(scope, conversation_id, input).await;
         }
         let owner = shared
             .leases
@@ -494,15 +853,20 @@ impl ConversationManager for ClusterConversationManager {
     }
 
     async fn shutdown(&self) {
-        let owned: Vec<(String, UserScope)> = self
+        // The heartbeat goes first, so no replica hands its conversations to this one.
+        self.shared.shutting_down.store(true, Ordering::SeqCst);
+        let heartbeat = self.shared.keys.replica(self.shared.leases.replica_id());
+        let _ = self
             .shared
-            .owned()
-            .iter()
-            .map(|(id, o)| (id.clone(), o.scope.clone()))
-            .collect();
-        for (id, scope) in owned {
-            let _ = self.shared.stop_owned(&scope, &id).await;
-        }
+            .pool
+            .run(|mut connection| async move {
+                redis::cmd("DEL")
+                    .arg(heartbeat)
+                    .query_async::<()>(&mut connection)
+                    .await
+            })
+            .await;
+        self.shared.hand_over().await;
         let heartbeat = self.shared.keys.replica(self.shared.leases.replica_id());
         let _ = self
             .shared

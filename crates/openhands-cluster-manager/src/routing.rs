@@ -73,8 +73,13 @@ impl From<WireInput> for ConversationInput {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
-    Send { input: WireInput },
+    Send {
+        input: WireInput,
+    },
     Stop,
+    /// Claim and resume a conversation its owner has just released (handover at the
+    /// owner's shutdown); sent to a live replica, not to an owner.
+    TakeOver,
 }
 
 /// A command on the wire.
@@ -105,6 +110,8 @@ pub enum Outcome {
     Stopped {
         previous: Option<ConversationStatus>,
     },
+    /// The conversation runs (on the asked replica, or on one that claimed it first).
+    TakenOver,
     NotRunning,
     NotFound,
     Failed {

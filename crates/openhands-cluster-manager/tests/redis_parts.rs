@@ -4,9 +4,11 @@
 use async_trait::async_trait;
 use openhands_cluster_manager::fanout::{GapSource, relay};
 use openhands_cluster_manager::keys::Keys;
+use openhands_cluster_manager::lease::{AtLimit, Claim, Leases};
 use openhands_cluster_manager::routing::{Op, Router};
 use openhands_core::StoreError;
 use openhands_core::config::RedisConfig;
+use openhands_core::conversation::ConversationStatus;
 use openhands_core::event::{Event, EventPage, EventQuery, NewEvent};
 use openhands_core::extension::{EventStore, LiveMessage, ManagerError};
 use openhands_core::scope::UserScope;
@@ -156,4 +158,98 @@ async fn a_command_for_a_replica_that_is_not_listening_fails_at_once_and_says_so
     };
     assert!(message.contains("gone-replica"), "{message}");
     assert!(message.contains("not listening"), "{message}");
+}
+
+fn user(id: &str) -> UserScope {
+    UserScope {
+        user_id: Some(id.into()),
+        org_id: None,
+    }
+}
+
+async fn claim(leases: &Leases, id: &str, scope: &UserScope, at_limit: AtLimit) -> Claim {
+    leases
+        .claim(id, scope, ConversationStatus::Starting, at_limit)
+        .await
+        .expect("claim")
+}
+
+#[tokio::test]
+async fn a_claim_over_the_users_limit_evicts_the_least_recently_active_or_yields() {
+    let redis = redis_for_test().expect("redis");
+    let a = Leases::new(pool(&redis), "replica-a", Duration::from_secs(15), 2);
+    let b = Leases::new(pool(&redis), "replica-b", Duration::from_secs(15), 2);
+    let (alice, bob) = (user("alice"), user("bob"));
+
+    assert_eq!(
+        claim(&a, "c1", &alice, AtLimit::Evict).await,
+        Claim::Won { evict: vec![] }
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(
+        claim(&b, "c2", &alice, AtLimit::Evict).await,
+        Claim::Won { evict: vec![] }
+    );
+    // Other users do not count.
+    assert_eq!(
+        claim(&b, "c9", &bob, AtLimit::Evict).await,
+        Claim::Won { evict: vec![] }
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // c1 was active after c2: c2 goes when a third one starts, on whichever replica.
+    a.touch("c1", &alice).await.expect("touch");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(
+        claim(&b, "c3", &alice, AtLimit::Yield).await,
+        Claim::OverLimit,
+        "a takeover yields instead of evicting"
+    );
+    assert!(b.release("c3", &alice).await.expect("release"));
+    assert_eq!(
+        claim(&b, "c3", &alice, AtLimit::Evict).await,
+        Claim::Won {
+            evict: vec!["c2".to_owned()]
+        }
+    );
+    assert_eq!(
+        a.running_of(&alice).await.expect("set"),
+        vec!["c1".to_owned(), "c3".to_owned()]
+    );
+    // A release takes the conversation out of the count.
+    assert!(a.release("c1", &alice).await.expect("release"));
+    assert_eq!(
+        a.running_of(&alice).await.expect("set"),
+        vec!["c3".to_owned()]
+    );
+}
+
+#[tokio::test]
+async fn a_record_whose_lease_ran_out_is_an_orphan_until_claimed_again() {
+    let redis = redis_for_test().expect("redis");
+    let dying = Leases::new(pool(&redis), "dying", Duration::from_millis(50), 3);
+    let alive = Leases::new(pool(&redis), "alive", Duration::from_secs(15), 3);
+    let scope = user("carol");
+    claim(&dying, "c1", &scope, AtLimit::Evict).await;
+    claim(&alive, "c2", &scope, AtLimit::Evict).await;
+    assert!(alive.orphans().await.expect("orphans").is_empty());
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let orphans = loop {
+        let orphans = alive.orphans().await.expect("orphans");
+        if !orphans.is_empty() {
+            break orphans;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no orphan");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(orphans.len(), 1);
+    assert_eq!(orphans[0].0, "c1");
+    assert_eq!(orphans[0].1.replica, "dying");
+    assert_eq!(orphans[0].1.scope(), scope);
+
+    assert!(matches!(
+        claim(&alive, "c1", &scope, AtLimit::Yield).await,
+        Claim::Won { .. }
+    ));
+    assert!(alive.orphans().await.expect("orphans").is_empty());
 }

@@ -2,89 +2,25 @@
 //! `saas.clustered` as the conversation manager: a conversation started on A is watched,
 //! driven and listed through B.
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use openhands_cluster_manager::LEASE;
-use openhands_cluster_manager::lease::Leases;
-use openhands_core::config::{Config, RedisConfig};
+use openhands_cluster_manager::lease::{AtLimit, Claim, Leases};
+use openhands_core::config::RedisConfig;
 use openhands_core::conversation::ConversationStatus;
 use openhands_core::scope::UserScope;
 use openhands_core::secret::Secret;
 use openhands_redis::RedisPool;
-use openhands_runtime::testing::{ScriptedLlm, ScriptedReply};
-use openhands_test_support::redis::{RedisForTest, redis_for_test};
+use openhands_runtime::testing::ScriptedLlm;
+use openhands_test_support::redis::redis_for_test;
 use openhands_test_support::{TestServer, json_body};
-use serde_json::{Value, json};
-use std::time::Duration;
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 // Named so its registration is linked into this test binary.
 use openhands_cluster_manager as _;
 
-const WAIT: Duration = Duration::from_secs(20);
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-fn tool(name: &str, arguments: Value) -> ScriptedReply {
-    ScriptedReply::tool_call(name, arguments)
-}
-
-fn finish() -> ScriptedReply {
-    tool("finish", json!({"message": "All done."}))
-}
-
-fn clustered(c: &mut Config, database_url: &str, redis: &RedisForTest) {
-    c.config_class = "saas".into();
-    c.plugins.user_auth = Some("oss.local_user".into());
-    c.plugins.conversation_manager = Some("saas.clustered".into());
-    c.database.migrate_on_start = true;
-    c.database.url = Some(Secret::new(database_url.to_owned()));
-    c.redis.url = Some(Secret::new(redis.url().to_owned()));
-    c.redis.key_prefix = redis.key_prefix().to_owned();
-}
-
-async fn connect(server: &TestServer, id: &str, latest: i64) -> Socket {
-    let url = format!(
-        "ws://{}/api/conversations/{id}/events/socket?latest_event_id={latest}",
-        server.address
-    );
-    tokio_tungstenite::connect_async(url)
-        .await
-        .expect("websocket")
-        .0
-}
-
-/// The next stored event on the socket (status notices skipped).
-async fn next_event(socket: &mut Socket) -> Value {
-    loop {
-        let message = tokio::time::timeout(WAIT, socket.next())
-            .await
-            .expect("a message in time")
-            .expect("open")
-            .expect("frame");
-        if let Message::Text(text) = message {
-            let value: Value = serde_json::from_str(&text).expect("json");
-            if value.get("status_update").is_none() {
-                return value;
-            }
-        }
-    }
-}
-
-async fn wait_for_status(server: &TestServer, id: &str, want: &str) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let status = server.status_of(id).await;
-        if status == want {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "status `{want}` not reached; last `{status}`"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+mod common;
+use common::*;
 
 #[tokio::test]
 async fn a_conversation_run_on_one_replica_is_watched_driven_and_listed_through_another() {
@@ -171,16 +107,24 @@ async fn a_conversation_run_on_one_replica_is_watched_driven_and_listed_through_
         ..RedisConfig::default()
     })
     .expect("pool");
-    let other = Leases::new(pool, "another-replica", LEASE);
+    let other = Leases::new(pool, "another-replica", LEASE, 3);
     let owner = other.owner(&id).await.expect("owner").expect("an owner");
     assert_ne!(owner, "another-replica");
-    let claimed = other
-        .claim(&id, &UserScope::local(), ConversationStatus::Starting)
+    let claim = other
+        .claim(
+            &id,
+            &UserScope::local(),
+            ConversationStatus::Starting,
+            AtLimit::Evict,
+        )
         .await
         .expect("claim");
-    assert!(!claimed, "the second claim is refused");
+    assert_eq!(claim, Claim::Refused, "the second claim is refused");
     assert!(
-        !other.release(&id).await.expect("release"),
+        !other
+            .release(&id, &UserScope::local())
+            .await
+            .expect("release"),
         "not ours to release"
     );
     assert_eq!(other.owner(&id).await.expect("owner"), Some(owner));

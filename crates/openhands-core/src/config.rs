@@ -7,6 +7,7 @@
 //! A bad value stops start-up with the key, the value and what was expected.
 
 pub use crate::auth_config::AuthConfig;
+pub use crate::cluster_config::ClusterConfig;
 use crate::crypto::{
     CryptoError, DEFAULT_KEY_ID, KEY_LEN, MAX_KEY_ID_LEN, decode_key, is_valid_key_id,
 };
@@ -158,6 +159,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The Redis server of SaaS mode (rate limits; unused by the OSS defaults).
     pub redis: RedisConfig,
+    /// Timings of the clustered conversation manager (`saas.clustered`).
+    pub cluster: ClusterConfig,
     /// Linking GitHub, GitLab and Bitbucket accounts by OAuth (SaaS mode).
     pub git_oauth: GitOAuthConfig,
     /// Let `POST /api/conversations` choose the id. Env: `ALLOW_SET_CONVERSATION_ID`.
@@ -211,6 +214,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
             redis: RedisConfig::default(),
+            cluster: ClusterConfig::default(),
             git_oauth: GitOAuthConfig::default(),
             allow_set_conversation_id: false,
             serve_frontend: true,
@@ -651,6 +655,9 @@ impl Config {
                  both to be at least 1",
                 self.redis.pool_size, self.redis.command_timeout_ms
             )));
+        }
+        if let Some(problem) = self.cluster.problem() {
+            return Err(ConfigError(problem));
         }
         self.key_ring()?;
         Ok(())

@@ -13,6 +13,7 @@
 //! Invariant: this crate never depends on actix-web (checked by `cargo xtask ci`).
 
 pub mod auth_config;
+pub mod cluster_config;
 pub mod config;
 pub mod conversation;
 pub mod crypto;
@@ -22,6 +23,7 @@ pub mod extension;
 pub mod fs_atomic;
 pub mod git_oauth_config;
 pub mod oss;
+pub mod readiness;
 pub mod registry;
 pub mod scope;
 pub mod secret;

@@ -269,10 +269,27 @@ impl RedisPool {
 
 /// The pool of the server being built, created on first use from `ctx.config.redis`. Every
 /// plugin of one server gets the same pool (and a restarted server a new one).
+///
+/// Creating it adds a `redis` readiness check (a `PING`) to the server's
+/// [`ReadinessChecks`](openhands_core::readiness::ReadinessChecks), so `/ready` answers 503
+/// while Redis does not answer.
 pub async fn server_pool(ctx: &PluginContext) -> Result<RedisPool, RedisError> {
     let config = ctx.config.redis.clone();
+    // Taken before `get_or_try_init`, which holds the shared resources while it builds.
+    let checks = openhands_core::readiness::ReadinessChecks::of(&ctx.shared).await;
     ctx.shared
-        .get_or_try_init(SHARED_KEY, || async move { RedisPool::new(&config) })
+        .get_or_try_init(SHARED_KEY, || async move {
+            let pool = RedisPool::new(&config)?;
+            let checked = pool.clone();
+            checks.add(
+                "redis",
+                std::sync::Arc::new(move || {
+                    let pool = checked.clone();
+                    Box::pin(async move { pool.ping().await.map_err(|e| e.to_string()) })
+                }),
+            );
+            Ok(pool)
+        })
         .await
 }
 

@@ -6,8 +6,8 @@
 //! settings; tests that do not log in override `plugins.user_auth`).
 //! Conversations still run in-process (`oss.standalone`); the clustered manager
 //! (`saas.clustered`, `docs/cluster.md`) is linked and selectable through
-//! `plugins.conversation_manager`, and becomes the class's pick once it takes over the
-//! conversations of a dead replica.
+//! `plugins.conversation_manager`; it becomes the class's pick once idle close counts the
+//! watchers of every replica (it already takes over a dead replica's conversations).
 //! Rate limits are counted in Redis (`saas.redis_rate_limit` of `openhands-redis`), so all
 //! servers of a deployment share them; without Redis they fail open by default.
 

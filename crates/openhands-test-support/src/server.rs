@@ -3,8 +3,10 @@
 //! [`TestServer::spawn`] builds the same state and `App` as `main` (through
 //! `openhands_server::build_state` / `create_app`) on `127.0.0.1:0`, in its own thread with
 //! its own actix system, over a temporary data dir, and hands back a base URL and a
-//! `reqwest` client. Dropping it stops the server; [`TestServer::restart`] starts a new one
-//! on the same data dir, to prove that state survives.
+//! `reqwest` client. Dropping it stops the server as a crash would (its runtime and tasks
+//! end, the conversation manager's `shutdown` never runs); [`TestServer::shut_down`] stops
+//! it as `main` does, `shutdown` included; [`TestServer::restart`] starts a new one on the
+//! same data dir, to prove that state survives.
 
 use openhands_core::config::{Config, RateLimitSetting, UserRateLimitSetting};
 use std::net::SocketAddr;
@@ -18,6 +20,9 @@ pub struct TestServer {
     config: Config,
     handle: Option<actix_web::dev::ServerHandle>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Set by [`TestServer::shut_down`]: the server thread then runs the conversation
+    /// manager's `shutdown` after the HTTP server stopped, as `main` does.
+    graceful: Arc<std::sync::atomic::AtomicBool>,
     /// Kept so the directory lives as long as the server (and across restarts).
     data_dir: Arc<tempfile::TempDir>,
     /// The scripted LLM of [`TestServer::store_default_settings`], kept alive with the server.
@@ -72,6 +77,8 @@ impl TestServer {
         // `port` 0 (the test default) picks a free port; tests that must know the address
         // beforehand (an OIDC redirect URI) reserve one and set it.
         let port = config.port;
+        let graceful = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let shut_down = graceful.clone();
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
                 let state = match openhands_server::build_state(thread_config).await {
@@ -81,11 +88,13 @@ impl TestServer {
                         return;
                     }
                 };
-                let server =
-                    actix_web::HttpServer::new(move || openhands_server::create_app(state.clone()))
-                        .workers(2)
-                        .disable_signals()
-                        .bind(("127.0.0.1", port));
+                let app_state = state.clone();
+                let server = actix_web::HttpServer::new(move || {
+                    openhands_server::create_app(app_state.clone())
+                })
+                .workers(2)
+                .disable_signals()
+                .bind(("127.0.0.1", port));
                 let server = match server {
                     Ok(server) => server,
                     Err(err) => {
@@ -97,6 +106,9 @@ impl TestServer {
                 let running = server.run();
                 let _ = tx.send(Ok((address, running.handle())));
                 let _ = running.await;
+                if shut_down.load(std::sync::atomic::Ordering::SeqCst) {
+                    state.ext.conversation_manager.shutdown().await;
+                }
             });
         });
         let (address, handle) = rx
@@ -112,6 +124,7 @@ impl TestServer {
             config,
             handle: Some(handle),
             thread: Some(thread),
+            graceful,
             data_dir,
             llm: std::sync::Mutex::new(None),
         })
@@ -135,6 +148,14 @@ impl TestServer {
         if let Some(thread) = self.thread.take() {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
+    }
+
+    /// Stops the server as `main` does at a signal: the HTTP server first, then the
+    /// conversation manager's `shutdown`; waits for both.
+    pub async fn shut_down(&mut self) {
+        self.graceful
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.stop().await;
     }
 
     /// Stops this server and starts a new one on the same data dir and config.

@@ -4,6 +4,7 @@ use crate::state::AppState;
 use crate::system_stats;
 use actix_web::{HttpResponse, web};
 use openhands_core::StoreError;
+use openhands_core::readiness::ReadinessChecks;
 use serde_json::{Map, Value, json};
 use std::time::Duration;
 
@@ -64,10 +65,11 @@ pub async fn server_info(state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
-/// Readiness: 200 when every store answers, else 503 naming what failed.
+/// Readiness: 200 when every store and every backend a plugin registered a check for
+/// (Redis in SaaS mode) answers, else 503 naming what failed.
 #[utoipa::path(get, path = "/ready", tag = "health", responses(
-    (status = 200, description = "Every store answers", body = Object),
-    (status = 503, description = "Some store failed; `failed` names it", body = Object)))]
+    (status = 200, description = "Every store and backend answers", body = Object),
+    (status = 503, description = "Some store or backend failed; `failed` names it", body = Object)))]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let ext = &state.ext;
     let (settings, secrets, conversations, events) = tokio::join!(
@@ -76,22 +78,35 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         with_timeout(ext.conversation_store.health()),
         with_timeout(ext.event_store.health()),
     );
+    let registered = ReadinessChecks::of(&ext.shared).await.all();
+    let backends =
+        futures_util::future::join_all(registered.iter().map(|(name, check)| async move {
+            match tokio::time::timeout(READY_TIMEOUT, check()).await {
+                Ok(result) => (name.clone(), result),
+                Err(_) => (
+                    name.clone(),
+                    Err(format!("no answer within {} s", READY_TIMEOUT.as_secs())),
+                ),
+            }
+        }))
+        .await;
     let mut checks = Map::new();
     let mut failed = Map::new();
-    for (name, result) in [
-        ("settings_store", settings),
-        ("secrets_store", secrets),
-        ("conversation_store", conversations),
-        ("event_store", events),
-    ] {
+    let stores = [
+        ("settings_store".to_owned(), settings),
+        ("secrets_store".to_owned(), secrets),
+        ("conversation_store".to_owned(), conversations),
+        ("event_store".to_owned(), events),
+    ];
+    for (name, result) in stores.into_iter().chain(backends) {
         match result {
             Ok(()) => {
-                checks.insert(name.into(), Value::from("ok"));
+                checks.insert(name, Value::from("ok"));
             }
             Err(err) => {
-                tracing::warn!(check = name, error = %err, "readiness check failed");
-                checks.insert(name.into(), Value::from("error"));
-                failed.insert(name.into(), Value::from(err));
+                tracing::warn!(check = %name, error = %err, "readiness check failed");
+                checks.insert(name.clone(), Value::from("error"));
+                failed.insert(name, Value::from(err));
             }
         }
     }

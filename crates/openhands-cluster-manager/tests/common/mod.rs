@@ -1,0 +1,109 @@
+//! Helpers shared by the multi-replica tests.
+
+#![allow(dead_code)]
+
+use futures_util::StreamExt;
+use openhands_core::config::{Config, RedisConfig};
+use openhands_core::secret::Secret;
+use openhands_redis::RedisPool;
+use openhands_runtime::testing::ScriptedReply;
+use openhands_test_support::TestServer;
+use openhands_test_support::redis::RedisForTest;
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub fn tool(name: &str, arguments: Value) -> ScriptedReply {
+    ScriptedReply::tool_call(name, arguments)
+}
+
+pub fn finish() -> ScriptedReply {
+    tool("finish", json!({"message": "All done."}))
+}
+
+/// Logs of the servers under test, shown by the test runner when a test fails.
+pub fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("openhands=debug,openhands_cluster_manager=debug,warn")
+        .with_test_writer()
+        .try_init();
+}
+
+pub fn clustered(c: &mut Config, database_url: &str, redis: &RedisForTest) {
+    logs();
+    clustered_on(c, database_url, redis.url(), redis.key_prefix());
+}
+
+/// SaaS mode with `saas.clustered` on the Redis at `redis_url`.
+pub fn clustered_on(c: &mut Config, database_url: &str, redis_url: &str, key_prefix: &str) {
+    logs();
+    c.config_class = "saas".into();
+    c.plugins.user_auth = Some("oss.local_user".into());
+    c.plugins.conversation_manager = Some("saas.clustered".into());
+    c.database.migrate_on_start = true;
+    c.database.url = Some(Secret::new(database_url.to_owned()));
+    c.redis.url = Some(Secret::new(redis_url.to_owned()));
+    c.redis.key_prefix = key_prefix.to_owned();
+    // Replicas of one deployment share the key that seals secrets (bytes 0..32).
+    c.secrets_key = Some(Secret::new(
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned(),
+    ));
+}
+
+pub async fn connect(server: &TestServer, id: &str, latest: i64) -> Socket {
+    let url = format!(
+        "ws://{}/api/conversations/{id}/events/socket?latest_event_id={latest}",
+        server.address
+    );
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket")
+        .0
+}
+
+/// The next stored event on the socket (status notices skipped).
+pub async fn next_event(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(WAIT, socket.next())
+            .await
+            .expect("a message in time")
+            .expect("open")
+            .expect("frame");
+        if let Message::Text(text) = message {
+            let value: Value = serde_json::from_str(&text).expect("json");
+            if value.get("status_update").is_none() {
+                return value;
+            }
+        }
+    }
+}
+
+pub async fn wait_for_status(server: &TestServer, id: &str, want: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let status = server.status_of(id).await;
+        if status == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "status `{want}` not reached; last `{status}`"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A pool on the test's Redis, with its key prefix.
+pub fn pool(redis: &RedisForTest) -> RedisPool {
+    RedisPool::new(&RedisConfig {
+        url: Some(Secret::new(redis.url().to_owned())),
+        key_prefix: redis.key_prefix().to_owned(),
+        ..RedisConfig::default()
+    })
+    .expect("pool")
+}
