@@ -1,5 +1,6 @@
 //! The command line: `openhands serve` (default), `openhands plugins`, `openhands config`,
-//! `openhands migrate up|down|status`, `openhands keys rotate|status`, `openhands db copy --to <url>`.
+//! `openhands migrate up|down|status`, `openhands keys rotate|status`, `openhands db copy --to <url>`,
+//! `openhands webhooks list|replay <id>`.
 
 use clap::{Parser, Subcommand};
 use openhands_core::config::Config;
@@ -40,6 +41,12 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::saas::DbAction,
     },
+    /// The webhook delivery log of integrations: list deliveries, replay a dead one.
+    #[cfg(feature = "saas")]
+    Webhooks {
+        #[command(subcommand)]
+        action: crate::saas::WebhooksAction,
+    },
 }
 
 /// The text of `openhands plugins`.
@@ -76,6 +83,14 @@ pub fn plugins_report(config: &Config) -> String {
             out,
             "    {:<28} {}",
             contribution.name, contribution.description
+        );
+    }
+    let _ = writeln!(out, "integrations:");
+    for integration in openhands_core::extension::IntegrationRegistration::registered() {
+        let _ = writeln!(
+            out,
+            "    {:<28} {}",
+            integration.name, integration.description
         );
     }
     if let Err(err) = registry::check_selection(config) {

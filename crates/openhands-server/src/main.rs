@@ -40,6 +40,11 @@ fn main() -> ExitCode {
             openhands_server::saas::db(&config, action, |line| println!("{line}")).await?;
             Ok(true)
         })),
+        #[cfg(feature = "saas")]
+        Command::Webhooks { action } => exit_code(block_on(async {
+            openhands_server::saas::webhooks(&config, action, |line| println!("{line}")).await?;
+            Ok(true)
+        })),
         Command::Serve => match serve(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {

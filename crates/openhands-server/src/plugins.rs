@@ -31,3 +31,11 @@ use openhands_git_oauth as _;
 // SaaS mode: the clustered conversation manager (`saas.clustered`, not yet the class's pick).
 #[cfg(feature = "saas")]
 use openhands_cluster_manager as _;
+
+// SaaS mode: the integration framework (webhook route, delivery log, worker, callbacks).
+#[cfg(feature = "saas")]
+use openhands_integrations as _;
+
+// Integrations: Gitea / Forgejo webhooks (on only with GITEA_WEBHOOKS_ENABLED).
+#[cfg(feature = "gitea")]
+use openhands_gitea as _;

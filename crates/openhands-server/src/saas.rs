@@ -1,5 +1,5 @@
 //! SaaS mode in this binary: the `saas` config class and the database commands
-//! (`openhands migrate`, `openhands keys`).
+//! (`openhands migrate`, `openhands keys`, `openhands db`, `openhands webhooks`).
 //!
 //! The class names the SQL stores of `openhands-sql-store` and, for login, `saas.oidc` (the
 //! OIDC `UserAuth` of `openhands-oidc-auth`, which needs `auth.issuer_url` or the Keycloak
@@ -215,6 +215,53 @@ pub async fn migrate(
                 "{} applied, {pending} pending",
                 states.len() - pending
             ));
+        }
+    }
+    Ok(())
+}
+
+/// What `openhands webhooks` does.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum WebhooksAction {
+    /// List webhook deliveries, newest first.
+    List {
+        /// Only deliveries with this status (queued, processing, done, ignored, failed, dead).
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Queue a dead (or failed) delivery again; a running server processes it.
+    Replay {
+        /// The delivery's id (first column of `list`).
+        id: String,
+    },
+}
+
+/// Runs `openhands webhooks <action>` against the configured database.
+pub async fn webhooks(
+    config: &Config,
+    action: WebhooksAction,
+    mut emit: impl FnMut(String),
+) -> anyhow::Result<()> {
+    use openhands_integrations::{Status, cli};
+    let db = connect(config).await?;
+    match action {
+        WebhooksAction::List { status } => {
+            let status = match status.as_deref() {
+                None => None,
+                Some(text) => Some(Status::parse(text).with_context(|| {
+                    format!(
+                        "unknown status `{text}`; use queued, processing, done, ignored, failed or dead"
+                    )
+                })?),
+            };
+            cli::list(&db, status, &mut emit)
+                .await
+                .context("listing webhook deliveries")?;
+        }
+        WebhooksAction::Replay { id } => {
+            cli::replay(&db, &id, &mut emit)
+                .await
+                .with_context(|| format!("replaying delivery `{id}`"))?;
         }
     }
     Ok(())

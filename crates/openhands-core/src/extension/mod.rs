@@ -6,6 +6,7 @@
 
 mod audit;
 mod auth;
+mod integration;
 mod manager;
 mod monitoring;
 mod provider_tokens;
@@ -15,6 +16,11 @@ mod stores;
 
 pub use audit::{AuditEntry, AuditError, AuditLog};
 pub use auth::{AuthError, AuthType, AuthenticatedUser, RequestHeaders, UserAuth};
+pub use integration::{
+    CallbackError, Integration, IntegrationBuildFn, IntegrationRegistration, Job, Outcome,
+    ParseError, RetryPolicy, VerifyError, WebhookHeaders, sign_hmac_sha256_hex,
+    verify_hmac_sha256_hex,
+};
 pub use manager::{
     ConversationInput, ConversationManager, LiveMessage, LiveReceiver, ManagerError, StartRequest,
 };

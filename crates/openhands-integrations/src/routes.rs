@@ -1,0 +1,179 @@
+//! `POST /integration/{provider}/events`: verify, record, wake the worker, answer. Nothing
+//! slow happens here, so the provider's delivery deadline is always met.
+//!
+//! - 404 `unknown_integration`: no enabled integration has that name.
+//! - 403 `bad_signature`: verification failed; nothing is stored.
+//! - 400 `missing_delivery_id`: the provider's delivery id header is absent.
+//! - 200 `{"message": "duplicate delivery ignored"}`: the delivery id was seen before.
+//! - 202 `{"message": "accepted", "id": ...}`: stored as `queued`.
+
+use crate::deliveries::{self, Recorded};
+use crate::worker::{self, Runtime};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use openhands_api::AppState;
+use openhands_api::contribution::{RouteContribution, saas_mode};
+use openhands_api::error::ApiError;
+use openhands_core::extension::{IntegrationRegistration, WebhookHeaders};
+use openhands_core::registry::PluginError;
+use serde_json::json;
+use std::sync::Arc;
+
+/// The `SharedResources` key of the server's [`Runtime`].
+pub const RUNTIME_KEY: &str = "integrations.runtime";
+
+/// Header names never stored with a delivery (signatures and credentials).
+const NOT_STORED: [&str; 5] = [
+    "authorization",
+    "cookie",
+    "x-gitea-signature",
+    "x-hub-signature-256",
+    "x-gitlab-token",
+];
+
+fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/integration/{provider}/events", web::post().to(receive));
+}
+
+/// SaaS mode with at least one integration enabled by its flags. Also starts the worker of
+/// this server (once), so queued and retried deliveries are processed after a restart
+/// without waiting for a new webhook.
+fn enabled(state: &AppState) -> bool {
+    if !saas_mode(state) {
+        return false;
+    }
+    match IntegrationRegistration::enabled(&state.config) {
+        Ok(list) if list.is_empty() => false,
+        Ok(_) => {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                let ext = state.ext.clone();
+                let config = state.config.clone();
+                handle.spawn(async move {
+                    if let Err(err) = runtime_of(&ext, &config).await {
+                        tracing::error!(error = %err, "integrations: starting the worker failed");
+                    }
+                });
+            }
+            true
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "integrations: not mounted");
+            false
+        }
+    }
+}
+
+inventory::submit! {
+    RouteContribution {
+        name: "integrations.webhooks",
+        description: "POST /integration/{provider}/events for each enabled integration (Gitea, ...)",
+        enabled,
+        configure,
+    }
+}
+
+/// The server's runtime, built (and its worker started) on first use.
+pub async fn runtime_of(
+    ext: &openhands_core::registry::Extensions,
+    config: &Arc<openhands_core::config::Config>,
+) -> Result<Arc<Runtime>, PluginError> {
+    // Taken before the runtime's own entry: `SharedResources` holds one lock while an
+    // entry is built, so building the pool inside that would wait for itself.
+    let data_dir = config.data_dir();
+    let db = openhands_sql_store::server_database(&ext.shared, config, &data_dir).await?;
+    ext.shared
+        .get_or_try_init::<Arc<Runtime>, PluginError, _, _>(RUNTIME_KEY, || async {
+            let integrations = IntegrationRegistration::enabled(config)?;
+            let names: Vec<_> = integrations.iter().map(|i| i.name()).collect();
+            tracing::info!(integrations = ?names, "integrations: worker started");
+            let runtime = Arc::new(Runtime {
+                db,
+                integrations,
+                ext: ext.clone(),
+                wake: tokio::sync::Notify::new(),
+            });
+            tokio::spawn(worker::run(runtime.clone()));
+            Ok(runtime)
+        })
+        .await
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(
+        status,
+        json!({"error": {"code": code, "message": message.into()}}),
+    )
+}
+
+async fn receive(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    provider: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let runtime = runtime_of(&state.ext, &state.config).await.map_err(|e| {
+        ApiError::internal(
+            &e,
+            json!({"error": {"code": "internal_error", "message": "integrations unavailable"}}),
+        )
+    })?;
+    let provider = provider.into_inner();
+    let integration = runtime.integration(&provider).ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            "unknown_integration",
+            format!("no enabled integration `{provider}`"),
+        )
+    })?;
+    let headers = WebhookHeaders(
+        request
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| {
+                Some((
+                    name.as_str().to_ascii_lowercase(),
+                    value.to_str().ok()?.to_owned(),
+                ))
+            })
+            .collect(),
+    );
+    if let Err(err) = integration.verify(&headers, &body) {
+        tracing::warn!(provider = %provider, reason = %err, "webhook refused");
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "bad_signature",
+            err.to_string(),
+        ));
+    }
+    let delivery_id = integration.delivery_id(&headers, &body).ok_or_else(|| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "missing_delivery_id",
+            "the delivery id is missing",
+        )
+    })?;
+    let payload = integration.stored_payload(&body);
+    let stored: Vec<(String, String)> = headers
+        .0
+        .into_iter()
+        .filter(|(n, _)| !NOT_STORED.contains(&n.as_str()))
+        .collect();
+    let recorded = deliveries::record(&runtime.db, &provider, &delivery_id, &payload, &stored)
+        .await
+        .map_err(|e| {
+            ApiError::internal(
+                &e,
+                json!({"error": {"code": "internal_error", "message": "storing the delivery failed"}}),
+            )
+        })?;
+    match recorded {
+        Recorded::Duplicate => {
+            tracing::info!(provider = %provider, delivery_id = %delivery_id, "duplicate delivery");
+            Ok(HttpResponse::Ok().json(json!({"message": "duplicate delivery ignored"})))
+        }
+        Recorded::New(id) => {
+            runtime.wake.notify_one();
+            Ok(HttpResponse::Accepted().json(json!({"message": "accepted", "id": id})))
+        }
+    }
+}
