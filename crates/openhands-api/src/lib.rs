@@ -14,6 +14,7 @@ pub mod event_feed;
 pub mod middleware;
 pub mod openapi;
 pub mod rate_limit;
+pub mod redirect;
 pub mod routes;
 pub mod spa;
 pub mod state;

@@ -106,18 +106,8 @@ fn provider_of(auth: &GitOAuth, name: &str) -> Result<ProviderType, ApiError> {
     Ok(provider)
 }
 
-/// The public base URL: configured, else the request's own (http only for loopback
-/// hosts), as the login does.
 fn base_url(auth: &GitOAuth, req: &HttpRequest) -> String {
-    if let Some(url) = &auth.public_url {
-        return url.clone();
-    }
-    let info = req.connection_info();
-    let host = info.host();
-    let local = ["localhost", "127.0.0.1", "[::1]"]
-        .iter()
-        .any(|h| host == *h || host.starts_with(&format!("{h}:")));
-    format!("{}://{host}", if local { "http" } else { "https" })
+    openhands_api::redirect::public_base_url(auth.public_url.as_deref(), req)
 }
 
 fn callback_url(auth: &GitOAuth, req: &HttpRequest, provider: ProviderType) -> String {
@@ -126,21 +116,6 @@ fn callback_url(auth: &GitOAuth, req: &HttpRequest, provider: ProviderType) -> S
         base_url(auth, req),
         provider.as_str()
     )
-}
-
-/// A local path to land on; anything else (another site, `//host`) is `/`.
-fn safe_redirect(target: Option<&str>) -> String {
-    match target {
-        Some(path)
-            if path.starts_with('/')
-                && !path.starts_with("//")
-                && !path.starts_with("/\\")
-                && !path.chars().any(char::is_control) =>
-        {
-            path.to_owned()
-        }
-        _ => "/".to_owned(),
-    }
 }
 
 fn provider_failure(provider: ProviderType, err: OAuthError) -> ApiError {
@@ -189,7 +164,7 @@ async fn login(
         provider,
         state: authorization.state,
         pkce_verifier: authorization.pkce_verifier,
-        redirect: safe_redirect(query.redirect_url.as_deref()),
+        redirect: openhands_api::redirect::safe_local_path(query.redirect_url.as_deref()),
         user_id: user.scope().user_id.clone().unwrap_or_default(),
         expires: chrono::Utc::now().timestamp() + crate::link_cookie::LINK_TTL_SECONDS,
     };
@@ -332,24 +307,4 @@ async fn unlink(
         .detail(json!({ "provider": name }));
     openhands_api::audit::record(&state, &req, entry).await;
     Ok(HttpResponse::Ok().json(json!({ "message": format!("{name} account unlinked") })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::safe_redirect;
-
-    #[test]
-    fn only_local_paths_are_redirect_targets() {
-        assert_eq!(safe_redirect(Some("/settings/git")), "/settings/git");
-        for bad in [
-            "https://evil.example",
-            "//evil.example",
-            "/\\evil",
-            "evil",
-            "/a\rb",
-        ] {
-            assert_eq!(safe_redirect(Some(bad)), "/", "{bad}");
-        }
-        assert_eq!(safe_redirect(None), "/");
-    }
 }

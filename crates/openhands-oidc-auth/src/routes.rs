@@ -78,33 +78,8 @@ async fn service(state: &AppState) -> Result<Arc<OidcAuth>, ApiError> {
         .await
 }
 
-/// The public base URL: configured, else the request's own (http only for loopback hosts,
-/// as OpenHands does).
 fn base_url(auth: &OidcAuth, req: &HttpRequest) -> String {
-    if let Some(url) = &auth.public_url {
-        return url.clone();
-    }
-    let info = req.connection_info();
-    let host = info.host();
-    let local = ["localhost", "127.0.0.1", "[::1]"]
-        .iter()
-        .any(|h| host == *h || host.starts_with(&format!("{h}:")));
-    format!("{}://{host}", if local { "http" } else { "https" })
-}
-
-/// A local path to land on after login; anything else (another site, `//host`) is `/`.
-fn safe_redirect(target: Option<&str>) -> String {
-    match target {
-        Some(path)
-            if path.starts_with('/')
-                && !path.starts_with("//")
-                && !path.starts_with("/\\")
-                && !path.chars().any(char::is_control) =>
-        {
-            path.to_owned()
-        }
-        _ => "/".to_owned(),
-    }
+    openhands_api::redirect::public_base_url(auth.public_url.as_deref(), req)
 }
 
 fn provider_failure(err: ProviderError) -> ApiError {
@@ -161,7 +136,7 @@ async fn login(
         state: request.state,
         nonce: request.nonce,
         pkce_verifier: request.pkce_verifier,
-        redirect: safe_redirect(query.redirect_url.as_deref()),
+        redirect: openhands_api::redirect::safe_local_path(query.redirect_url.as_deref()),
         expires: chrono::Utc::now().timestamp() + crate::session::LOGIN_TTL_SECONDS,
     };
     let cookie = auth.cookies.login_header(&pending).map_err(|e| {
@@ -364,7 +339,9 @@ async fn accept_tos(
             "Unknown user",
         ));
     }
-    let redirect_url = safe_redirect(body.and_then(|b| b.into_inner().redirect_url).as_deref());
+    let redirect_url = openhands_api::redirect::safe_local_path(
+        body.and_then(|b| b.into_inner().redirect_url).as_deref(),
+    );
     let mut response = HttpResponse::Ok();
     // A cookie session carries the flag: re-issue it. When auth just refreshed the session,
     // start from the refreshed one and drop its pending cookie (it still says "not accepted").
@@ -388,27 +365,4 @@ async fn accept_tos(
         response.append_header((header::SET_COOKIE, cookie));
     }
     Ok(response.json(json!({ "redirect_url": redirect_url })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::safe_redirect;
-
-    #[test]
-    fn only_local_paths_are_redirect_targets() {
-        assert_eq!(
-            safe_redirect(Some("/conversations/1?x=2")),
-            "/conversations/1?x=2"
-        );
-        for bad in [
-            "https://evil.example",
-            "//evil.example",
-            "/\\evil.example",
-            "evil",
-            "/a\nb",
-        ] {
-            assert_eq!(safe_redirect(Some(bad)), "/", "{bad}");
-        }
-        assert_eq!(safe_redirect(None), "/");
-    }
 }
