@@ -1,7 +1,6 @@
 //! Handover: a replica shutting down hands its running conversations to a live replica
 //! instead of just stopping them; watchers elsewhere are told and keep streaming.
 
-use futures_util::SinkExt;
 use openhands_cluster_manager::lease::Leases;
 use openhands_cluster_manager::takeover::HANDED_OVER_REASON;
 use openhands_runtime::testing::ScriptedLlm;
@@ -9,7 +8,6 @@ use openhands_test_support::redis::redis_for_test;
 use openhands_test_support::{TestServer, json_body};
 use serde_json::json;
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::Message;
 
 // Named so its registration is linked into this test binary.
 use openhands_cluster_manager as _;
@@ -95,24 +93,7 @@ async fn a_replica_shutting_down_hands_its_conversations_to_a_live_one() {
     );
 
     // The conversation goes on, on B.
-    let message = json!({"action": "message", "args": {"content": "second"}});
-    watcher
-        .send(Message::Text(message.to_string().into()))
-        .await
-        .expect("send");
-    let mut live = Vec::new();
-    loop {
-        let event = next_event(&mut watcher).await;
-        let event_id = event["id"].as_i64().expect("event id");
-        assert_eq!(event_id, last_id + 1, "no gap, no duplicate: {event}");
-        last_id = event_id;
-        live.push(event.clone());
-        if event["observation"] == "agent_state_changed"
-            && event["extras"]["agent_state"] == "finished"
-        {
-            break;
-        }
-    }
+    let (live, last_id) = message_until_finished(&mut watcher, "second", last_id).await;
     assert!(
         live.iter().any(|e| e["observation"] == "run"
             && e["content"]

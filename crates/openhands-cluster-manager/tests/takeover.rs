@@ -2,7 +2,6 @@
 //! release), another replica claims the conversation and resumes it from the stored events;
 //! a watcher on the surviving replica is told by a stored status event and keeps streaming.
 
-use futures_util::SinkExt;
 use openhands_cluster_manager::lease::Leases;
 use openhands_cluster_manager::takeover::RESUMED_REASON;
 use openhands_runtime::testing::ScriptedLlm;
@@ -10,7 +9,6 @@ use openhands_test_support::redis::redis_for_test;
 use openhands_test_support::{TestServer, json_body};
 use serde_json::json;
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::Message;
 
 // Named so its registration is linked into this test binary.
 use openhands_cluster_manager as _;
@@ -102,24 +100,7 @@ async fn a_dead_replicas_conversation_is_resumed_by_another_whose_watchers_are_t
     assert_eq!(resumed["extras"]["reason"], RESUMED_REASON);
     last_id += 1;
 
-    let message = json!({"action": "message", "args": {"content": "second"}});
-    watcher
-        .send(Message::Text(message.to_string().into()))
-        .await
-        .expect("send");
-    let mut live = Vec::new();
-    loop {
-        let event = next_event(&mut watcher).await;
-        let event_id = event["id"].as_i64().expect("event id");
-        assert_eq!(event_id, last_id + 1, "no gap, no duplicate: {event}");
-        last_id = event_id;
-        live.push(event.clone());
-        if event["observation"] == "agent_state_changed"
-            && event["extras"]["agent_state"] == "finished"
-        {
-            break;
-        }
-    }
+    let (live, last_id) = message_until_finished(&mut watcher, "second", last_id).await;
     assert!(
         live.iter().any(|e| e["observation"] == "run"
             && e["content"]

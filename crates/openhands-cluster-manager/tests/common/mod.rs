@@ -83,6 +83,35 @@ pub async fn next_event(socket: &mut Socket) -> Value {
     }
 }
 
+/// Sends a user message on `socket`, then reads the live events that follow until the agent
+/// finishes, checking that their ids go on from `last_id` with no gap and no duplicate.
+/// Returns those events and the last id.
+pub async fn message_until_finished(
+    socket: &mut Socket,
+    content: &str,
+    mut last_id: i64,
+) -> (Vec<Value>, i64) {
+    use futures_util::SinkExt;
+    let message = json!({"action": "message", "args": {"content": content}});
+    socket
+        .send(Message::Text(message.to_string().into()))
+        .await
+        .expect("send");
+    let mut live = Vec::new();
+    loop {
+        let event = next_event(socket).await;
+        let event_id = event["id"].as_i64().expect("event id");
+        assert_eq!(event_id, last_id + 1, "no gap, no duplicate: {event}");
+        last_id = event_id;
+        live.push(event.clone());
+        if event["observation"] == "agent_state_changed"
+            && event["extras"]["agent_state"] == "finished"
+        {
+            return (live, last_id);
+        }
+    }
+}
+
 pub async fn wait_for_status(server: &TestServer, id: &str, want: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
