@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod rate_limit;
 pub mod redirect;
 pub mod routes;
+pub mod sealed_cookie;
 pub mod spa;
 pub mod state;
 pub mod system_stats;

@@ -7,6 +7,7 @@
 //! another purpose never opens as this one, and the browser cannot read the verifier. It is
 //! sent only to `/api/git-oauth`.
 
+use openhands_api::sealed_cookie::SealedCookie;
 use openhands_core::crypto::Cipher;
 use openhands_core::secrets::ProviderType;
 use serde::{Deserialize, Serialize};
@@ -38,46 +39,33 @@ pub struct PendingLink {
 /// Seals and opens the cookie and writes its `Set-Cookie` headers.
 #[derive(Debug, Clone)]
 pub struct LinkCookies {
-    cipher: Arc<Cipher>,
-    secure: bool,
+    cookie: SealedCookie,
 }
 
 impl LinkCookies {
     pub fn new(cipher: Arc<Cipher>, secure: bool) -> Self {
-        Self { cipher, secure }
+        Self {
+            cookie: SealedCookie::new(LINK_COOKIE, LINK_COOKIE_PATH, CONTEXT, cipher, secure),
+        }
     }
 
     /// `Set-Cookie` for a pending link.
     pub fn header(&self, link: &PendingLink) -> Result<String, String> {
-        let json = serde_json::to_string(link).map_err(|e| e.to_string())?;
-        let sealed = self
-            .cipher
-            .seal(CONTEXT, &json)
-            .map_err(|e| e.to_string())?;
-        Ok(self.render(&sealed, LINK_TTL_SECONDS))
+        self.cookie
+            .header(link, Some(LINK_TTL_SECONDS))
+            .map_err(|e| e.to_string())
     }
 
     /// `Set-Cookie` that deletes the cookie.
     pub fn clear_header(&self) -> String {
-        self.render("", 0)
+        self.cookie.clear_header()
     }
 
     /// The pending link in a cookie value, when it opens and has not expired.
     pub fn open(&self, value: &str, now: i64) -> Option<PendingLink> {
-        let json = self.cipher.open(CONTEXT, value).ok()?;
-        serde_json::from_str::<PendingLink>(&json)
-            .ok()
+        self.cookie
+            .open::<PendingLink>(value)
             .filter(|link| link.expires > now)
-    }
-
-    fn render(&self, value: &str, max_age: i64) -> String {
-        let mut header = format!(
-            "{LINK_COOKIE}={value}; Path={LINK_COOKIE_PATH}; HttpOnly; SameSite=Lax; Max-Age={max_age}"
-        );
-        if self.secure {
-            header.push_str("; Secure");
-        }
-        header
     }
 }
 

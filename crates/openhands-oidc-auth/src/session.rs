@@ -14,8 +14,8 @@
 //! purpose (a stored secret, the other cookie) never opens as another. Rotating the secrets
 //! keys keeps sessions valid as long as the old key stays listed.
 
+use openhands_api::sealed_cookie::{SealError, SealedCookie};
 use openhands_core::crypto::Cipher;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// The session cookie's name, as in OpenHands.
@@ -62,103 +62,76 @@ pub struct PendingLogin {
 pub enum CookieError {
     #[error("the cookie is not valid")]
     Invalid,
-    #[error("the cookie could not be sealed: {0}")]
-    Seal(String),
+    #[error("{0}")]
+    Seal(#[from] SealError),
 }
 
-/// Seals and opens the cookies and writes their `Set-Cookie` headers.
+/// Seals and opens the two cookies and writes their `Set-Cookie` headers.
 #[derive(Debug, Clone)]
 pub struct CookieJar {
-    cipher: std::sync::Arc<Cipher>,
-    secure: bool,
+    session: SealedCookie,
+    login: SealedCookie,
 }
 
 impl CookieJar {
     pub fn new(cipher: std::sync::Arc<Cipher>, secure: bool) -> Self {
-        Self { cipher, secure }
+        Self {
+            session: SealedCookie::new(
+                SESSION_COOKIE,
+                "/",
+                SESSION_CONTEXT,
+                cipher.clone(),
+                secure,
+            ),
+            login: SealedCookie::new(
+                LOGIN_COOKIE,
+                LOGIN_COOKIE_PATH,
+                LOGIN_CONTEXT,
+                cipher,
+                secure,
+            ),
+        }
     }
 
     pub fn seal_session(&self, session: &Session) -> Result<String, CookieError> {
-        seal(&self.cipher, SESSION_CONTEXT, session)
+        Ok(self.session.seal(session)?)
     }
 
     pub fn open_session(&self, value: &str) -> Result<Session, CookieError> {
-        open(&self.cipher, SESSION_CONTEXT, value)
+        self.session.open(value).ok_or(CookieError::Invalid)
     }
 
     /// The session in a `Set-Cookie` value this jar wrote.
     pub fn open_session_header(&self, header: &str) -> Option<Session> {
-        let value = header
-            .strip_prefix(SESSION_COOKIE)?
-            .strip_prefix('=')?
-            .split(';')
-            .next()?;
-        self.open_session(value).ok()
+        self.session.open_header(header)
     }
 
     pub fn seal_login(&self, login: &PendingLogin) -> Result<String, CookieError> {
-        seal(&self.cipher, LOGIN_CONTEXT, login)
+        Ok(self.login.seal(login)?)
     }
 
     pub fn open_login(&self, value: &str) -> Result<PendingLogin, CookieError> {
-        open(&self.cipher, LOGIN_CONTEXT, value)
+        self.login.open(value).ok_or(CookieError::Invalid)
     }
 
-    /// `Set-Cookie` for a session: `HttpOnly`, `SameSite=Lax`, `Secure` unless configured
-    /// off for local http; a browser-session cookie (the provider's refresh token bounds
-    /// its real life).
+    /// `Set-Cookie` for a session: a browser-session cookie (the provider's refresh token
+    /// bounds its real life).
     pub fn session_header(&self, session: &Session) -> Result<String, CookieError> {
-        let value = self.seal_session(session)?;
-        Ok(self.header(SESSION_COOKIE, &value, "/", None))
+        Ok(self.session.header(session, None)?)
     }
 
     /// `Set-Cookie` that deletes the session cookie.
     pub fn clear_session_header(&self) -> String {
-        self.header(SESSION_COOKIE, "", "/", Some(0))
+        self.session.clear_header()
     }
 
     pub fn login_header(&self, login: &PendingLogin) -> Result<String, CookieError> {
-        let value = self.seal_login(login)?;
-        Ok(self.header(
-            LOGIN_COOKIE,
-            &value,
-            LOGIN_COOKIE_PATH,
-            Some(LOGIN_TTL_SECONDS),
-        ))
+        Ok(self.login.header(login, Some(LOGIN_TTL_SECONDS))?)
     }
 
     pub fn clear_login_header(&self) -> String {
-        self.header(LOGIN_COOKIE, "", LOGIN_COOKIE_PATH, Some(0))
+        self.login.clear_header()
     }
-
-    fn header(&self, name: &str, value: &str, path: &str, max_age: Option<i64>) -> String {
-        let mut header = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax");
-        if let Some(age) = max_age {
-            header.push_str(&format!("; Max-Age={age}"));
-        }
-        if self.secure {
-            header.push_str("; Secure");
-        }
-        header
-    }
-}
-
-fn seal<T: Serialize>(cipher: &Cipher, context: &str, value: &T) -> Result<String, CookieError> {
-    let json = serde_json::to_string(value).map_err(|e| CookieError::Seal(e.to_string()))?;
-    cipher
-        .seal(context, &json)
-        .map_err(|e| CookieError::Seal(e.to_string()))
-}
-
-fn open<T: DeserializeOwned>(
-    cipher: &Cipher,
-    context: &str,
-    value: &str,
-) -> Result<T, CookieError> {
-    let json = cipher
-        .open(context, value)
-        .map_err(|_| CookieError::Invalid)?;
-    serde_json::from_str(&json).map_err(|_| CookieError::Invalid)
 }
 
 #[cfg(test)]
