@@ -151,6 +151,11 @@ pub struct Config {
     /// Live messages buffered per conversation; a watcher further behind than this is
     /// closed as too slow (the agent never waits for it). Env: `OPENHANDS_WATCHER_BUFFER`.
     pub watcher_buffer: usize,
+    /// How long a replica may serve a user's `GET /api/settings` from memory, in seconds;
+    /// `0` turns the cache off. Writes invalidate it at once on every replica (through the
+    /// change feed); the TTL only bounds staleness after a lost notice.
+    /// Env: `OPENHANDS_SETTINGS_CACHE_SECONDS`.
+    pub settings_cache_seconds: u64,
     /// Sandbox settings.
     pub sandbox: SandboxConfig,
     /// The SQL database of SaaS mode (unused by the OSS file stores).
@@ -210,6 +215,7 @@ impl Default for Config {
             max_concurrent_conversations: 3,
             conversation_max_age_seconds: 864_000,
             watcher_buffer: 256,
+            settings_cache_seconds: 30,
             sandbox: SandboxConfig::default(),
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
@@ -480,6 +486,7 @@ pub struct PluginOverrides {
     pub sandbox: Option<String>,
     pub audit_log: Option<String>,
     pub provider_token_source: Option<String>,
+    pub change_feed: Option<String>,
 }
 
 /// `off` or a number of requests per second.

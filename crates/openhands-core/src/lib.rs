@@ -13,6 +13,7 @@
 //! Invariant: this crate never depends on actix-web (checked by `cargo xtask ci`).
 
 pub mod auth_config;
+pub mod cache;
 pub mod cluster_config;
 pub mod config;
 pub mod conversation;
@@ -29,6 +30,7 @@ pub mod scope;
 pub mod secret;
 pub mod secrets;
 pub mod settings;
+pub mod settings_views;
 pub mod shared;
 
 pub use error::StoreError;

@@ -10,13 +10,15 @@
 use crate::config::Config;
 use crate::crypto::Cipher;
 use crate::extension::{
-    AuditLog, ConversationManager, ConversationStore, EventStore, MonitoringListener,
+    AuditLog, ChangeFeed, ConversationManager, ConversationStore, EventStore, MonitoringListener,
     ProviderTokenSource, RateLimiter, Sandbox, SecretsStore, SettingsStore, UserAuth,
 };
+use crate::settings_views::{NotifyingSecretsStore, NotifyingSettingsStore, SettingsViews};
 use futures_util::future::BoxFuture;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What a plugin constructor receives.
 #[derive(Clone)]
@@ -45,6 +47,9 @@ pub struct Services {
     pub monitoring: Arc<dyn MonitoringListener>,
     /// Usable (refreshed when due) git-provider tokens for starting conversations.
     pub provider_tokens: Arc<dyn ProviderTokenSource>,
+    /// The `GET /api/settings` bodies of this replica; the two stores above report every
+    /// write to it.
+    pub settings_views: Arc<SettingsViews>,
 }
 
 impl PluginContext {
@@ -84,6 +89,7 @@ inventory::collect!(Plugin<dyn RateLimiter>);
 inventory::collect!(Plugin<dyn Sandbox>);
 inventory::collect!(Plugin<dyn AuditLog>);
 inventory::collect!(Plugin<dyn ProviderTokenSource>);
+inventory::collect!(Plugin<dyn ChangeFeed>);
 
 /// An extension point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -99,11 +105,12 @@ pub enum Slot {
     Sandbox,
     AuditLog,
     ProviderTokenSource,
+    ChangeFeed,
 }
 
 impl Slot {
     /// Every slot, in resolution order.
-    pub const ALL: [Slot; 11] = [
+    pub const ALL: [Slot; 12] = [
         Slot::SettingsStore,
         Slot::SecretsStore,
         Slot::ConversationStore,
@@ -115,6 +122,7 @@ impl Slot {
         Slot::Sandbox,
         Slot::AuditLog,
         Slot::ProviderTokenSource,
+        Slot::ChangeFeed,
     ];
 
     /// The config key of the slot (`[plugins] settings_store = "..."`).
@@ -131,6 +139,7 @@ impl Slot {
             Slot::Sandbox => "sandbox",
             Slot::AuditLog => "audit_log",
             Slot::ProviderTokenSource => "provider_token_source",
+            Slot::ChangeFeed => "change_feed",
         }
     }
 
@@ -159,6 +168,7 @@ impl Slot {
             Slot::Sandbox => list::<dyn Sandbox>(),
             Slot::AuditLog => list::<dyn AuditLog>(),
             Slot::ProviderTokenSource => list::<dyn ProviderTokenSource>(),
+            Slot::ChangeFeed => list::<dyn ChangeFeed>(),
         }
     }
 
@@ -176,6 +186,7 @@ impl Slot {
             Slot::Sandbox => p.sandbox.as_deref(),
             Slot::AuditLog => p.audit_log.as_deref(),
             Slot::ProviderTokenSource => p.provider_token_source.as_deref(),
+            Slot::ChangeFeed => p.change_feed.as_deref(),
         }
     }
 }
@@ -414,9 +425,27 @@ pub async fn resolve(ctx: &PluginContext) -> Result<Extensions, RegistryError> {
             .map(|(_, n)| n.clone())
             .unwrap_or_default()
     };
+    let change_feed: Arc<dyn ChangeFeed> =
+        build(Slot::ChangeFeed, &name(Slot::ChangeFeed), ctx).await?;
+    let settings_views = SettingsViews::new(
+        Duration::from_secs(ctx.config.settings_cache_seconds),
+        change_feed,
+    );
+    settings_views.follow();
+    let settings_store: Arc<dyn SettingsStore> =
+        build(Slot::SettingsStore, &name(Slot::SettingsStore), ctx).await?;
+    let secrets_store: Arc<dyn SecretsStore> =
+        build(Slot::SecretsStore, &name(Slot::SecretsStore), ctx).await?;
     let stores = Services {
-        settings_store: build(Slot::SettingsStore, &name(Slot::SettingsStore), ctx).await?,
-        secrets_store: build(Slot::SecretsStore, &name(Slot::SecretsStore), ctx).await?,
+        settings_store: Arc::new(NotifyingSettingsStore::new(
+            settings_store,
+            settings_views.clone(),
+        )),
+        secrets_store: Arc::new(NotifyingSecretsStore::new(
+            secrets_store,
+            settings_views.clone(),
+        )),
+        settings_views,
         conversation_store: build(Slot::ConversationStore, &name(Slot::ConversationStore), ctx)
             .await?,
         event_store: build(Slot::EventStore, &name(Slot::EventStore), ctx).await?,

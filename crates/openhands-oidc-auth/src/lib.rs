@@ -18,7 +18,6 @@
 //! [`UserAuth`]: openhands_core::extension::UserAuth
 //! [`AuthenticatedUser`]: openhands_core::extension::AuthenticatedUser
 
-mod cache;
 pub mod gates;
 pub mod provider;
 pub mod routes;

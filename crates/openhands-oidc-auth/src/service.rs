@@ -12,11 +12,11 @@
 //! refresh: providers that rotate refresh tokens treat a second use of the old one as
 //! theft and revoke the whole grant.
 
-use crate::cache::TtlCache;
 use crate::gates::{self, Allowlist, CsrfCheck};
 use crate::provider::{OidcProvider, ProviderError, Tokens};
 use crate::session::{CookieJar, SESSION_COOKIE, Session};
 use async_trait::async_trait;
+use openhands_core::cache::TtlCache;
 use openhands_core::config::Config;
 use openhands_core::extension::{AuthError, AuthType, AuthenticatedUser, RequestHeaders, UserAuth};
 use openhands_core::oss::SESSION_API_KEY_HEADER;

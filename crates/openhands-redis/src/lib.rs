@@ -13,9 +13,11 @@
 //! open or closed as configured, never with a 500). Connections are opened lazily, so a
 //! server starts while Redis is down and uses it as soon as it answers.
 
+pub mod change_feed;
 pub mod pool;
 pub mod rate_limit;
 
+pub use change_feed::RedisChangeFeed;
 pub use pool::{RedisError, RedisPool, server_pool};
 pub use rate_limit::RedisRateLimiter;
 

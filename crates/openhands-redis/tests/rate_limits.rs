@@ -2,58 +2,24 @@
 //!
 //! Most tests use the machine's Redis (or one throw-away server per test process) with a key
 //! prefix of their own; the tests that stop Redis start a `redis-server` of their own. The
-//! user comes from `X-Test-User` (`test.header_user`, registered below), so the per-user
+//! user comes from `X-Test-User` (`test.header_user` from `openhands-test-support`), so the per-user
 //! limit can be tested with several users.
 
-use async_trait::async_trait;
 use openhands_core::config::{
     Config, RateLimitFailMode, RateLimitSetting, RedisConfig, UserRateLimitSetting,
 };
-use openhands_core::extension::{AuthError, AuthenticatedUser, RequestHeaders, UserAuth};
 use openhands_core::registry::{ConfigClass, Slot};
-use openhands_core::scope::UserScope;
 use openhands_core::secret::Secret;
 use openhands_redis::{RedisPool, redis};
 use openhands_test_support::TestServer;
 use openhands_test_support::redis::{TestRedis, redis_for_test};
 use serde_json::{Value, json};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 // Linked by name so their registrations are in this test binary.
 use openhands_redis as _;
 use openhands_server as _;
-
-/// The user named by `X-Test-User`; 401 without it.
-struct HeaderUserAuth;
-
-#[async_trait]
-impl UserAuth for HeaderUserAuth {
-    async fn authenticate(
-        &self,
-        request: &dyn RequestHeaders,
-    ) -> Result<AuthenticatedUser, AuthError> {
-        let user = request
-            .header("x-test-user")
-            .ok_or_else(|| AuthError::Unauthorized("X-Test-User missing".into()))?;
-        Ok(AuthenticatedUser {
-            scope: UserScope {
-                user_id: Some(user.to_owned()),
-                org_id: None,
-            },
-            email: None,
-            auth_type: None,
-            set_cookies: Vec::new(),
-        })
-    }
-}
-
-openhands_core::register_plugin!(
-    openhands_core::extension::UserAuth,
-    "test.header_user",
-    "Test only: the user named by X-Test-User",
-    |ctx| Ok(Arc::new(HeaderUserAuth))
-);
+use openhands_test_support::header_user::HEADER_USER_AUTH;
 
 /// A route that needs a logged-in user and does nothing else.
 const USER_ROUTE: &str = "/api/options/agents";
@@ -67,7 +33,7 @@ async fn server(url: &str, prefix: &str, adjust: impl FnOnce(&mut Config)) -> Te
     let (url, prefix) = (url.to_owned(), prefix.to_owned());
     TestServer::spawn_with(move |c| {
         c.plugins.rate_limiter = Some("saas.redis_rate_limit".into());
-        c.plugins.user_auth = Some("test.header_user".into());
+        c.plugins.user_auth = Some(HEADER_USER_AUTH.into());
         c.redis.url = Some(Secret::new(url));
         c.redis.key_prefix = prefix;
         adjust(c);

@@ -1,6 +1,6 @@
 //! API keys through the real server in SaaS mode, on SQLite and PostgreSQL: the `/api/keys`
 //! routes, what the database keeps of a key, and `verify_api_key` as the login uses it
-//! (`common`'s `test.header_user` takes `Authorization: Bearer <key>` through it).
+//! (`common`'s `test.header_org_user` takes `Authorization: Bearer <key>` through it).
 
 mod common;
 

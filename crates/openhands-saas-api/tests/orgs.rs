@@ -1,5 +1,5 @@
 //! The org and role API through the real server in SaaS mode, on SQLite and PostgreSQL,
-//! logged in through `common`'s test-only `test.header_user`.
+//! logged in through `common`'s test-only `test.header_org_user`.
 
 mod common;
 

@@ -39,6 +39,7 @@ inventory::submit! {
             (Slot::Sandbox, "oss.process"),
             (Slot::AuditLog, "saas.sql_audit"),
             (Slot::ProviderTokenSource, "saas.git_oauth"),
+            (Slot::ChangeFeed, "saas.redis_changes"),
         ],
     }
 }

@@ -4,6 +4,7 @@
 //!   throw-away data dir, with a typed client.
 //! * [`saas`] (feature `app`): a SaaS server whose users log in through a real OIDC
 //!   provider, and a browser that keeps its cookies.
+//! * [`header_user`]: `test.header_user`, the user named by a request header.
 //! * [`conformance`]: one behaviour suite per storage trait, run against every store.
 //! * [`postgres`] and [`sqlite`]: a fresh, empty database per test, so SQL stores run their
 //!   suites against real databases.
@@ -12,6 +13,7 @@
 //!   `default-features = false` and do not build the server.
 
 pub mod conformance;
+pub mod header_user;
 #[cfg(feature = "oidc")]
 pub mod oidc;
 pub mod postgres;

@@ -5,7 +5,10 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::user::CurrentUser;
 use actix_web::http::StatusCode;
+use actix_web::http::header::ContentType;
 use actix_web::{HttpResponse, web};
+use bytes::Bytes;
+use openhands_core::scope::UserScope;
 use openhands_core::settings::{GetSettingsModel, Settings};
 use serde_json::json;
 
@@ -16,6 +19,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The stored settings, secrets replaced by `*_set` flags.
+///
+/// Served from [`SettingsViews`](openhands_core::settings_views::SettingsViews) when this
+/// replica has the body; every write to the settings or secrets invalidates it.
 #[utoipa::path(get, path = "/api/settings", tag = "settings", responses(
     (status = 200, body = GetSettingsModel),
     (status = 404, description = "No settings stored", example = json!({"error": "Settings not found"})),
@@ -24,10 +30,28 @@ pub async fn get_settings(
     user: CurrentUser,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let scope = user.scope();
+    let views = &state.ext.settings_views;
+    if let Some(body) = views.get(scope) {
+        return Ok(json_body(body));
+    }
+    let epoch = views.epoch();
+    let body = load_settings_body(&state, scope).await?;
+    views.remember(scope, body.clone(), epoch);
+    Ok(json_body(body))
+}
+
+fn json_body(body: Bytes) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(body)
+}
+
+/// The `GET /api/settings` body, read from the stores.
+async fn load_settings_body(state: &AppState, scope: &UserScope) -> Result<Bytes, ApiError> {
     let failed = |e: &dyn std::fmt::Display| {
         ApiError::internal(e, json!({"error": "Something went wrong loading settings"}))
     };
-    let scope = user.scope();
     let (settings, secrets) = tokio::join!(
         state.ext.settings_store.load(scope),
         state.ext.secrets_store.load(scope)
@@ -39,7 +63,10 @@ pub async fn get_settings(
         .map_err(|e| failed(&e))?
         .unwrap_or_default()
         .provider_tokens_set();
-    Ok(HttpResponse::Ok().json(GetSettingsModel::new(settings, Some(provider_tokens_set))))
+    let model = GetSettingsModel::new(settings, Some(provider_tokens_set));
+    serde_json::to_vec(&model)
+        .map(Bytes::from)
+        .map_err(|e| failed(&e))
 }
 
 /// Replaces the settings; `llm_api_key`, `llm_model`, `llm_base_url`, `search_api_key` and

@@ -6,6 +6,7 @@
 
 mod audit;
 mod auth;
+mod change_feed;
 mod integration;
 mod manager;
 mod monitoring;
@@ -16,6 +17,7 @@ mod stores;
 
 pub use audit::{AuditEntry, AuditError, AuditLog};
 pub use auth::{AuthError, AuthType, AuthenticatedUser, RequestHeaders, UserAuth};
+pub use change_feed::{ChangeFeed, ChangeFeedError, ChangeNotice};
 pub use integration::{
     CallbackError, Integration, IntegrationBuildFn, IntegrationRegistration, Job, Outcome,
     ParseError, RetryPolicy, VerifyError, WebhookHeaders, sign_hmac_sha256_hex,

@@ -19,6 +19,7 @@ inventory::submit! {
             (Slot::Sandbox, "oss.process"),
             (Slot::AuditLog, "oss.log_audit"),
             (Slot::ProviderTokenSource, "oss.stored_tokens"),
+            (Slot::ChangeFeed, "oss.local_changes"),
         ],
     }
 }

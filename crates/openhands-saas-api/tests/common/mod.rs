@@ -1,7 +1,7 @@
 //! What the SaaS API tests share: a test-only login, a SaaS server on a fresh SQLite or
 //! PostgreSQL database, and a client for it.
 //!
-//! SaaS login is not built yet, so this module registers `test.header_user`: the user id
+//! SaaS login is not built yet, so this module registers `test.header_org_user`: the user id
 //! comes from `X-Test-User` (401 without it), the e-mail is `<user>@example.com`, and the
 //! org comes from `users.current_org_id` through `openhands_saas_api::current_org`, as the
 //! SaaS login will do. `Authorization: Bearer <key>` is taken instead when present, through
@@ -79,7 +79,7 @@ impl UserAuth for HeaderUserAuth {
 
 openhands_core::register_plugin!(
     openhands_core::extension::UserAuth,
-    "test.header_user",
+    "test.header_org_user",
     "Test only: the user named by X-Test-User, in their current org, or a bearer API key's owner",
     |ctx| {
         let db = openhands_sql_store::plugin_database(ctx).await?;
@@ -123,7 +123,7 @@ impl Env {
         let server_url = url.clone();
         let server = TestServer::spawn_with(move |c| {
             c.config_class = "saas".into();
-            c.plugins.user_auth = Some("test.header_user".into());
+            c.plugins.user_auth = Some("test.header_org_user".into());
             c.database.migrate_on_start = true;
             c.database.url = Some(Secret::new(server_url));
         })
