@@ -1,7 +1,9 @@
 //! The OpenAPI document, generated from the handlers' `#[utoipa::path]` annotations and the
 //! types' `ToSchema` derives, rendered once at start-up and served at `/openapi.json`.
 
-use crate::routes::{control, conversations, events, files, health, options, secrets, settings};
+use crate::routes::{
+    control, conversations, events, files, health, options, runtime, secrets, settings,
+};
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
 use utoipa::OpenApi;
@@ -17,7 +19,7 @@ use utoipa::OpenApi;
         options::models, options::agents, options::security_analyzers, options::config,
         settings::get_settings, settings::post_settings, settings::reset_settings,
         secrets::list_secrets, secrets::create_secret, secrets::update_secret, secrets::delete_secret,
-        secrets::add_git_providers, secrets::unset_provider_tokens,
+        secrets::add_git_providers, secrets::unset_provider_tokens, runtime::refresh_tokens,
         conversations::create_conversation, conversations::list_conversations,
         conversations::get_conversation, conversations::rename_conversation,
         conversations::delete_conversation, events::read_events,

@@ -26,6 +26,7 @@ pub mod git_oauth_config;
 pub mod oss;
 pub mod readiness;
 pub mod registry;
+pub mod runtime_keys;
 pub mod scope;
 pub mod secret;
 pub mod secrets;

@@ -13,6 +13,7 @@ use crate::extension::{
     AuditLog, ChangeFeed, ConversationManager, ConversationStore, EventStore, MonitoringListener,
     ProviderTokenSource, RateLimiter, Sandbox, SecretsStore, SettingsStore, UserAuth,
 };
+use crate::runtime_keys::RuntimeKeys;
 use crate::settings_views::{NotifyingSecretsStore, NotifyingSettingsStore, SettingsViews};
 use futures_util::future::BoxFuture;
 use std::fmt;
@@ -50,6 +51,9 @@ pub struct Services {
     /// The `GET /api/settings` bodies of this replica; the two stores above report every
     /// write to it.
     pub settings_views: Arc<SettingsViews>,
+    /// Mints and checks the session keys that conversation runtimes present to
+    /// `/api/refresh-tokens`.
+    pub runtime_keys: RuntimeKeys,
 }
 
 impl PluginContext {
@@ -446,6 +450,7 @@ pub async fn resolve(ctx: &PluginContext) -> Result<Extensions, RegistryError> {
             settings_views.clone(),
         )),
         settings_views,
+        runtime_keys: RuntimeKeys::new(ctx.cipher.clone()),
         conversation_store: build(Slot::ConversationStore, &name(Slot::ConversationStore), ctx)
             .await?,
         event_store: build(Slot::EventStore, &name(Slot::EventStore), ctx).await?,

@@ -217,14 +217,21 @@ mod tests {
     impl RecordingFeed {
         fn announce(&self, notice: ChangeNotice) {
             let sender = self.notices.lock().expect("test setup");
-            sender.as_ref().expect("test setup").send(notice).expect("test setup");
+            sender
+                .as_ref()
+                .expect("test setup")
+                .send(notice)
+                .expect("test setup");
         }
     }
 
     #[async_trait]
     impl ChangeFeed for RecordingFeed {
         async fn publish(&self, scope: &UserScope) -> Result<(), ChangeFeedError> {
-            self.published.lock().expect("test setup").push(scope.clone());
+            self.published
+                .lock()
+                .expect("test setup")
+                .push(scope.clone());
             Ok(())
         }
 
@@ -260,8 +267,8 @@ mod tests {
         views.remember(&bob, Bytes::from_static(b"b"), views.epoch());
 
         let dir = tempfile::tempdir().expect("test setup");
-        let cipher =
-            crate::crypto::Cipher::new(vec![("k1".into(), [7; crate::crypto::KEY_LEN])]).expect("test setup");
+        let cipher = crate::crypto::Cipher::new(vec![("k1".into(), [7; crate::crypto::KEY_LEN])])
+            .expect("test setup");
         let store = NotifyingSettingsStore::new(
             Arc::new(crate::oss::FileSettingsStore::new(
                 dir.path().to_path_buf(),

@@ -10,7 +10,9 @@ use openhands_core::extension::{
     fresh_secrets,
 };
 use openhands_core::registry::Services;
+use openhands_core::runtime_keys::RUNTIME_KEY_ENV;
 use openhands_core::scope::UserScope;
+use openhands_core::secrets::CustomSecret;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -167,6 +169,17 @@ impl ConversationManager for StandaloneConversationManager {
             std::mem::take(&mut request.secrets),
         )
         .await;
+        // The runtime's key for `/api/refresh-tokens` travels as one more secret: exported
+        // to the tools and masked in events like the others.
+        if let Some(key) = self.services.runtime_keys.mint(&request.scope, &id) {
+            request.secrets.custom_secrets.insert(
+                RUNTIME_KEY_ENV.to_owned(),
+                CustomSecret {
+                    secret: key,
+                    description: "Session key of this conversation's runtime".to_owned(),
+                },
+            );
+        }
         if let Some(evicted) = self.eviction_candidate(&request.scope) {
             let notice = json!({
                 "status_update": true, "type": "error", "id": "AGENT_ERROR$TOO_MANY_CONVERSATIONS",

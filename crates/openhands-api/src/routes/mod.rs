@@ -6,6 +6,7 @@ pub mod events;
 pub mod files;
 pub mod health;
 pub mod options;
+pub mod runtime;
 pub mod secrets;
 pub mod settings;
 pub mod socket;
@@ -18,6 +19,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     options::configure(cfg);
     settings::configure(cfg);
     secrets::configure(cfg);
+    runtime::configure(cfg);
     conversations::configure(cfg);
     events::configure(cfg);
     control::configure(cfg);
