@@ -12,12 +12,17 @@
 //! - [`deliveries`] and [`entity`]: the `webhook_deliveries` table ([`migration`], a
 //!   provider migration) and its states: queued → processing → done / ignored, or failed
 //!   (retried with exponential backoff) → dead.
-//! - [`worker`]: parses, starts the conversation through the `ConversationManager`, and
-//!   calls the integration's `on_finished` once when the conversation ends.
+//! - [`worker`]: parses, lets the integration admit the job (permissions, the account behind
+//!   the provider's user), starts the conversation through the `ConversationManager`.
+//! - [`callbacks`] and [`callback_entity`]: the durable `integration_callbacks` rows; the
+//!   worker reads each started conversation's events until it ends, then calls the
+//!   integration's `on_finished` (retried), also after a restart.
 //! - [`cli`]: `openhands webhooks list|replay`.
 //!
 //! See `docs/integrations.md` and `docs/writing-a-provider.md`.
 
+pub mod callback_entity;
+pub mod callbacks;
 pub mod cli;
 pub mod deliveries;
 pub mod entity;

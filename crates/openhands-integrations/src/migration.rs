@@ -1,4 +1,4 @@
-//! The `webhook_deliveries` table, contributed through `ProviderMigrations` (no edit to the
+//! The `webhook_deliveries` and `integration_callbacks` tables, contributed through `ProviderMigrations` (no edit to the
 //! migrations crate).
 
 use sea_orm_migration::prelude::*;
@@ -86,9 +86,100 @@ impl MigrationTrait for Migration {
     }
 }
 
+/// `integration_callbacks`: one row per started job, until its outcome is posted.
+pub struct CallbacksMigration;
+
+impl MigrationName for CallbacksMigration {
+    fn name(&self) -> &str {
+        "m20261123_000102_integrations_callbacks"
+    }
+}
+
+#[derive(DeriveIden)]
+enum IntegrationCallbacks {
+    Table,
+    Id,
+    Provider,
+    DeliveryId,
+    ConversationId,
+    UserId,
+    OrgId,
+    Job,
+    Status,
+    Attempts,
+    LastError,
+    NextCheckAt,
+    EventCursor,
+    LastMessage,
+    Links,
+    Outcome,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CallbacksMigration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(IntegrationCallbacks::Table)
+                    .col(text(IntegrationCallbacks::Id).primary_key())
+                    .col(text(IntegrationCallbacks::Provider))
+                    .col(text(IntegrationCallbacks::DeliveryId))
+                    .col(text(IntegrationCallbacks::ConversationId))
+                    .col(text(IntegrationCallbacks::UserId))
+                    .col(text_null(IntegrationCallbacks::OrgId))
+                    .col(text(IntegrationCallbacks::Job))
+                    .col(text(IntegrationCallbacks::Status))
+                    .col(integer(IntegrationCallbacks::Attempts).default(0))
+                    .col(text_null(IntegrationCallbacks::LastError))
+                    .col(timestamp_with_time_zone(IntegrationCallbacks::NextCheckAt))
+                    .col(big_integer(IntegrationCallbacks::EventCursor).default(0))
+                    .col(text_null(IntegrationCallbacks::LastMessage))
+                    .col(text(IntegrationCallbacks::Links).default("[]"))
+                    .col(text_null(IntegrationCallbacks::Outcome))
+                    .col(timestamp_with_time_zone(IntegrationCallbacks::CreatedAt))
+                    .col(timestamp_with_time_zone(IntegrationCallbacks::UpdatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("uq_integration_callbacks_conversation")
+                    .table(IntegrationCallbacks::Table)
+                    .col(IntegrationCallbacks::ConversationId)
+                    .unique()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_integration_callbacks_due")
+                    .table(IntegrationCallbacks::Table)
+                    .col(IntegrationCallbacks::Status)
+                    .col(IntegrationCallbacks::NextCheckAt)
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(IntegrationCallbacks::Table).to_owned())
+            .await
+    }
+
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+}
+
 inventory::submit! {
     openhands_migrations::ProviderMigrations {
         provider: "integrations",
-        migrations: || vec![Box::new(Migration)],
+        migrations: || vec![Box::new(Migration), Box::new(CallbacksMigration)],
     }
 }

@@ -2,7 +2,11 @@
 //! slow happens here, so the provider's delivery deadline is always met.
 //!
 //! - 404 `unknown_integration`: no enabled integration has that name.
+//! - 200 `{"message": ...}`: the provider is configured but its webhooks are switched off
+//!   (`Integration::disabled_message`); nothing is looked at or stored.
 //! - 403 `bad_signature`: verification failed; nothing is stored.
+//! - 400 `invalid_payload`: the provider's `check_payload` refused the verified body (e.g. a
+//!   GitHub delivery without an installation id); nothing is stored.
 //! - 400 `missing_delivery_id`: the provider's delivery id header is absent.
 //! - 200 `{"message": "duplicate delivery ignored"}`: the delivery id was seen before.
 //! - 202 `{"message": "accepted", "id": ...}`: stored as `queued`.
@@ -23,10 +27,11 @@ use std::sync::Arc;
 pub const RUNTIME_KEY: &str = "integrations.runtime";
 
 /// Header names never stored with a delivery (signatures and credentials).
-const NOT_STORED: [&str; 5] = [
+const NOT_STORED: [&str; 6] = [
     "authorization",
     "cookie",
     "x-gitea-signature",
+    "x-hub-signature",
     "x-hub-signature-256",
     "x-gitlab-token",
 ];
@@ -125,6 +130,9 @@ async fn receive(
             format!("no enabled integration `{provider}`"),
         )
     })?;
+    if let Some(message) = integration.disabled_message() {
+        return Ok(HttpResponse::Ok().json(json!({ "message": message })));
+    }
     let headers = WebhookHeaders(
         request
             .headers()
@@ -142,6 +150,14 @@ async fn receive(
         return Err(error(
             StatusCode::FORBIDDEN,
             "bad_signature",
+            err.to_string(),
+        ));
+    }
+    if let Err(err) = integration.check_payload(&headers, &body) {
+        tracing::info!(provider = %provider, reason = %err, "webhook payload refused");
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_payload",
             err.to_string(),
         ));
     }

@@ -1,17 +1,21 @@
-//! The background worker: takes due deliveries from the log, parses them into jobs, starts
-//! the job's conversation, records the outcome (retrying failures with backoff, then
-//! dead-lettering them), and watches each started conversation to call the integration's
-//! callback once when it finishes.
+//! The background worker: takes due deliveries from the log, parses them into jobs, lets
+//! the integration admit them, starts the job's conversation, records the outcome (retrying
+//! failures with backoff, then dead-lettering them), and runs the durable finish callbacks
+//! ([`crate::callbacks`]).
 
+use crate::callbacks;
 use crate::deliveries::{self, Status};
 use crate::entity::Model;
+use async_trait::async_trait;
 use chrono::Utc;
 use openhands_core::conversation::{ConversationMetadata, ConversationTrigger};
 use openhands_core::event::NewEvent;
 use openhands_core::extension::{
-    Integration, Job, LiveMessage, LiveReceiver, Outcome, StartRequest, WebhookHeaders,
+    Admission, Integration, Job, JobContext, StartFailure, StartRequest, WebhookHeaders,
 };
-use openhands_core::registry::Extensions;
+use openhands_core::registry::{Extensions, Services};
+use openhands_core::scope::UserScope;
+use openhands_core::secrets::ProviderType;
 use openhands_sql_store::Database;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +46,28 @@ impl Runtime {
     }
 }
 
+/// The [`JobContext`] integrations admit jobs with: the server's services and the
+/// linked-account lookup on its database.
+struct Context<'a> {
+    runtime: &'a Runtime,
+}
+
+#[async_trait]
+impl JobContext for Context<'_> {
+    fn services(&self) -> &Services {
+        &self.runtime.ext.services
+    }
+
+    async fn linked_scopes(
+        &self,
+        provider: ProviderType,
+        login: &str,
+    ) -> Result<Vec<UserScope>, openhands_core::StoreError> {
+        openhands_sql_store::linked_accounts::scopes_linked_to(&self.runtime.db, provider, login)
+            .await
+    }
+}
+
 /// Why starting a job failed (retried).
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -53,6 +79,18 @@ pub enum JobError {
     Store(String),
     #[error("starting the conversation failed: {0}")]
     Start(String),
+    #[error("admitting the job failed: {0}")]
+    Admit(String),
+}
+
+impl JobError {
+    /// The failure as the asker hears of it.
+    pub fn failure(&self) -> StartFailure {
+        match self {
+            JobError::NoSettings(_) | JobError::NoLlmKey(_) => StartFailure::NoLlmSettings,
+            _ => StartFailure::Other,
+        }
+    }
 }
 
 /// Runs forever: processes due deliveries, then sleeps until woken or the poll interval.
@@ -60,6 +98,9 @@ pub async fn run(runtime: Arc<Runtime>) {
     loop {
         if let Err(err) = process_due(&runtime).await {
             tracing::warn!(error = %err, "webhook worker: reading the delivery log failed");
+        }
+        if let Err(err) = callbacks::process_due(&runtime).await {
+            tracing::warn!(error = %err, "webhook worker: reading the callbacks failed");
         }
         tokio::select! {
             _ = runtime.wake.notified() => {}
@@ -101,7 +142,44 @@ async fn process(runtime: &Arc<Runtime>, row: Model) -> Result<(), deliveries::D
                 .await;
         }
     };
-    match start_job(runtime, integration.clone(), &job).await {
+    let admitted = integration
+        .admit(&Context { runtime }, job.clone())
+        .await
+        .map_err(|e| JobError::Admit(e.to_string()));
+    let job = match admitted {
+        Ok(Admission::Run(job)) => job,
+        Ok(Admission::Ignore(reason)) => {
+            tracing::info!(delivery = %row.id, provider = %row.provider, reason = %reason,
+                "webhook ignored");
+            let summary = format!("{} (ignored: {reason})", job.summary);
+            return deliveries::finish(
+                db,
+                &row.id,
+                Status::Ignored,
+                Some(&summary),
+                None,
+                None,
+                None,
+            )
+            .await;
+        }
+        Ok(Admission::Refuse(reason)) => {
+            tracing::info!(delivery = %row.id, provider = %row.provider, reason = %reason,
+                "webhook refused");
+            return deliveries::finish(
+                db,
+                &row.id,
+                Status::Dead,
+                Some(&job.summary),
+                None,
+                Some(&reason),
+                None,
+            )
+            .await;
+        }
+        Err(err) => return failed(runtime, &integration, &row, &job, err).await,
+    };
+    match start_job(runtime, &row.id, &integration, &job).await {
         Ok(conversation_id) => {
             tracing::info!(delivery = %row.id, provider = %row.provider,
                 conversation_id = %conversation_id, user_id = %job.user_id, "webhook job started");
@@ -116,46 +194,66 @@ async fn process(runtime: &Arc<Runtime>, row: Model) -> Result<(), deliveries::D
             )
             .await
         }
-        Err(err) => {
-            let policy = integration.retry_policy();
-            let attempts = u32::try_from(row.attempts).unwrap_or(u32::MAX);
-            let error = err.to_string();
-            tracing::warn!(delivery = %row.id, provider = %row.provider, attempts,
-                error = %error, "webhook job failed");
-            if attempts >= policy.max_attempts {
-                deliveries::finish(
-                    db,
-                    &row.id,
-                    Status::Dead,
-                    Some(&job.summary),
-                    None,
-                    Some(&error),
-                    None,
-                )
-                .await
-            } else {
-                let wait = i64::try_from(policy.backoff_ms(attempts)).unwrap_or(i64::MAX);
-                let next = Utc::now() + chrono::Duration::milliseconds(wait);
-                deliveries::finish(
-                    db,
-                    &row.id,
-                    Status::Failed,
-                    Some(&job.summary),
-                    None,
-                    Some(&error),
-                    Some(next),
-                )
-                .await
-            }
-        }
+        Err(err) => failed(runtime, &integration, &row, &job, err).await,
     }
 }
 
+/// Records a failed attempt: retried after the backoff, or dead after the last attempt
+/// (then the integration tells the asker, for a job that could not start).
+async fn failed(
+    runtime: &Arc<Runtime>,
+    integration: &Arc<dyn Integration>,
+    row: &Model,
+    job: &Job,
+    err: JobError,
+) -> Result<(), deliveries::DeliveryError> {
+    let db = &runtime.db;
+    let policy = integration.retry_policy();
+    let attempts = u32::try_from(row.attempts).unwrap_or(u32::MAX);
+    let error = err.to_string();
+    tracing::warn!(delivery = %row.id, provider = %row.provider, attempts,
+        error = %error, "webhook job failed");
+    if attempts < policy.max_attempts {
+        let wait = i64::try_from(policy.backoff_ms(attempts)).unwrap_or(i64::MAX);
+        let next = Utc::now() + chrono::Duration::milliseconds(wait);
+        return deliveries::finish(
+            db,
+            &row.id,
+            Status::Failed,
+            Some(&job.summary),
+            None,
+            Some(&error),
+            Some(next),
+        )
+        .await;
+    }
+    deliveries::finish(
+        db,
+        &row.id,
+        Status::Dead,
+        Some(&job.summary),
+        None,
+        Some(&error),
+        None,
+    )
+    .await?;
+    // An admission error means the provider could not be asked; it cannot be told either.
+    if !matches!(err, JobError::Admit(_))
+        && let Err(told) = integration.on_start_failed(job, err.failure()).await
+    {
+        tracing::warn!(delivery = %row.id, provider = %row.provider, error = %told,
+            "telling the asker that the job failed did not work");
+    }
+    Ok(())
+}
+
 /// Creates and starts the job's conversation for the job's user (as `POST
-/// /api/conversations` does), and starts its finish watcher. Returns the conversation id.
+/// /api/conversations` does), with its durable finish callback stored first. Returns the
+/// conversation id.
 pub async fn start_job(
     runtime: &Arc<Runtime>,
-    integration: Arc<dyn Integration>,
+    delivery_id: &str,
+    integration: &Arc<dyn Integration>,
     job: &Job,
 ) -> Result<String, JobError> {
     let ext = &runtime.ext;
@@ -200,13 +298,18 @@ pub async fn start_job(
     ext.monitoring.on_session_event(&conversation_id, &stored);
     ext.monitoring
         .on_create_conversation(&scope, &conversation_id);
-    // Subscribed before the start, so no state change is missed.
-    let feed = ext
+    // Stored before the start, so an end is never missed; forgotten if the start fails.
+    let callback = callbacks::register(
+        &runtime.db,
+        integration.name(),
+        delivery_id,
+        &conversation_id,
+        job,
+    )
+    .await
+    .map_err(|e| store(&e))?;
+    let started = ext
         .conversation_manager
-        .subscribe(&scope, &conversation_id)
-        .await
-        .map_err(|e| JobError::Start(e.to_string()))?;
-    ext.conversation_manager
         .start(StartRequest {
             scope,
             metadata,
@@ -214,56 +317,13 @@ pub async fn start_job(
             secrets,
             conversation_instructions: None,
         })
-        .await
-        .map_err(|e| JobError::Start(e.to_string()))?;
-    tokio::spawn(watch(
-        feed,
-        conversation_id.clone(),
-        integration,
-        job.clone(),
-    ));
-    Ok(conversation_id)
-}
-
-/// Waits for the conversation to finish, then calls the callback once.
-async fn watch(
-    mut feed: LiveReceiver,
-    conversation_id: String,
-    integration: Arc<dyn Integration>,
-    job: Job,
-) {
-    use tokio::sync::broadcast::error::RecvError;
-    let mut last_message: Option<String> = None;
-    let outcome = loop {
-        match feed.recv().await {
-            Ok(LiveMessage::Event { json, .. }) => {
-                let Ok(event) = serde_json::from_str::<serde_json::Value>(&json) else {
-                    continue;
-                };
-                if event["source"] == "agent"
-                    && let Some(text) = event["message"].as_str().filter(|t| !t.is_empty())
-                    && event["observation"] != "agent_state_changed"
-                {
-                    last_message = Some(text.to_owned());
-                }
-                let state = event["extras"]["agent_state"].as_str().unwrap_or_default();
-                if event["observation"] == "agent_state_changed" && FINISHED_STATES.contains(&state)
-                {
-                    break Outcome {
-                        conversation_id: conversation_id.clone(),
-                        agent_state: state.to_owned(),
-                        message: last_message.clone(),
-                    };
-                }
-            }
-            Ok(LiveMessage::Notice(_)) | Err(RecvError::Lagged(_)) => continue,
-            Err(RecvError::Closed) => return,
+        .await;
+    if let Err(err) = started {
+        if let Err(removed) = callbacks::remove(&runtime.db, &callback).await {
+            tracing::warn!(conversation_id = %conversation_id, error = %removed,
+                "forgetting the callback of a conversation that did not start failed");
         }
-    };
-    match integration.on_finished(&job, &outcome).await {
-        Ok(()) => tracing::info!(conversation_id = %conversation_id,
-            provider = integration.name(), agent_state = %outcome.agent_state, "callback posted"),
-        Err(err) => tracing::warn!(conversation_id = %conversation_id,
-            provider = integration.name(), error = %err, "callback failed"),
+        return Err(JobError::Start(err.to_string()));
     }
+    Ok(conversation_id)
 }

@@ -39,3 +39,7 @@ use openhands_integrations as _;
 // Integrations: Gitea / Forgejo webhooks (on only with GITEA_WEBHOOKS_ENABLED).
 #[cfg(feature = "gitea")]
 use openhands_gitea as _;
+
+// Integrations: the GitHub App (on only when GITHUB_APP_CLIENT_ID and its key and secret are set).
+#[cfg(feature = "github")]
+use openhands_github as _;

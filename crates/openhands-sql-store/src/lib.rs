@@ -9,7 +9,9 @@
 //!
 //! * **Scoped.** Every query filters by `user_id` and `org_id` of the caller's
 //!   [`UserScope`](openhands_core::UserScope); an absent id is the empty string, so the
-//!   local scope of OSS-like set-ups works too ([`scope::ScopeKey`]).
+//!   local scope of OSS-like set-ups works too ([`scope::ScopeKey`]). The one exception is
+//!   [`linked_accounts`], the reverse lookup webhooks need (provider login to scopes); it
+//!   returns scope ids only, never a value.
 //! * **Atomic.** A change of several rows (replacing a user's secrets, a conversation and
 //!   its events) runs in one transaction: on failure the old rows stay. Read-modify-write
 //!   changes serialize per scope ([`database::Database::begin_write`]).
@@ -25,6 +27,7 @@ pub mod database;
 pub mod entity;
 mod error;
 pub mod event_store;
+pub mod linked_accounts;
 mod paging;
 mod plugins;
 pub use plugins::{database as plugin_database, server_database};

@@ -12,9 +12,11 @@
 //! route contributions) and each decides for itself whether it is enabled by its flags.
 //! Framework-free: the HTTP side lives in `openhands-integrations`.
 
+use crate::StoreError;
 use crate::config::Config;
-use crate::registry::PluginError;
+use crate::registry::{PluginError, Services};
 use crate::scope::UserScope;
+use crate::secrets::ProviderType;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -91,6 +93,51 @@ pub struct Outcome {
     pub agent_state: String,
     /// The agent's last message, if any.
     pub message: Option<String>,
+    /// The `http(s)` URLs the agent's events mention, first seen first, without repeats
+    /// (a provider picks its branch and pull-request links from them).
+    #[serde(default)]
+    pub links: Vec<String>,
+}
+
+/// Why a delivery was refused before anything was stored (answered 400).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct InvalidPayload(pub String);
+
+/// What a provider decided about a parsed job (see [`Integration::admit`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admission {
+    /// Start it (with the user it runs for filled in).
+    Run(Job),
+    /// Nothing to do (e.g. the sender may not write to the repository); recorded `ignored`.
+    Ignore(String),
+    /// It cannot run until someone acts (e.g. links an account); dead-lettered at once with
+    /// the reason, so `openhands webhooks replay` re-runs it after the fix.
+    Refuse(String),
+}
+
+/// Why a job's conversation could not be started, as the asker should hear it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFailure {
+    /// The user has no LLM settings or no LLM API key.
+    NoLlmSettings,
+    /// Anything else (storage, the conversation manager).
+    Other,
+}
+
+/// What the framework lends a provider while it admits a job.
+#[async_trait]
+pub trait JobContext: Send + Sync {
+    /// The server's stores and provider-token source.
+    fn services(&self) -> &Services;
+    /// The scopes whose stored `provider` token names the provider account `login`
+    /// (case-insensitive). The name is what was stored: prove it (e.g. ask the provider
+    /// whose token it is) before trusting it.
+    async fn linked_scopes(
+        &self,
+        provider: ProviderType,
+        login: &str,
+    ) -> Result<Vec<UserScope>, StoreError>;
 }
 
 /// Retries of a failing delivery: `max_attempts` in all, waiting `base_backoff_ms * 2^n`.
@@ -130,6 +177,17 @@ pub trait Integration: Send + Sync {
     fn verify(&self, headers: &WebhookHeaders, body: &[u8]) -> Result<(), VerifyError>;
     /// The provider's id of this delivery (redeliveries repeat it).
     fn delivery_id(&self, headers: &WebhookHeaders, body: &[u8]) -> Option<String>;
+    /// Answers `200 {"message": ...}` to every delivery without looking at it, when the
+    /// provider's webhooks are switched off but the provider is configured (as OpenHands
+    /// does for `GITHUB_WEBHOOKS_ENABLED`).
+    fn disabled_message(&self) -> Option<&'static str> {
+        None
+    }
+    /// Checks a verified body before it is stored; an error is answered 400 and nothing is
+    /// stored (e.g. GitHub deliveries without an installation id).
+    fn check_payload(&self, _headers: &WebhookHeaders, _body: &[u8]) -> Result<(), InvalidPayload> {
+        Ok(())
+    }
     /// The body as kept in the delivery log (and later given to [`Integration::parse`]).
     /// Override to drop anything secret a provider puts in its payloads.
     fn stored_payload(&self, body: &[u8]) -> String {
@@ -138,8 +196,24 @@ pub trait Integration: Send + Sync {
     /// The job this delivery asks for, or `None` for an event to ignore (e.g. the bot's
     /// own comment).
     fn parse(&self, headers: &WebhookHeaders, body: &[u8]) -> Result<Option<Job>, ParseError>;
-    /// Posts the outcome back; called once per job.
+    /// Checks that need the network or the database (the sender's permission, the account
+    /// behind the provider's user) and the acknowledgement, run by the worker before each
+    /// attempt to start the job. An error is retried like a failed start. Default: run the
+    /// job as parsed.
+    async fn admit(&self, _ctx: &dyn JobContext, job: Job) -> Result<Admission, CallbackError> {
+        Ok(Admission::Run(job))
+    }
+    /// Posts the outcome back; called once per job (a failure is retried).
     async fn on_finished(&self, job: &Job, outcome: &Outcome) -> Result<(), CallbackError>;
+    /// Tells the asker that the job could not be started; called once, when the delivery is
+    /// dead-lettered after its last attempt. Default: nothing.
+    async fn on_start_failed(
+        &self,
+        _job: &Job,
+        _failure: StartFailure,
+    ) -> Result<(), CallbackError> {
+        Ok(())
+    }
 }
 
 /// Builds an integration from the config; `Ok(None)` when its flags are off.

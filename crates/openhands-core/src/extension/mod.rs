@@ -19,9 +19,9 @@ pub use audit::{AuditEntry, AuditError, AuditLog};
 pub use auth::{AuthError, AuthType, AuthenticatedUser, RequestHeaders, UserAuth};
 pub use change_feed::{ChangeFeed, ChangeFeedError, ChangeNotice};
 pub use integration::{
-    CallbackError, Integration, IntegrationBuildFn, IntegrationRegistration, Job, Outcome,
-    ParseError, RetryPolicy, VerifyError, WebhookHeaders, sign_hmac_sha256_hex,
-    verify_hmac_sha256_hex,
+    Admission, CallbackError, Integration, IntegrationBuildFn, IntegrationRegistration,
+    InvalidPayload, Job, JobContext, Outcome, ParseError, RetryPolicy, StartFailure, VerifyError,
+    WebhookHeaders, sign_hmac_sha256_hex, verify_hmac_sha256_hex,
 };
 pub use manager::{
     ConversationInput, ConversationManager, LiveMessage, LiveReceiver, ManagerError, StartRequest,
