@@ -4,6 +4,8 @@
 //! CI" mean the same thing. Besides fmt, clippy and tests it enforces the
 //! architecture's dependency rule that `openhands-core` never pulls in
 //! `actix-web`: the web framework stays behind the API and server crates.
+//! The web app is installed from its lock file, built and unit-tested before the
+//! Rust tests, so the browser test (`web_e2e`) runs against the app just built.
 
 use anyhow::{Result, bail};
 use clap::Args;
@@ -41,6 +43,10 @@ pub fn run(args: &CiArgs) -> Result<()> {
         )?;
         check_core_dependencies()?;
     }
+    crate::web::run(&crate::web::WebArgs {
+        test: true,
+        clean_install: true,
+    })?;
     run_tests()?;
     eprintln!("==> ci passed");
     Ok(())

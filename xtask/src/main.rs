@@ -7,6 +7,7 @@
 mod bench;
 mod cargo;
 mod ci;
+mod web;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -25,11 +26,14 @@ enum Task {
     Ci(ci::CiArgs),
     /// Build the release server, load it and write target/bench/results.{json,md}.
     Bench(bench::BenchArgs),
+    /// Install the web app's packages (when missing) and build it to web/dist.
+    Web(web::WebArgs),
 }
 
 fn main() -> Result<()> {
     match Cli::parse().task {
         Task::Ci(args) => ci::run(&args),
         Task::Bench(args) => bench::run(&args),
+        Task::Web(args) => web::run(&args),
     }
 }

@@ -274,12 +274,9 @@ async fn placeholder_page_when_the_app_is_not_built() {
     let server = TestServer::spawn().await;
     let res = server.get("/").await;
     assert_eq!(res.status(), 200);
-    assert!(
-        res.text()
-            .await
-            .expect("text")
-            .contains("OPENHANDS_WEB_DIR")
-    );
+    let page = res.text().await.expect("text");
+    assert!(page.contains("OPENHANDS_WEB_DIR"), "{page}");
+    assert!(page.contains("cargo xtask web"), "{page}");
 }
 
 #[tokio::test]
