@@ -7,7 +7,7 @@
 //!
 //! The app is served from `web/dist` as built (`cargo xtask web`); when it is missing the
 //! test builds it. Without `node` or `chromium` the test is skipped with a message, unless
-//! `OPENHANDS_REQUIRE_BROWSER` is set (CI sets it), in which case it fails.
+//! `WEB_E2E_REQUIRE_BROWSER` is set (CI sets it), in which case it fails.
 
 use openhands_runtime::testing::{ScriptedLlm, ScriptedReply};
 use openhands_test_support::oidc::OidcConfig;
@@ -119,8 +119,8 @@ fn tool(name: &str, arguments: serde_json::Value) -> ScriptedReply {
 fn prepare(test: &str) -> Option<PathBuf> {
     if let Some(missing) = missing_tools() {
         assert!(
-            std::env::var_os("OPENHANDS_REQUIRE_BROWSER").is_none(),
-            "OPENHANDS_REQUIRE_BROWSER is set but the browser test cannot run: missing {missing}"
+            std::env::var_os("WEB_E2E_REQUIRE_BROWSER").is_none(),
+            "WEB_E2E_REQUIRE_BROWSER is set but the browser test cannot run: missing {missing}"
         );
         eprintln!("SKIPPED {test}: missing {missing}");
         return None;
