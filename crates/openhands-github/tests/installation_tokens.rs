@@ -8,43 +8,12 @@ use openhands_github::jwt::AppClaims;
 use openhands_github::{GithubAppConfig, InstallationTokens, TokenError};
 use serde_json::json;
 use std::collections::HashMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+
+mod common;
+use common::key_pair;
+use std::sync::{Arc, Mutex};
 
 const CLIENT_ID: &str = "Iv23testclient";
-
-/// An RSA key pair (PKCS#1 private PEM, as GitHub hands out; SPKI public PEM) from `openssl`.
-fn key_pair() -> &'static (String, String) {
-    static PAIR: OnceLock<(String, String)> = OnceLock::new();
-    PAIR.get_or_init(|| {
-        let private = Command::new("openssl")
-            .args(["genrsa", "-traditional", "2048"])
-            .stderr(Stdio::null())
-            .output()
-            .expect("these tests need `openssl` on PATH to generate a test key");
-        assert!(private.status.success(), "openssl genrsa failed");
-        let mut child = Command::new("openssl")
-            .args(["rsa", "-pubout"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("openssl rsa");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(&private.stdout)
-            .expect("write key");
-        let public = child.wait_with_output().expect("openssl rsa -pubout");
-        assert!(public.status.success(), "openssl rsa -pubout failed");
-        (
-            String::from_utf8(private.stdout).expect("pem"),
-            String::from_utf8(public.stdout).expect("pem"),
-        )
-    })
-}
 
 /// The private key squeezed onto one line with literal `\n`, as in a `.env` file.
 fn config(api_url: &str) -> GithubAppConfig {

@@ -5,14 +5,9 @@
 //! `GET /user`) and records them.
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use async_trait::async_trait;
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use openhands_core::extension::{
-    AuthError, AuthenticatedUser, IntegrationRegistration, RequestHeaders, UserAuth,
-    sign_hmac_sha256_hex,
-};
-use openhands_core::scope::UserScope;
+use openhands_core::extension::{IntegrationRegistration, sign_hmac_sha256_hex};
 use openhands_core::secret::Secret;
 use openhands_github::GithubSettings;
 use openhands_github::jwt::AppClaims;
@@ -21,13 +16,16 @@ use openhands_integrations::{callbacks, deliveries};
 use openhands_runtime::testing::{ScriptedLlm, ScriptedReply};
 use openhands_server::saas::{WebhooksAction, webhooks};
 use openhands_sql_store::{Database, PoolOptions};
+use openhands_test_support::header_user::HEADER_USER_AUTH;
 use openhands_test_support::{TestServer, json_body};
+
+mod common;
+use common::key_pair;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 // The server under test must link the provider crate for its registration to exist.
@@ -43,66 +41,6 @@ const SENDER: &str = "Codertocat";
 const SENDER_ID: u64 = 21031067;
 const PUBLIC_URL: &str = "https://openhands.test";
 const PR_LINK_PATH: &str = "/Codertocat/Hello-World/pull/7";
-
-/// Test-only login: the user named by `X-Test-User`.
-struct HeaderUser;
-
-#[async_trait]
-impl UserAuth for HeaderUser {
-    async fn authenticate(
-        &self,
-        request: &dyn RequestHeaders,
-    ) -> Result<AuthenticatedUser, AuthError> {
-        let user = request
-            .header("x-test-user")
-            .ok_or_else(|| AuthError::Unauthorized("X-Test-User missing".into()))?;
-        Ok(AuthenticatedUser {
-            scope: UserScope::user(user),
-            email: Some(format!("{user}@example.com")),
-            auth_type: None,
-            set_cookies: Vec::new(),
-        })
-    }
-}
-
-openhands_core::register_plugin!(
-    openhands_core::extension::UserAuth,
-    "test.github_header_user",
-    "Test only: the user named by X-Test-User",
-    |ctx| Ok(Arc::new(HeaderUser))
-);
-
-/// An RSA key pair (PKCS#1 private PEM, as GitHub hands out; SPKI public PEM) from `openssl`.
-fn key_pair() -> &'static (String, String) {
-    static PAIR: OnceLock<(String, String)> = OnceLock::new();
-    PAIR.get_or_init(|| {
-        let private = Command::new("openssl")
-            .args(["genrsa", "-traditional", "2048"])
-            .stderr(Stdio::null())
-            .output()
-            .expect("these tests need `openssl` on PATH to generate a test key");
-        assert!(private.status.success(), "openssl genrsa failed");
-        let mut child = Command::new("openssl")
-            .args(["rsa", "-pubout"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("openssl rsa");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(&private.stdout)
-            .expect("write key");
-        let public = child.wait_with_output().expect("openssl rsa -pubout");
-        assert!(public.status.success(), "openssl rsa -pubout failed");
-        (
-            String::from_utf8(private.stdout).expect("pem"),
-            String::from_utf8(public.stdout).expect("pem"),
-        )
-    })
-}
 
 /// A call the fake GitHub received.
 #[derive(Debug, Clone)]
@@ -381,7 +319,7 @@ impl Env {
         let url = database_url.clone();
         let server = TestServer::spawn_with(move |c| {
             c.config_class = "saas".into();
-            c.plugins.user_auth = Some("test.github_header_user".into());
+            c.plugins.user_auth = Some(HEADER_USER_AUTH.into());
             c.database.migrate_on_start = true;
             c.database.url = Some(Secret::new(url));
             GithubSettings::install_for(&c.file_store_path, settings);
