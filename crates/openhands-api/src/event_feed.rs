@@ -83,7 +83,8 @@ impl ReplaySource {
         let scope = self.scope.clone();
         let id = self.conversation_id.clone();
         let query = EventQuery {
-            start_id: u64::try_from(last_sent + 1).unwrap_or(0),
+            // `last_sent` comes from the client (`latest_event_id`): any i64, `i64::MAX` included.
+            start_id: u64::try_from(last_sent.saturating_add(1)).unwrap_or(0),
             end_id: None,
             reverse: false,
             limit: REPLAY_PAGE,

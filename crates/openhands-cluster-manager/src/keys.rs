@@ -6,6 +6,8 @@
 //! | `<p>cm:status` | hash, field per conversation | the owner | `OwnerRecord` JSON: replica, user, org, status |
 //! | `<p>cm:events:{<conversation>}` | stream, `MAXLEN ~`, expires a day after the last entry | the owner | each stored event (`event_id`, `json`) or notice (`notice`) |
 //! | `<p>cm:user:{<user>\|<org>}` | sorted set, member per conversation, score = last activity (ms) | claims, releases, sends | the user's running conversations, for the cluster-wide `max_concurrent_conversations` |
+//! | `<p>cm:watchers:{<conversation>}` | sorted set, member per replica, score = deadline (ms), expires a lease after the last write | replicas with watchers | the replicas whose WebSockets watch the conversation (idle close, see `watchers`) |
+//! | `<p>cm:epoch` | string, no expiry | the first claim or renewal that finds it missing | random; changes only when Redis lost its data (see `lease`) |
 //! | `<p>cm:replica:{<replica>}` | string, `PX` heartbeat | each replica | the replica is alive |
 //! | `<p>cm:cmd:{<replica>}` | pub/sub channel | any replica | commands for the conversations the replica owns |
 //! | `<p>cm:reply:{<replica>}` | pub/sub channel | owners | answers to the replica's commands |
@@ -44,12 +46,22 @@ impl Keys {
         )
     }
 
+    /// Changes when Redis lost its data (see [`crate::lease`]).
+    pub fn epoch(&self) -> String {
+        format!("{}cm:epoch", self.prefix)
+    }
+
     pub fn status(&self) -> String {
         format!("{}cm:status", self.prefix)
     }
 
     pub fn events(&self, conversation_id: &str) -> String {
         format!("{}cm:events:{{{conversation_id}}}", self.prefix)
+    }
+
+    /// The replicas with watchers of the conversation (sorted set, scored by deadline).
+    pub fn watchers(&self, conversation_id: &str) -> String {
+        format!("{}cm:watchers:{{{conversation_id}}}", self.prefix)
     }
 
     pub fn replica(&self, replica_id: &str) -> String {
@@ -75,6 +87,7 @@ mod tests {
         assert_eq!(keys.owner("c1"), "oh:cm:owner:{c1}");
         assert_eq!(keys.events("c1"), "oh:cm:events:{c1}");
         assert_eq!(keys.status(), "oh:cm:status");
+        assert_eq!(keys.watchers("c1"), "oh:cm:watchers:{c1}");
         assert_eq!(keys.commands("r1"), "oh:cm:cmd:{r1}");
         assert_eq!(keys.owner_prefix() + "c1}", keys.owner("c1"));
         let scope = UserScope {

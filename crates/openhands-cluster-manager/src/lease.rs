@@ -5,6 +5,15 @@
 //! renews with a compare-and-`PEXPIRE` (and refreshes the record in the same script) and
 //! gives the conversation up with a compare-and-delete; a replica never touches a lease
 //! that is not its own. When the owner dies its lease runs out and the key disappears.
+//!
+//! Redis may also lose every key at once (a restart without persistence, a fail-over to a
+//! replica that lagged). An owner must then claim its conversations again rather than
+//! stop them, but it must still stop a run whose lease ran out (another replica may have
+//! taken it over, run it and released it meanwhile). The *epoch* key tells the two apart: a
+//! random value, never expiring, created by the first claim or renewal that finds it
+//! missing. Each lease remembers the epoch it was claimed or renewed under; a renewal that
+//! finds the owner key gone re-claims only when the epoch changed, i.e. when Redis lost its
+//! data since.
 
 use crate::keys::Keys;
 use openhands_core::conversation::ConversationStatus;
@@ -12,7 +21,8 @@ use openhands_core::scope::UserScope;
 use openhands_redis::redis::{self, Script};
 use openhands_redis::{RedisError, RedisPool};
 use serde::{Deserialize, Serialize};
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 /// What the status hash holds for an owned conversation.
@@ -47,11 +57,11 @@ impl OwnerRecord {
     }
 }
 
-/// KEYS: owner, status hash, the user's set. ARGV: replica, lease ms, conversation,
+/// KEYS: owner, status hash, the user's set, epoch. ARGV: replica, lease ms, conversation,
 /// record, the user's limit, now (ms), owner-key prefix (`<p>cm:owner:{`), `evict` or
-/// `yield`.
+/// `yield`, a fresh epoch.
 ///
-/// Returns `{0}` when another replica holds the conversation, else `{1, evicted...}`: the
+/// Returns `{0}` when another replica holds the conversation, else `{1, epoch, evicted...}`: the
 /// user's least recently active conversations taken out of the set to stay within the limit
 /// (members whose owner key is gone are dropped first: their owner died). With `yield`,
 /// nothing is evicted: a claim that would exceed the limit returns `{2}` (claimed, not
@@ -60,6 +70,11 @@ static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
             return {0}
+          end
+          local epoch = redis.call('GET', KEYS[4])
+          if not epoch then
+            redis.call('SET', KEYS[4], ARGV[9])
+            epoch = ARGV[9]
           end
           redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
           for _, member in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
@@ -73,7 +88,7 @@ static CLAIM: LazyLock<Script> = LazyLock::new(|| {
           end
           redis.call('ZADD', KEYS[3], ARGV[6], ARGV[3])
           local over = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[5])
-          local result = {1}
+          local result = {1, epoch}
           if over > 0 then
             for _, member in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
               if over <= 0 then break end
@@ -88,15 +103,32 @@ static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// KEYS: owner, status hash. ARGV: replica, lease ms, conversation, record.
+/// KEYS: owner, status hash, the user's set, epoch. ARGV: replica, lease ms, conversation,
+/// record, now (ms), the epoch of the lease, a fresh epoch.
+///
+/// Returns `{1, epoch}` when renewed, `{2, epoch}` when the owner key was gone because
+/// Redis lost its data (the epoch changed) and the lease is claimed again, `{0, epoch}` when
+/// the lease is lost.
 static RENEW: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+        r"local epoch = redis.call('GET', KEYS[4])
+          if not epoch then
+            redis.call('SET', KEYS[4], ARGV[7])
+            epoch = ARGV[7]
+          end
+          local owner = redis.call('GET', KEYS[1])
+          if owner == ARGV[1] then
             redis.call('PEXPIRE', KEYS[1], ARGV[2])
             redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
-            return 1
+            return {1, epoch}
           end
-          return 0",
+          if not owner and epoch ~= ARGV[6] then
+            redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+            redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+            redis.call('ZADD', KEYS[3], 'NX', ARGV[5], ARGV[3])
+            return {2, epoch}
+          end
+          return {0, epoch}",
     )
 });
 
@@ -127,6 +159,17 @@ pub enum Claim {
     OverLimit,
 }
 
+/// What a renewal found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    /// The lease is extended.
+    Renewed,
+    /// Redis had lost its data; the lease is this replica's again.
+    Reclaimed,
+    /// Another replica holds it, or it ran out: the run must stop here.
+    Lost,
+}
+
 /// What a claim does when the user is at the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AtLimit {
@@ -134,6 +177,11 @@ pub enum AtLimit {
     Evict,
     /// Leave the others running and report [`Claim::OverLimit`] (a takeover).
     Yield,
+}
+
+/// A new epoch value, used when the epoch key is missing.
+fn fresh_epoch() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 fn now_ms() -> u64 {
@@ -151,6 +199,9 @@ pub struct Leases {
     lease: Duration,
     /// Running conversations per user, cluster-wide.
     per_user: u32,
+    /// The epoch (see the module doc) each lease of this replica was last claimed or
+    /// renewed under.
+    epochs: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl Leases {
@@ -163,7 +214,12 @@ impl Leases {
             replica_id: replica_id.to_owned(),
             lease,
             per_user: per_user.max(1),
+            epochs: Arc::default(),
         }
+    }
+
+    fn epochs(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.epochs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn replica_id(&self) -> &str {
@@ -185,6 +241,7 @@ impl Leases {
     ) -> Result<T, RedisError> {
         let mut keys = vec![self.keys.owner(conversation_id), self.keys.status()];
         keys.extend(scope.map(|scope| self.keys.user(scope)));
+        keys.push(self.keys.epoch());
         self.pool
             .run(|mut connection| async move {
                 let mut invocation = script.prepare_invoke();
@@ -226,6 +283,7 @@ impl Leases {
                 AtLimit::Evict => "evict".to_owned(),
                 AtLimit::Yield => "yield".to_owned(),
             },
+            fresh_epoch(),
         ];
         let reply: Vec<redis::Value> = self
             .script(&CLAIM, conversation_id, Some(scope), args)
@@ -240,6 +298,11 @@ impl Leases {
             2 => return Ok(Claim::OverLimit),
             _ => return Ok(Claim::Refused),
         }
+        let epoch: String = reply
+            .next()
+            .and_then(|v| redis::from_redis_value(v).ok())
+            .unwrap_or_default();
+        self.epochs().insert(conversation_id.to_owned(), epoch);
         let evict = reply
             .filter_map(|v| redis::from_redis_value::<String>(v).ok())
             .collect();
@@ -278,21 +341,43 @@ impl Leases {
             .await
     }
 
-    /// Extends this replica's lease and records the status; false when the lease is lost.
+    /// Extends this replica's lease and records the status; claims it again when Redis
+    /// lost its data since the last renewal (see the module doc).
     pub async fn renew(
         &self,
         conversation_id: &str,
         scope: &UserScope,
         status: ConversationStatus,
-    ) -> Result<bool, RedisError> {
+    ) -> Result<Renewal, RedisError> {
+        let known = self
+            .epochs()
+            .get(conversation_id)
+            .cloned()
+            .unwrap_or_default();
         let args = vec![
             self.replica_id.clone(),
             self.lease_ms().to_string(),
             conversation_id.to_owned(),
             self.record_json(scope, status),
+            now_ms().to_string(),
+            known,
+            fresh_epoch(),
         ];
-        let won: i64 = self.script(&RENEW, conversation_id, None, args).await?;
-        Ok(won == 1)
+        let (code, epoch): (i64, String) = self
+            .script(&RENEW, conversation_id, Some(scope), args)
+            .await?;
+        let renewal = match code {
+            1 => Renewal::Renewed,
+            2 => Renewal::Reclaimed,
+            _ => Renewal::Lost,
+        };
+        let mut epochs = self.epochs();
+        if renewal == Renewal::Lost {
+            epochs.remove(conversation_id);
+        } else {
+            epochs.insert(conversation_id.to_owned(), epoch);
+        }
+        Ok(renewal)
     }
 
     /// Gives the conversation up if this replica holds it (and takes it out of the user's
@@ -306,6 +391,7 @@ impl Leases {
         let released: i64 = self
             .script(&RELEASE, conversation_id, Some(scope), args)
             .await?;
+        self.epochs().remove(conversation_id);
         Ok(released == 1)
     }
 

@@ -17,12 +17,13 @@
 //! - **Takeover and handover** ([`takeover`]): replicas sweep for conversations whose
 //!   owner's lease ran out, claim and resume them, telling watchers with a stored status
 //!   event; a replica shutting down hands its conversations to a live one the same way.
+//! - **Idle close** ([`watchers`]): each replica announces the conversations it has
+//!   WebSocket watchers for; the owner does not close a conversation watched anywhere.
 //! - **Per-user limit**: the claim script counts each user's running conversations in
 //!   Redis, so `max_concurrent_conversations` holds across replicas; the least recently
 //!   active ones are stopped wherever they run.
 //!
-//! Timings come from `[cluster]` ([`ClusterConfig`]). Not yet: idle close that counts
-//! watchers on other replicas (see `docs/cluster.md`).
+//! Timings come from `[cluster]` ([`ClusterConfig`]).
 //!
 //! [`ClusterConfig`]: openhands_core::config::ClusterConfig
 //! [`StandaloneConversationManager`]: openhands_standalone_manager::StandaloneConversationManager
@@ -33,6 +34,7 @@ pub mod lease;
 mod manager;
 pub mod routing;
 pub mod takeover;
+pub mod watchers;
 
 pub use manager::{ClusterConversationManager, LEASE, ROUTE_TIMEOUT};
 

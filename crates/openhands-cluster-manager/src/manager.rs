@@ -4,9 +4,10 @@
 
 use crate::fanout::{Forwarder, GapSource, relay, stream_position, xadd};
 use crate::keys::Keys;
-use crate::lease::{AtLimit, Claim, Leases, OwnerRecord};
+use crate::lease::{AtLimit, Claim, Leases, OwnerRecord, Renewal};
 use crate::routing::{Command, Handler, Op, Outcome, Router};
 use crate::takeover;
+use crate::watchers::{self, LocalWatchers};
 use async_trait::async_trait;
 use openhands_core::config::Config;
 use openhands_core::conversation::ConversationStatus;
@@ -60,6 +61,8 @@ struct Shared {
     per_user: u32,
     owned: Mutex<HashMap<String, Owned>>,
     relays: Mutex<HashMap<String, broadcast::Sender<LiveMessage>>>,
+    /// The WebSocket watchers of this replica, announced in Redis for idle close.
+    watchers: LocalWatchers,
     /// Set at shutdown: no more takeovers here.
     shutting_down: AtomicBool,
     /// Serializes claims, releases and local stops.
@@ -121,6 +124,7 @@ impl ClusterConversationManager {
             watcher_buffer: config.watcher_buffer.max(1),
             owned: Mutex::new(HashMap::new()),
             relays: Mutex::new(HashMap::new()),
+            watchers: LocalWatchers::default(),
             shutting_down: AtomicBool::new(false),
             transitions: tokio::sync::Mutex::new(()),
             background: Mutex::new(Vec::new()),
@@ -341,6 +345,7 @@ impl Shared {
                 _ => None,
             }
         };
+        self.local.set_watched_elsewhere(conversation_id, false);
         if let Some(owned) = owned {
             owned.forwarder.finish().await;
             if let Err(err) = self.leases.release(conversation_id, scope).await {
@@ -357,6 +362,7 @@ impl Shared {
         let Some(owned) = self.owned().remove(conversation_id) else {
             return;
         };
+        self.local.set_watched_elsewhere(conversation_id, false);
         if !release {
             let _ = self.local.stop(&owned.scope, conversation_id).await;
         }
@@ -390,6 +396,7 @@ impl Shared {
         {
             tracing::warn!(error = %err, "replica heartbeat failed");
         }
+        self.share_watchers().await;
         let owned: Vec<(String, UserScope, ConversationStatus, Instant)> = self
             .owned()
             .iter()
@@ -411,19 +418,52 @@ impl Shared {
                 continue;
             }
             match self.leases.renew(&id, &scope, status).await {
-                Ok(true) => {
+                Ok(renewal @ (Renewal::Renewed | Renewal::Reclaimed)) => {
+                    if renewal == Renewal::Reclaimed {
+                        tracing::info!(conversation_id = %id, "Redis had lost its data; claimed the running conversation again");
+                    }
                     if let Some(o) = self.owned().get_mut(&id) {
                         o.published = status;
                         o.renewed = Instant::now();
                     }
                 }
-                Ok(false) => {
+                Ok(Renewal::Lost) => {
                     tracing::warn!(conversation_id = %id, "lost the lease of a running conversation; stopping it here");
                     self.drop_owned(&id, false).await;
                 }
                 Err(err) => {
                     tracing::warn!(conversation_id = %id, error = %err, "renewing a conversation lease failed");
                 }
+            }
+        }
+    }
+
+    /// Announces this replica's watchers, then tells the local runs which of them are
+    /// watched on any replica (so idle close spares them; see [`crate::watchers`]).
+    async fn share_watchers(&self) {
+        let publication = self.watchers.due(self.lease / 3);
+        if let Err(err) = watchers::publish(
+            &self.pool,
+            &self.keys,
+            self.leases.replica_id(),
+            self.lease,
+            &publication,
+        )
+        .await
+        {
+            tracing::warn!(error = %err, "announcing this replica's watchers failed");
+            self.watchers.retry(publication);
+        }
+        let owned: Vec<String> = self.owned().keys().cloned().collect();
+        match watchers::watched(&self.pool, &self.keys, &owned).await {
+            Ok(watched) => {
+                for (id, watched) in owned.iter().zip(watched) {
+                    self.local.set_watched_elsewhere(id, watched);
+                }
+            }
+            // Unknown: the flags stay as they were (a watched conversation stays open).
+            Err(err) => {
+                tracing::warn!(error = %err, "counting the watchers of other replicas failed")
             }
         }
     }
@@ -850,6 +890,7 @@ impl ConversationManager for ClusterConversationManager {
         self.shared
             .local
             .watcher_count_changed(conversation_id, delta);
+        self.shared.watchers.changed(conversation_id, delta);
     }
 
     async fn shutdown(&self) {
@@ -867,6 +908,19 @@ impl ConversationManager for ClusterConversationManager {
             })
             .await;
         self.shared.hand_over().await;
+        // Watchers here are gone with the HTTP server: owners elsewhere need not wait a lease.
+        let withdrawn = self.shared.watchers.withdraw_all();
+        if let Err(err) = watchers::publish(
+            &self.shared.pool,
+            &self.shared.keys,
+            self.shared.leases.replica_id(),
+            self.shared.lease,
+            &withdrawn,
+        )
+        .await
+        {
+            tracing::warn!(error = %err, "withdrawing this replica's watchers failed; they expire after a lease");
+        }
         let heartbeat = self.shared.keys.replica(self.shared.leases.replica_id());
         let _ = self
             .shared

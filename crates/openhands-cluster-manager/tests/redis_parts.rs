@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use openhands_cluster_manager::fanout::{GapSource, relay};
 use openhands_cluster_manager::keys::Keys;
-use openhands_cluster_manager::lease::{AtLimit, Claim, Leases};
+use openhands_cluster_manager::lease::{AtLimit, Claim, Leases, Renewal};
 use openhands_cluster_manager::routing::{Op, Router};
 use openhands_core::StoreError;
 use openhands_core::config::RedisConfig;
@@ -252,4 +252,82 @@ async fn a_record_whose_lease_ran_out_is_an_orphan_until_claimed_again() {
         Claim::Won { .. }
     ));
     assert!(alive.orphans().await.expect("orphans").is_empty());
+}
+
+/// Deletes every key of the test's prefix, as a Redis restarted without persistence has
+/// none.
+async fn lose_all_keys(redis: &RedisForTest) {
+    let pattern = format!("{}*", redis.key_prefix());
+    pool(redis)
+        .run(|mut connection| async move {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(pattern)
+                .query_async(&mut connection)
+                .await?;
+            if !keys.is_empty() {
+                redis::cmd("DEL")
+                    .arg(keys)
+                    .query_async::<()>(&mut connection)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("delete keys");
+}
+
+#[tokio::test]
+async fn a_renewal_claims_again_after_redis_lost_its_data_but_not_after_the_lease_ran_out() {
+    let redis = redis_for_test().expect("redis");
+    let a = Leases::new(pool(&redis), "replica-a", Duration::from_millis(200), 3);
+    let b = Leases::new(pool(&redis), "replica-b", Duration::from_secs(15), 3);
+    let scope = user("dave");
+    let running = ConversationStatus::Running;
+
+    // Redis lost everything: the owner claims its conversation again, counted for its user.
+    claim(&a, "c1", &scope, AtLimit::Evict).await;
+    assert_eq!(
+        a.renew("c1", &scope, running).await.expect("renew"),
+        Renewal::Renewed
+    );
+    lose_all_keys(&redis).await;
+    assert_eq!(
+        a.renew("c1", &scope, running).await.expect("renew"),
+        Renewal::Reclaimed
+    );
+    assert_eq!(
+        a.owner("c1").await.expect("owner").as_deref(),
+        Some("replica-a")
+    );
+    assert_eq!(
+        a.running_of(&scope).await.expect("set"),
+        vec!["c1".to_owned()]
+    );
+    assert_eq!(
+        a.renew("c1", &scope, running).await.expect("renew"),
+        Renewal::Renewed
+    );
+
+    // The lease ran out (the owner paused), nobody claimed it: the run must stop, since
+    // another replica may have run and released it meanwhile.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(a.owner("c1").await.expect("owner"), None);
+    assert_eq!(
+        a.renew("c1", &scope, running).await.expect("renew"),
+        Renewal::Lost
+    );
+    assert_eq!(a.owner("c1").await.expect("owner"), None, "left alone");
+
+    // Someone else holds it: lost too, and their lease is untouched.
+    claim(&a, "c2", &scope, AtLimit::Evict).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    claim(&b, "c2", &scope, AtLimit::Evict).await;
+    assert_eq!(
+        a.renew("c2", &scope, running).await.expect("renew"),
+        Renewal::Lost
+    );
+    assert_eq!(
+        a.owner("c2").await.expect("owner").as_deref(),
+        Some("replica-b")
+    );
 }

@@ -28,7 +28,7 @@ use openhands_redis as _;
 #[cfg(feature = "saas")]
 use openhands_git_oauth as _;
 
-// SaaS mode: the clustered conversation manager (`saas.clustered`, not yet the class's pick).
+// SaaS mode: the clustered conversation manager (`saas.clustered`, the `saas` class's pick).
 #[cfg(feature = "saas")]
 use openhands_cluster_manager as _;
 

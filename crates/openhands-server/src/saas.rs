@@ -4,10 +4,10 @@
 //! The class names the SQL stores of `openhands-sql-store` and, for login, `saas.oidc` (the
 //! OIDC `UserAuth` of `openhands-oidc-auth`, which needs `auth.issuer_url` or the Keycloak
 //! settings; tests that do not log in override `plugins.user_auth`).
-//! Conversations still run in-process (`oss.standalone`); the clustered manager
-//! (`saas.clustered`, `docs/cluster.md`) is linked and selectable through
-//! `plugins.conversation_manager`; it becomes the class's pick once idle close counts the
-//! watchers of every replica (it already takes over a dead replica's conversations).
+//! Conversations run on the clustered manager (`saas.clustered`, `docs/cluster.md`): any
+//! number of replicas share one database and one Redis, each conversation owned by one of
+//! them; a single SaaS box needs a Redis too (or `plugins.conversation_manager =
+//! "oss.standalone"`).
 //! Rate limits are counted in Redis (`saas.redis_rate_limit` of `openhands-redis`), so all
 //! servers of a deployment share them; without Redis they fail open by default.
 
@@ -33,7 +33,7 @@ inventory::submit! {
             (Slot::ConversationStore, "saas.sql_conversations"),
             (Slot::EventStore, "saas.sql_events"),
             (Slot::UserAuth, "saas.oidc"),
-            (Slot::ConversationManager, "oss.standalone"),
+            (Slot::ConversationManager, "saas.clustered"),
             (Slot::MonitoringListener, "oss.log"),
             (Slot::RateLimiter, "saas.redis_rate_limit"),
             (Slot::Sandbox, "oss.process"),

@@ -698,6 +698,36 @@ async fn websocket_replays_history_then_streams_live_events_and_takes_messages()
 }
 
 #[tokio::test]
+async fn websocket_with_the_largest_latest_event_id_takes_messages() {
+    let llm = ScriptedLlm::start(vec![finish(), finish()])
+        .await
+        .expect("scripted LLM");
+    let server = server_with_llm(&llm, |_| {}).await;
+    let id = create(&server, json!({"initial_user_msg": "first"})).await;
+    let stored = server.wait_for_agent_state(&id, "finished", -1, WAIT).await;
+    let last_id = stored.last().and_then(|e| e["id"].as_i64()).expect("ids");
+
+    // `latest_event_id` is the client's: i64::MAX ("seen everything") must not overflow
+    // the replay's start; the socket stays open and takes messages.
+    let mut socket = connect(&server, &id, i64::MAX).await;
+    let message = json!({"action": "message", "args": {"content": "second"}});
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::Text(
+            message.to_string().into(),
+        ))
+        .await
+        .expect("send");
+    let all = server
+        .wait_for_agent_state(&id, "finished", last_id, WAIT)
+        .await;
+    let next = all
+        .iter()
+        .find(|e| e["id"].as_i64() == Some(last_id + 1))
+        .expect("the message is stored");
+    assert_eq!(next["args"]["content"], "second");
+}
+
+#[tokio::test]
 async fn websocket_needs_the_session_key_when_set() {
     let llm = ScriptedLlm::start(vec![]).await.expect("scripted LLM");
     let server = server_with_llm(&llm, |c| c.session_api_key = None).await;

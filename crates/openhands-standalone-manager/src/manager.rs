@@ -14,7 +14,7 @@ use openhands_core::runtime_keys::RUNTIME_KEY_ENV;
 use openhands_core::scope::UserScope;
 use openhands_core::secrets::CustomSecret;
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
@@ -37,6 +37,9 @@ struct Inner {
     running: HashMap<String, Running>,
     live: HashMap<String, broadcast::Sender<LiveMessage>>,
     watchers: HashMap<String, i64>,
+    /// Conversations watched through other servers (a clustered manager around this one
+    /// says so): not idle either.
+    watched_elsewhere: HashSet<String>,
     next_generation: u64,
     /// Capacity of each live channel (`watcher_buffer`).
     watcher_buffer: usize,
@@ -94,7 +97,8 @@ impl StandaloneConversationManager {
                         .running
                         .iter()
                         .filter(|(id, run)| {
-                            let watched = guard.watchers.get(*id).copied().unwrap_or(0) > 0;
+                            let watched = guard.watchers.get(*id).copied().unwrap_or(0) > 0
+                                || guard.watched_elsewhere.contains(*id);
                             let last = *run.last_active.lock().unwrap_or_else(|p| p.into_inner());
                             !watched && last.elapsed() >= close_delay
                         })
@@ -107,6 +111,21 @@ impl StandaloneConversationManager {
                 }
             }
         });
+    }
+
+    /// Whether the conversation has watchers connected to other servers, which keep it
+    /// from being closed as idle as local watchers do. When the last of them leaves, the
+    /// idle delay starts again from now.
+    pub fn set_watched_elsewhere(&self, conversation_id: &str, watched: bool) {
+        let mut inner = self.lock();
+        let changed = if watched {
+            inner.watched_elsewhere.insert(conversation_id.to_owned())
+        } else {
+            inner.watched_elsewhere.remove(conversation_id)
+        };
+        if changed && let Some(run) = inner.running.get(conversation_id) {
+            *run.last_active.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        }
     }
 
     /// The least recently active running conversation of `scope`, when at the limit.

@@ -7,8 +7,15 @@
 //! end, the conversation manager's `shutdown` never runs); [`TestServer::shut_down`] stops
 //! it as `main` does, `shutdown` included; [`TestServer::restart`] starts a new one on the
 //! same data dir, to prove that state survives.
+//!
+//! A server in SaaS mode needs Redis (its conversation manager, `saas.clustered`, keeps
+//! leases and event streams there). Unless the test chose a key prefix, the server gets one
+//! of its own and, unless the test chose a Redis, the URL of [`redis_for_test`]: servers of
+//! concurrent tests would otherwise share `openhands:` keys and take over each other's
+//! conversations. Replicas of one test set the same prefix explicitly.
 
-use openhands_core::config::{Config, RateLimitSetting, UserRateLimitSetting};
+use crate::redis::{RedisForTest, redis_for_test};
+use openhands_core::config::{Config, RateLimitSetting, RedisConfig, UserRateLimitSetting};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,6 +34,9 @@ pub struct TestServer {
     data_dir: Arc<tempfile::TempDir>,
     /// The scripted LLM of [`TestServer::store_default_settings`], kept alive with the server.
     llm: std::sync::Mutex<Option<openhands_runtime::testing::ScriptedLlm>>,
+    /// The Redis key prefix given to a SaaS-mode server (its keys are deleted when the last
+    /// holder drops it), kept across restarts.
+    redis: Option<Arc<RedisForTest>>,
 }
 
 /// A config for tests: fresh data dir, rate limits (per IP and per user) off, no web app
@@ -53,7 +63,8 @@ impl TestServer {
         let data_dir = Arc::new(tempfile::tempdir().expect("temp data dir"));
         let mut config = test_config(data_dir.path());
         adjust(&mut config);
-        Self::start(config, data_dir).await
+        let redis = own_redis(&mut config).unwrap_or_else(|e| panic!("{e}"));
+        Self::start(config, data_dir, redis).await
     }
 
     /// Like [`TestServer::spawn_with`] but returns the start-up error instead of panicking.
@@ -61,17 +72,26 @@ impl TestServer {
         let data_dir = Arc::new(tempfile::tempdir().map_err(|e| e.to_string())?);
         let mut config = test_config(data_dir.path());
         adjust(&mut config);
-        Self::try_start(config, data_dir).await
+        let redis = own_redis(&mut config).map_err(|e| e.to_string())?;
+        Self::try_start(config, data_dir, redis).await
     }
 
-    async fn start(config: Config, data_dir: Arc<tempfile::TempDir>) -> Self {
-        match Self::try_start(config, data_dir).await {
+    async fn start(
+        config: Config,
+        data_dir: Arc<tempfile::TempDir>,
+        redis: Option<Arc<RedisForTest>>,
+    ) -> Self {
+        match Self::try_start(config, data_dir, redis).await {
             Ok(server) => server,
             Err(err) => panic!("test server failed to start: {err}"),
         }
     }
 
-    async fn try_start(config: Config, data_dir: Arc<tempfile::TempDir>) -> Result<Self, String> {
+    async fn try_start(
+        config: Config,
+        data_dir: Arc<tempfile::TempDir>,
+        redis: Option<Arc<RedisForTest>>,
+    ) -> Result<Self, String> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let thread_config = config.clone();
         // `port` 0 (the test default) picks a free port; tests that must know the address
@@ -127,6 +147,7 @@ impl TestServer {
             graceful,
             data_dir,
             llm: std::sync::Mutex::new(None),
+            redis,
         })
     }
 
@@ -163,7 +184,7 @@ impl TestServer {
         self.stop().await;
         let config = self.config.clone();
         let data_dir = self.data_dir.clone();
-        let mut restarted = Self::start(config, data_dir).await;
+        let mut restarted = Self::start(config, data_dir, self.redis.clone()).await;
         restarted.llm =
             std::sync::Mutex::new(self.llm.lock().unwrap_or_else(|p| p.into_inner()).take());
         restarted
@@ -212,6 +233,33 @@ impl Drop for TestServer {
             drop(handle.stop(false));
         }
     }
+}
+
+/// True when the server keeps state in Redis that concurrent tests must not share: SaaS
+/// mode, or the clustered manager chosen by name.
+fn uses_shared_redis(config: &Config) -> bool {
+    config.config_class == "saas"
+        || config.plugins.conversation_manager.as_deref() == Some("saas.clustered")
+}
+
+/// Gives a SaaS-mode server a key prefix of its own and, when the test named no Redis, the
+/// test Redis (see the module doc). A prefix the test set is kept, so replicas can share one.
+fn own_redis(
+    config: &mut Config,
+) -> Result<Option<Arc<RedisForTest>>, crate::redis::RedisUnavailable> {
+    let defaults = RedisConfig::default();
+    if !uses_shared_redis(config) || config.redis.key_prefix != defaults.key_prefix {
+        return Ok(None);
+    }
+    let redis = redis_for_test()?;
+    let unnamed = config.redis.url.is_none()
+        && config.redis.host == defaults.host
+        && config.redis.port == defaults.port;
+    if unnamed {
+        config.redis.url = Some(openhands_core::secret::Secret::new(redis.url().to_owned()));
+    }
+    config.redis.key_prefix = redis.key_prefix().to_owned();
+    Ok(Some(Arc::new(redis)))
 }
 
 /// The JSON body of a response (panics with the body text when it is not JSON).
@@ -266,5 +314,62 @@ impl TestServer {
         )
         .await;
         info["status"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn saas() -> Config {
+        Config {
+            config_class: "saas".into(),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn each_saas_server_gets_a_key_prefix_and_the_test_redis() {
+        let (mut one, mut two) = (saas(), saas());
+        let held = own_redis(&mut one).expect("redis").expect("given");
+        let _other = own_redis(&mut two).expect("redis").expect("given");
+        assert_eq!(one.redis.key_prefix, held.key_prefix());
+        assert_ne!(one.redis.key_prefix, two.redis.key_prefix);
+        assert_eq!(
+            one.redis.url.as_ref().map(|u| u.expose().to_owned()),
+            Some(held.url().to_owned())
+        );
+    }
+
+    #[test]
+    fn a_prefix_the_test_chose_is_kept_and_oss_servers_are_left_alone() {
+        let mut replica = saas();
+        replica.redis.key_prefix = "shared_by_replicas:".into();
+        assert!(own_redis(&mut replica).expect("redis").is_none());
+        assert_eq!(replica.redis.key_prefix, "shared_by_replicas:");
+        assert!(replica.redis.url.is_none());
+
+        let mut oss = Config::default();
+        assert!(own_redis(&mut oss).expect("redis").is_none());
+        assert_eq!(oss.redis.key_prefix, RedisConfig::default().key_prefix);
+    }
+
+    #[test]
+    fn a_redis_the_test_named_is_kept_with_a_prefix_of_its_own() {
+        let mut named = saas();
+        named.redis.url = Some(openhands_core::secret::Secret::new(
+            "redis://10.0.0.9:6380/2".to_owned(),
+        ));
+        let held = own_redis(&mut named).expect("redis").expect("given");
+        assert_eq!(
+            named
+                .redis
+                .url
+                .as_ref()
+                .map(|u| u.expose().to_owned())
+                .as_deref(),
+            Some("redis://10.0.0.9:6380/2")
+        );
+        assert_eq!(named.redis.key_prefix, held.key_prefix());
     }
 }

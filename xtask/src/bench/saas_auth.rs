@@ -41,6 +41,8 @@ pub const EXTRA_SERVER_ENV: &[(&str, &str)] = &[
 /// the seeded session's access token does not expire during a bench.
 const UNUSED_ISSUER: &str = "http://127.0.0.1:9/unused";
 const CLIENT_ID: &str = "bench";
+/// The Redis the SaaS server counts rate limits and keeps conversation leases in.
+const MACHINE_REDIS: &str = "redis://127.0.0.1:6379/0";
 /// The model `auth_bench_seed` stores, which a 200 must show.
 const SEEDED_MODEL: &str = "openai/gpt-4o";
 
@@ -139,9 +141,16 @@ async fn measure_seeded(
 }
 
 /// The SaaS server's environment: SaaS mode on the seed's database and key, login through
-/// an issuer that is never contacted, the public URL on `port`, then [`EXTRA_SERVER_ENV`].
+/// an issuer that is never contacted, the public URL on `port`, the machine's Redis (the
+/// `saas` class runs conversations on `saas.clustered`, which keeps its leases there) under
+/// a key prefix of this run, then [`EXTRA_SERVER_ENV`].
 fn server_env(seed: &Seed, port: u16) -> Vec<(&'static str, String)> {
     let mut env = vec![
+        ("OPENHANDS_REDIS__URL", MACHINE_REDIS.to_owned()),
+        (
+            "OPENHANDS_REDIS__KEY_PREFIX",
+            format!("oh_bench_{}_{port}:", std::process::id()),
+        ),
         ("OPENHANDS_CONFIG_CLS", "saas".to_owned()),
         ("DATABASE_URL", seed.database_url.clone()),
         ("OPENHANDS_SECRETS_KEYS", seed.secrets_keys.clone()),
@@ -335,6 +344,11 @@ mod tests {
         assert_eq!(get("OPENHANDS_SECRETS_KEYS"), Some("bench:AAAA"));
         assert_eq!(get("OIDC_ISSUER_URL"), Some(UNUSED_ISSUER));
         assert_eq!(get("OIDC_CLIENT_ID"), Some("bench"));
+        assert_eq!(get("OPENHANDS_REDIS__URL"), Some(MACHINE_REDIS));
+        assert!(
+            get("OPENHANDS_REDIS__KEY_PREFIX").is_some_and(|p| p.starts_with("oh_bench_")),
+            "a key prefix of its own, away from other servers on the machine's Redis"
+        );
         assert_eq!(
             get("OPENHANDS_AUTH__PUBLIC_URL"),
             Some("http://127.0.0.1:4321")
