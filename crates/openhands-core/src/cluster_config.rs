@@ -29,7 +29,7 @@ pub struct ClusterConfig {
 impl Default for ClusterConfig {
     fn default() -> Self {
         Self {
-            lease_ms: 15_000,
+            lease_ms: 3_000,
             renew_interval_ms: 250,
             command_timeout_ms: 10_000,
             replica_id: None,
