@@ -156,6 +156,12 @@ pub struct Config {
     /// change feed); the TTL only bounds staleness after a lost notice.
     /// Env: `OPENHANDS_SETTINGS_CACHE_SECONDS`.
     pub settings_cache_seconds: u64,
+    /// Run the webhook worker on this server (SaaS integrations). Off, the server still
+    /// receives webhooks (verifies, records and answers them), and the deliveries wait in
+    /// the log for a server whose worker is on: receiving replicas apart from working ones.
+    /// Env: `OPENHANDS_WEBHOOK_WORKER`.
+    #[serde(deserialize_with = "flexible_bool")]
+    pub webhook_worker: bool,
     /// Sandbox settings.
     pub sandbox: SandboxConfig,
     /// The SQL database of SaaS mode (unused by the OSS file stores).
@@ -216,6 +222,7 @@ impl Default for Config {
             conversation_max_age_seconds: 864_000,
             watcher_buffer: 256,
             settings_cache_seconds: 30,
+            webhook_worker: true,
             sandbox: SandboxConfig::default(),
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
@@ -963,6 +970,16 @@ mod tests {
                 Some("redis-secret")
             );
             assert_eq!(redis.db, 2);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_webhook_worker_is_on_unless_switched_off() {
+        Jail::expect_with(|jail| {
+            assert!(load_in(jail).expect("load").webhook_worker);
+            jail.set_env("OPENHANDS_WEBHOOK_WORKER", "false");
+            assert!(!load_in(jail).expect("load").webhook_worker);
             Ok(())
         });
     }

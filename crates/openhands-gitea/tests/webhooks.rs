@@ -164,6 +164,11 @@ struct Env {
 
 impl Env {
     async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A server whose config `tweak` changes after the test settings.
+    async fn start_with(tweak: impl FnOnce(&mut openhands_core::config::Config)) -> Self {
         let gitea = FakeGitea::start();
         let sqlite = openhands_test_support::sqlite::fresh_database().expect("SQLite file");
         let database_url = sqlite.url().to_owned();
@@ -183,6 +188,7 @@ impl Env {
             c.database.migrate_on_start = true;
             c.database.url = Some(Secret::new(url));
             GiteaConfig::install_for(&c.file_store_path, settings);
+            tweak(c);
         })
         .await;
         let db = Database::connect(&database_url, PoolOptions::default())
@@ -442,6 +448,29 @@ async fn the_bots_own_comment_is_recorded_as_ignored_and_starts_nothing() {
     env.wait_for("d-chat", "ignored").await;
     assert!(env.conversations().await.is_empty());
     assert!(env.gitea.calls().is_empty());
+}
+
+#[tokio::test]
+async fn with_the_worker_off_a_delivery_is_recorded_and_stays_queued() {
+    let env = Env::start_with(|c| c.webhook_worker = false).await;
+    // The bot's own comment: a worker would mark it `ignored` within one poll.
+    let own = env.comment_by("openhands", "@openhands I finished this");
+    let res = env
+        .deliver("issue_comment", "d-idle", &own, Env::sign(&own))
+        .await;
+    assert_eq!(res.status(), 202);
+    // Longer than two polls of a worker.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let rows = env.rows().await;
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(
+        (
+            rows[0].delivery_id.as_str(),
+            rows[0].status.as_str(),
+            rows[0].attempts
+        ),
+        ("d-idle", "queued", 0)
+    );
 }
 
 #[tokio::test]

@@ -77,7 +77,8 @@ inventory::submit! {
     }
 }
 
-/// The server's runtime, built (and its worker started) on first use.
+/// The server's runtime, built (and its worker started, unless `webhook_worker` is off) on
+/// first use.
 pub async fn runtime_of(
     ext: &openhands_core::registry::Extensions,
     config: &Arc<openhands_core::config::Config>,
@@ -90,14 +91,20 @@ pub async fn runtime_of(
         .get_or_try_init::<Arc<Runtime>, PluginError, _, _>(RUNTIME_KEY, || async {
             let integrations = IntegrationRegistration::enabled(config)?;
             let names: Vec<_> = integrations.iter().map(|i| i.name()).collect();
-            tracing::info!(integrations = ?names, "integrations: worker started");
             let runtime = Arc::new(Runtime {
                 db,
                 integrations,
                 ext: ext.clone(),
                 wake: tokio::sync::Notify::new(),
             });
-            tokio::spawn(worker::run(runtime.clone()));
+            if config.webhook_worker {
+                tracing::info!(integrations = ?names, "integrations: worker started");
+                tokio::spawn(worker::run(runtime.clone()));
+            } else {
+                tracing::info!(integrations = ?names,
+                    "integrations: receiving only (webhook_worker = false): deliveries stay \
+                     queued for a server whose worker is on");
+            }
             Ok(runtime)
         })
         .await

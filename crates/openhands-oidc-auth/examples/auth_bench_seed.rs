@@ -1,4 +1,5 @@
-//! The data of the SaaS authentication bench, for `cargo xtask bench`.
+//! The data of the SaaS authentication bench, for `cargo xtask bench`; the webhook bench
+//! runs its server on the same fresh database (and ignores the user).
 //!
 //! Makes a fresh PostgreSQL database (the machine's server, or a throw-away one, as the
 //! tests get it), migrates it and stores what a signed-in user has: the `users` row

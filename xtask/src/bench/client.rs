@@ -6,6 +6,7 @@
 //! pooling client. The same type serves the readiness probe and the data set-up.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 use http_body_util::{BodyExt, Full};
@@ -26,6 +27,11 @@ pub struct RequestSpec {
     pub json_body: Option<Bytes>,
     /// Sent on every request (credentials, e.g. `cookie` or `authorization`).
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// A header sent with a value unique to each request (UUID-shaped, see
+    /// [`HttpConn::send`]), e.g. a webhook's delivery id.
+    pub unique_header: Option<HeaderName>,
+    /// The one status that counts as success; `None` accepts any 2xx.
+    pub expected: Option<StatusCode>,
 }
 
 impl RequestSpec {
@@ -35,6 +41,8 @@ impl RequestSpec {
             path: path.into(),
             json_body: None,
             headers: Vec::new(),
+            unique_header: None,
+            expected: None,
         }
     }
 
@@ -44,6 +52,8 @@ impl RequestSpec {
             path: path.into(),
             json_body: Some(body.into()),
             headers: Vec::new(),
+            unique_header: None,
+            expected: None,
         }
     }
 
@@ -52,12 +62,36 @@ impl RequestSpec {
         self.headers.push((name, value));
         self
     }
+
+    /// The same request with `name` set to a new unique value on every send.
+    pub fn with_unique_header(mut self, name: HeaderName) -> Self {
+        self.unique_header = Some(name);
+        self
+    }
+
+    /// The same request, successful only when answered with `status`.
+    pub fn expecting(mut self, status: StatusCode) -> Self {
+        self.expected = Some(status);
+        self
+    }
+
+    /// Whether `status` answers this request successfully.
+    pub fn succeeded(&self, status: StatusCode) -> bool {
+        self.expected
+            .map_or_else(|| status.is_success(), |expected| status == expected)
+    }
 }
+
+/// Numbers connections across the process, so unique header values never repeat.
+static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
 
 /// An open HTTP/1.1 connection to the server under test.
 pub struct HttpConn {
     sender: SendRequest<Full<Bytes>>,
     host: HeaderValue,
+    /// This connection's number in the process, and how many unique values it made.
+    serial: u64,
+    uniques: u64,
 }
 
 /// A response: status and the full body (read so the connection can be reused).
@@ -81,7 +115,27 @@ impl HttpConn {
             let _ = connection.await;
         });
         let host = HeaderValue::from_str(&addr.to_string()).context("building Host header")?;
-        Ok(Self { sender, host })
+        Ok(Self {
+            sender,
+            host,
+            serial: CONNECTIONS.fetch_add(1, Ordering::Relaxed),
+            uniques: 0,
+        })
+    }
+
+    /// The next value of a unique header: UUID-shaped (as GitHub's delivery ids are) from
+    /// the process id, the connection's number and a counter, so no two sends of one
+    /// bench run share it.
+    pub(super) fn next_unique(&mut self) -> Result<HeaderValue> {
+        self.uniques += 1;
+        let value = format!(
+            "{:08x}-{:04x}-4{:03x}-8000-{:012x}",
+            std::process::id(),
+            (self.serial >> 12) & 0xffff,
+            self.serial & 0xfff,
+            self.uniques & 0xffff_ffff_ffff
+        );
+        HeaderValue::from_str(&value).context("building a unique header value")
     }
 
     /// Sends one request and reads the whole response body.
@@ -95,6 +149,9 @@ impl HttpConn {
         }
         for (name, value) in &spec.headers {
             builder = builder.header(name, value.clone());
+        }
+        if let Some(name) = &spec.unique_header {
+            builder = builder.header(name, self.next_unique()?);
         }
         let request = builder
             .body(Full::new(spec.json_body.clone().unwrap_or_default()))

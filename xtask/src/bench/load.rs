@@ -27,7 +27,8 @@ pub struct LoadConfig {
 pub struct LoadOutcome {
     /// Responses received in the measured window (any status).
     pub requests: u64,
-    /// Non-2xx responses plus transport failures in the measured window.
+    /// Unsuccessful responses (non-2xx, or not the request's expected status) plus
+    /// transport failures in the measured window.
     pub errors: u64,
     /// Latency of every response received in the window, microseconds, unsorted.
     pub latencies_us: Vec<u32>,
@@ -92,7 +93,7 @@ async fn worker(addr: SocketAddr, request: RequestSpec, window: Window) -> Resul
                 if measured {
                     outcome.requests += 1;
                     outcome.latencies_us.push(as_micros(done - started));
-                    if !reply.status.is_success() {
+                    if !request.succeeded(reply.status) {
                         outcome.errors += 1;
                     }
                 }
@@ -157,6 +158,16 @@ mod tests {
     async fn non_2xx_responses_are_errors() -> Result<()> {
         let addr = super::super::fake_server::spawn("404 Not Found").await?;
         let outcome = run(addr, &RequestSpec::get("/missing"), config()).await?;
+        assert!(outcome.requests > 0);
+        assert_eq!(outcome.errors, outcome.requests);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn another_2xx_than_the_expected_status_is_an_error() -> Result<()> {
+        let addr = super::super::fake_server::spawn("200 OK").await?;
+        let request = RequestSpec::post_json("/hook", "{}").expecting(hyper::StatusCode::ACCEPTED);
+        let outcome = run(addr, &request, config()).await?;
         assert!(outcome.requests > 0);
         assert_eq!(outcome.errors, outcome.requests);
         Ok(())

@@ -8,6 +8,7 @@
 //! child process), `prepare` (set-up data), `load` (the generator), `agent` (the
 //! agent loop against a fake LLM, on a fresh server), `store` (the SQL stores on
 //! PostgreSQL), `saas_auth` (authenticated routes of a SaaS server on PostgreSQL),
+//! `webhooks` (signed GitHub deliveries recorded by a SaaS server on PostgreSQL),
 //! `stats`, `rss`, `targets` and `report`.
 
 mod agent;
@@ -25,6 +26,7 @@ mod server;
 mod stats;
 mod store;
 mod targets;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -91,6 +93,18 @@ pub struct BenchArgs {
     /// PostgreSQL as `--skip-store` describes).
     #[arg(long)]
     skip_saas: bool,
+    /// Skip the webhook figures (signed GitHub deliveries recorded per second, worker off, on
+    /// PostgreSQL as `--skip-store` describes).
+    #[arg(long)]
+    skip_webhooks: bool,
+    /// Run only the webhook figures and print them (results files are left alone), for
+    /// iterating on the webhook route.
+    #[arg(long, conflicts_with_all = ["skip_webhooks", "only_agent"])]
+    only_webhooks: bool,
+    /// Run this `auth_bench_seed` binary for the webhook figures instead of `cargo run
+    /// --release --example auth_bench_seed` (e.g. `<target>/release/examples/auth_bench_seed`).
+    #[arg(long)]
+    seed_binary: Option<PathBuf>,
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
@@ -128,6 +142,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if args.only_agent {
         let agent = runtime.block_on(agent::measure(&config, agent_data_dir))?;
         println!("{}", report::render_agent_only(&agent));
+        return Ok(());
+    }
+    if args.only_webhooks {
+        let webhooks = runtime.block_on(measure_webhooks(args, &config, &bench_dir))?;
+        println!("{}", report::render_webhooks_only(&webhooks));
         return Ok(());
     }
     let results = runtime.block_on(measure(args, &config, agent_data_dir))?;
@@ -250,6 +269,12 @@ async fn measure(
         )
     };
 
+    let webhooks = if args.skip_webhooks {
+        None
+    } else {
+        Some(measure_webhooks(args, config, bench_dir).await?)
+    };
+
     let startup_ms_median = stats::median(&startup_ms_runs);
     let targets = targets::evaluate(
         &scenario_results,
@@ -260,6 +285,7 @@ async fn measure(
         agent.as_ref(),
         store.as_ref(),
         saas.as_ref(),
+        webhooks.as_ref(),
     );
     Ok(Results {
         generated_at: unix_now(),
@@ -277,8 +303,30 @@ async fn measure(
         agent,
         store,
         saas,
+        webhooks,
         targets,
     })
+}
+
+/// The webhook figures, on a fresh server over `<bench dir>/webhooks-data`.
+async fn measure_webhooks(
+    args: &BenchArgs,
+    config: &ServerConfig,
+    bench_dir: &Path,
+) -> Result<webhooks::WebhookResults> {
+    let load = LoadConfig {
+        connections: args.connections,
+        warmup: Duration::from_secs(args.warmup),
+        duration: Duration::from_secs(args.duration),
+    };
+    webhooks::measure(
+        config,
+        bench_dir.join("webhooks-data"),
+        load,
+        args.seed_binary.as_deref(),
+    )
+    .await
+    .context("webhook figures")
 }
 
 /// Wall time from spawn to the first 200 on `/alive`, in ms, once per run.

@@ -13,6 +13,7 @@ use super::agent::AgentResults;
 use super::saas_auth::SaasResults;
 use super::store::StoreResults;
 use super::targets::Target;
+use super::webhooks::WebhookResults;
 
 /// One measured scenario.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -55,6 +56,9 @@ pub struct Results {
     /// Authenticated `GET /api/settings` of a SaaS server on PostgreSQL; `null` with
     /// `--skip-saas`.
     pub saas: Option<SaasResults>,
+    /// Signed GitHub deliveries recorded by a SaaS server on PostgreSQL, worker off; `null`
+    /// with `--skip-webhooks`.
+    pub webhooks: Option<WebhookResults>,
     pub targets: Vec<Target>,
 }
 
@@ -124,6 +128,9 @@ pub fn render_markdown(results: &Results) -> String {
     if let Some(saas) = &results.saas {
         render_saas(&mut md, saas);
     }
+    if let Some(webhooks) = &results.webhooks {
+        render_webhooks(&mut md, webhooks);
+    }
     let _ = writeln!(md, "\n| target | goal | value | met |");
     let _ = writeln!(md, "| --- | --- | ---: | :---: |");
     for t in &results.targets {
@@ -157,6 +164,39 @@ fn render_saas(md: &mut String, saas: &SaasResults) {
     let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: |");
     scenario_row(md, &saas.cookie);
     scenario_row(md, &saas.api_key);
+}
+
+/// The webhook table alone, for `--only-webhooks` runs, with its two targets.
+pub fn render_webhooks_only(webhooks: &WebhookResults) -> String {
+    let mut md = String::new();
+    render_webhooks(&mut md, webhooks);
+    let verdict = |met: bool| if met { "met" } else { "NOT met" };
+    let clean = webhooks.clean();
+    let _ = writeln!(
+        md,
+        "\nTargets (issue 7): >= 10000 deliveries/s {}; p99 < 20 ms {}.",
+        verdict(clean && webhooks.deliveries.req_per_s >= 10_000.0),
+        verdict(clean && webhooks.deliveries.p99_ms < 20.0)
+    );
+    md
+}
+
+/// The webhook scenario, in the scenario table's columns, and what the log holds after it.
+fn render_webhooks(md: &mut String, webhooks: &WebhookResults) {
+    let _ = writeln!(
+        md,
+        "\n| webhooks ({}, fresh server, worker off, {} B payload) | requests | req/s | p50 (ms) | p99 (ms) | errors |",
+        webhooks.database, webhooks.payload_bytes
+    );
+    let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: |");
+    scenario_row(md, &webhooks.deliveries);
+    let _ = writeln!(
+        md,
+        "\nEach request: a new `X-GitHub-Delivery`, `X-Hub-Signature-256` verified, one row \
+         inserted, 202 (anything else is an error). Log after the run: {} rows, {} still \
+         `queued` (jobs not run).",
+        webhooks.rows_recorded, webhooks.rows_queued
+    );
 }
 
 /// The SQL store table, each row saying what was run.
@@ -277,6 +317,7 @@ mod tests {
             agent: None,
             store: None,
             saas: None,
+            webhooks: None,
             targets: vec![
                 Target {
                     name: "idle RSS".to_owned(),
@@ -415,6 +456,56 @@ mod tests {
         );
     }
 
+    fn webhooks() -> WebhookResults {
+        use crate::bench::webhooks::{GITHUB_EVENTS, SCENARIO};
+        WebhookResults {
+            database: "postgresql".to_owned(),
+            payload_bytes: 3_500,
+            deliveries: ScenarioResult {
+                name: SCENARIO.to_owned(),
+                method: "POST".to_owned(),
+                path: GITHUB_EVENTS.to_owned(),
+                requests: 60_000,
+                errors: 0,
+                req_per_s: 12_000.0,
+                p50_ms: 2.5,
+                p99_ms: 9.75,
+            },
+            rows_recorded: 70_002,
+            rows_queued: 70_002,
+        }
+    }
+
+    #[test]
+    fn markdown_shows_webhook_figures_only_when_measured() -> Result<()> {
+        let mut results = sample();
+        assert!(!render_markdown(&results).contains("webhooks ("));
+        assert!(serde_json::to_value(&results)?["webhooks"].is_null());
+        results.webhooks = Some(webhooks());
+        let md = render_markdown(&results);
+        assert!(
+            md.contains("| webhooks (postgresql, fresh server, worker off, 3500 B payload) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| POST /integration/github/events (signed, worker off) | 60000 | 12000 | 2.50 | 9.75 | 0 |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("70002 rows, 70002 still `queued`"), "{md}");
+        let value = serde_json::to_value(&results)?;
+        assert_eq!(value["webhooks"]["deliveries"]["req_per_s"], 12_000.0);
+        assert_eq!(value["webhooks"]["rows_queued"], 70_002);
+
+        let alone = render_webhooks_only(&webhooks());
+        assert!(
+            alone.contains(">= 10000 deliveries/s met; p99 < 20 ms met."),
+            "{alone}"
+        );
+        Ok(())
+    }
+
     #[test]
     fn json_has_the_saas_figures() -> Result<()> {
         let mut results = sample();
@@ -443,6 +534,7 @@ mod tests {
             "agent",
             "store",
             "saas",
+            "webhooks",
             "targets",
         ] {
             assert!(value.get(field).is_some(), "missing {field}");

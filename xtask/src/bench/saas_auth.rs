@@ -58,10 +58,10 @@ pub struct SaasResults {
 
 /// The seed's line: where the data is and the credentials to present.
 #[derive(Deserialize)]
-struct Seed {
-    database_url: String,
+pub(super) struct Seed {
+    pub(super) database_url: String,
     /// `OPENHANDS_SECRETS_KEYS` for the server: `bench:<base64 key>`.
-    secrets_keys: String,
+    pub(super) secrets_keys: String,
     /// The sealed session, the `keycloak_auth` cookie's value.
     cookie: String,
     api_key: String,
@@ -144,7 +144,7 @@ async fn measure_seeded(
 /// an issuer that is never contacted, the public URL on `port`, the machine's Redis (the
 /// `saas` class runs conversations on `saas.clustered`, which keeps its leases there) under
 /// a key prefix of this run, then [`EXTRA_SERVER_ENV`].
-fn server_env(seed: &Seed, port: u16) -> Vec<(&'static str, String)> {
+pub(super) fn server_env(seed: &Seed, port: u16) -> Vec<(&'static str, String)> {
     let mut env = vec![
         ("OPENHANDS_REDIS__URL", MACHINE_REDIS.to_owned()),
         (
@@ -170,7 +170,7 @@ fn server_env(seed: &Seed, port: u16) -> Vec<(&'static str, String)> {
 }
 
 /// The seed's JSON line.
-fn parse_seed(line: &str) -> Result<Seed> {
+pub(super) fn parse_seed(line: &str) -> Result<Seed> {
     let seed: Seed = serde_json::from_str(line.trim())
         .context("the auth bench seed printed an unexpected line (expected one JSON object)")?;
     for (field, value) in [
@@ -218,7 +218,7 @@ fn check_settings_reply(scenario: &Scenario, reply: &Reply) -> Result<()> {
 
 /// The running seed. Dropping it closes its stdin and waits: the seed then drops its
 /// database and exits, so no path leaves a database behind.
-struct SeedProcess {
+pub(super) struct SeedProcess {
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: Option<ChildStdout>,
@@ -226,19 +226,29 @@ struct SeedProcess {
 
 impl SeedProcess {
     /// `cargo run --release` of the example, stdin and stdout piped, stderr shown.
-    fn start() -> Result<Self> {
-        let mut cmd: Command = cargo::cargo();
-        cmd.args([
-            "run",
-            "--quiet",
-            "--release",
-            "-p",
-            "openhands-oidc-auth",
-            "--example",
-            "auth_bench_seed",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
+    pub(super) fn start() -> Result<Self> {
+        Self::start_binary(None)
+    }
+
+    /// Like [`SeedProcess::start`], or runs `binary` (a seed built before) without cargo.
+    pub(super) fn start_binary(binary: Option<&std::path::Path>) -> Result<Self> {
+        let mut cmd: Command = match binary {
+            Some(binary) => Command::new(binary),
+            None => {
+                let mut cmd = cargo::cargo();
+                cmd.args([
+                    "run",
+                    "--quiet",
+                    "--release",
+                    "-p",
+                    "openhands-oidc-auth",
+                    "--example",
+                    "auth_bench_seed",
+                ]);
+                cmd
+            }
+        };
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
         let mut child = cmd
             .spawn()
             .with_context(|| format!("could not start `{}`", cargo::display(&cmd)))?;
@@ -250,7 +260,7 @@ impl SeedProcess {
     }
 
     /// The first line the seed prints (it builds first, so this may take minutes).
-    async fn first_line(&mut self) -> Result<String> {
+    pub(super) async fn first_line(&mut self) -> Result<String> {
         let stdout = self
             .stdout
             .take()
@@ -278,7 +288,7 @@ impl SeedProcess {
     }
 
     /// Closes stdin (the seed drops its database) and waits for a clean exit.
-    fn finish(mut self) -> Result<()> {
+    pub(super) fn finish(mut self) -> Result<()> {
         drop(self.stdin.take());
         let status = self
             .child

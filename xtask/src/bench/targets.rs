@@ -11,6 +11,7 @@ use super::report::ScenarioResult;
 use super::saas_auth::SaasResults;
 use super::scenarios::{CONVERSATIONS, SETTINGS};
 use super::store::StoreResults;
+use super::webhooks::WebhookResults;
 
 /// One target and how this run did against it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -52,15 +53,16 @@ impl Goal {
     }
 }
 
-/// Evaluates every target against a run; the agent, store and SaaS targets only when
-/// those measurements ran (`--skip-agent`, `--skip-store`, `--skip-saas` leave them out
-/// rather than failing them).
+/// Evaluates every target against a run; the agent, store, SaaS and webhook targets only
+/// when those measurements ran (`--skip-agent`, `--skip-store`, `--skip-saas`,
+/// `--skip-webhooks` leave them out rather than failing them).
 pub fn evaluate(
     scenarios: &[ScenarioResult],
     server: ServerFigures,
     agent: Option<&AgentResults>,
     store: Option<&StoreResults>,
     saas: Option<&SaasResults>,
+    webhooks: Option<&WebhookResults>,
 ) -> Vec<Target> {
     let get = |path: &str| {
         scenarios
@@ -108,7 +110,31 @@ pub fn evaluate(
     if let Some(saas) = saas {
         targets.extend(saas_targets(saas));
     }
+    if let Some(webhooks) = webhooks {
+        targets.extend(webhook_targets(webhooks));
+    }
     targets
+}
+
+/// Issue 7: signed deliveries verified, recorded and enqueued (jobs not run) at >= 10,000/s
+/// on PostgreSQL, p99 < 20 ms. A run with an error, a delivery missing from the log or one
+/// that was processed meets neither.
+fn webhook_targets(webhooks: &WebhookResults) -> [Target; 2] {
+    let clean = webhooks.clean().then_some(&webhooks.deliveries);
+    [
+        target(
+            "signed GitHub deliveries recorded (PostgreSQL)",
+            Goal::AtLeast(10_000.0),
+            "deliveries/s",
+            clean.map(|s| s.req_per_s),
+        ),
+        target(
+            "signed GitHub delivery p99 answer time",
+            Goal::Below(20.0),
+            "ms",
+            clean.map(|s| s.p99_ms),
+        ),
+    ]
 }
 
 /// Issue 5: each way of authenticating, on PostgreSQL, at >= 20,000 req/s with p99 < 5 ms.
@@ -222,6 +248,7 @@ mod tests {
             None,
             None,
             None,
+            None,
         );
         assert_eq!(met(&targets, "GET /api/settings throughput"), Some(true));
         assert_eq!(met(&targets, "GET /api/settings p99 latency"), Some(false));
@@ -231,7 +258,7 @@ mod tests {
 
     #[test]
     fn a_missing_scenario_is_not_met() {
-        let targets = evaluate(&[], figures(10.0, 10.0), None, None, None);
+        let targets = evaluate(&[], figures(10.0, 10.0), None, None, None, None);
         let conversations = targets
             .iter()
             .find(|t| t.name == "GET /api/conversations throughput");
@@ -243,6 +270,7 @@ mod tests {
         let targets = evaluate(
             &[settings(90_000.0, 0.5, 3)],
             figures(10.0, 10.0),
+            None,
             None,
             None,
             None,
@@ -279,10 +307,10 @@ mod tests {
 
     #[test]
     fn agent_targets_only_when_measured() {
-        let skipped = evaluate(&[], figures(10.0, 10.0), None, None, None);
+        let skipped = evaluate(&[], figures(10.0, 10.0), None, None, None, None);
         assert_eq!(met(&skipped, "agent events/s"), None);
         let good = agent(2_000.0, 99.9, 400_000, 19.9);
-        let targets = evaluate(&[], figures(10.0, 10.0), Some(&good), None, None);
+        let targets = evaluate(&[], figures(10.0, 10.0), Some(&good), None, None, None);
         assert_eq!(met(&targets, "agent events/s"), Some(true));
         assert_eq!(
             met(&targets, "memory per idle conversation (1 watcher)"),
@@ -290,7 +318,7 @@ mod tests {
         );
         assert_eq!(met(&targets, "fan-out delay p99"), Some(true));
         let bad = agent(1_999.0, 100.0, 400_000, 20.0);
-        let targets = evaluate(&[], figures(10.0, 10.0), Some(&bad), None, None);
+        let targets = evaluate(&[], figures(10.0, 10.0), Some(&bad), None, None, None);
         assert_eq!(met(&targets, "agent events/s"), Some(false));
         assert_eq!(
             met(&targets, "memory per idle conversation (1 watcher)"),
@@ -302,7 +330,7 @@ mod tests {
     #[test]
     fn fan_out_without_deliveries_is_not_met() {
         let none = agent(5_000.0, 10.0, 0, 0.0);
-        let targets = evaluate(&[], figures(10.0, 10.0), Some(&none), None, None);
+        let targets = evaluate(&[], figures(10.0, 10.0), Some(&none), None, None, None);
         assert_eq!(met(&targets, "fan-out delay p99"), Some(false));
     }
 
@@ -329,14 +357,14 @@ mod tests {
             conversation_list: figure(5_000.0, list_p99),
         };
         let good = store(16_000.0, 9.0);
-        let targets = evaluate(&[], figures(10.0, 10.0), None, Some(&good), None);
+        let targets = evaluate(&[], figures(10.0, 10.0), None, Some(&good), None, None);
         assert_eq!(met(&targets, "SQL settings load (PostgreSQL)"), Some(true));
         assert_eq!(
             met(&targets, "SQL conversation list p99 (50 per page)"),
             Some(true)
         );
         let slow = store(14_999.0, 10.0);
-        let targets = evaluate(&[], figures(10.0, 10.0), None, Some(&slow), None);
+        let targets = evaluate(&[], figures(10.0, 10.0), None, Some(&slow), None, None);
         assert_eq!(met(&targets, "SQL settings load (PostgreSQL)"), Some(false));
         assert_eq!(
             met(&targets, "SQL conversation list p99 (50 per page)"),
@@ -359,7 +387,7 @@ mod tests {
             cookie,
             api_key,
         };
-        let skipped = evaluate(&[], figures(10.0, 10.0), None, None, None);
+        let skipped = evaluate(&[], figures(10.0, 10.0), None, None, None, None);
         assert_eq!(
             met(&skipped, "GET /api/settings (SaaS, cookie) throughput"),
             None
@@ -369,7 +397,7 @@ mod tests {
             run(SAAS_COOKIE, 20_000.0, 4.99, 0),
             run(SAAS_API_KEY, 25_000.0, 1.0, 0),
         );
-        let targets = evaluate(&[], figures(10.0, 10.0), None, None, Some(&good));
+        let targets = evaluate(&[], figures(10.0, 10.0), None, None, Some(&good), None);
         for name in [
             "GET /api/settings (SaaS, cookie) throughput",
             "GET /api/settings (SaaS, cookie) p99 latency",
@@ -390,7 +418,7 @@ mod tests {
             run(SAAS_COOKIE, 19_999.0, 5.0, 0),
             run(SAAS_API_KEY, 90_000.0, 0.5, 7),
         );
-        let targets = evaluate(&[], figures(10.0, 10.0), None, None, Some(&bad));
+        let targets = evaluate(&[], figures(10.0, 10.0), None, None, Some(&bad), None);
         for name in [
             "GET /api/settings (SaaS, cookie) throughput",
             "GET /api/settings (SaaS, cookie) p99 latency",
@@ -399,6 +427,51 @@ mod tests {
         ] {
             assert_eq!(met(&targets, name), Some(false), "{name}");
         }
+    }
+
+    #[test]
+    fn webhook_targets_need_a_clean_run_at_throughput_and_p99() {
+        use crate::bench::webhooks::{GITHUB_EVENTS, SCENARIO, WebhookResults};
+        let run = |req_per_s: f64, p99_ms: f64, recorded: u64, queued: u64| WebhookResults {
+            database: "postgresql".into(),
+            payload_bytes: 4000,
+            deliveries: ScenarioResult {
+                name: SCENARIO.to_owned(),
+                method: "POST".to_owned(),
+                path: GITHUB_EVENTS.to_owned(),
+                requests: 100,
+                errors: 0,
+                req_per_s,
+                p50_ms: 1.0,
+                p99_ms,
+            },
+            rows_recorded: recorded,
+            rows_queued: queued,
+        };
+        const RATE: &str = "signed GitHub deliveries recorded (PostgreSQL)";
+        const P99: &str = "signed GitHub delivery p99 answer time";
+        let skipped = evaluate(&[], figures(10.0, 10.0), None, None, None, None);
+        assert_eq!(met(&skipped, RATE), None);
+
+        let good = run(10_000.0, 19.9, 103, 103);
+        let targets = evaluate(&[], figures(10.0, 10.0), None, None, None, Some(&good));
+        assert_eq!(met(&targets, RATE), Some(true));
+        assert_eq!(met(&targets, P99), Some(true));
+        let target = targets.iter().find(|t| t.name == RATE);
+        assert_eq!(
+            target.map(|t| t.target.as_str()),
+            Some(">= 10000 deliveries/s")
+        );
+
+        let slow = run(9_999.0, 20.0, 103, 103);
+        let targets = evaluate(&[], figures(10.0, 10.0), None, None, None, Some(&slow));
+        assert_eq!(met(&targets, RATE), Some(false));
+        assert_eq!(met(&targets, P99), Some(false));
+
+        let processed = run(50_000.0, 1.0, 103, 50);
+        let targets = evaluate(&[], figures(10.0, 10.0), None, None, None, Some(&processed));
+        assert_eq!(met(&targets, RATE), Some(false), "jobs ran");
+        assert_eq!(met(&targets, P99), Some(false), "jobs ran");
     }
 
     #[test]
