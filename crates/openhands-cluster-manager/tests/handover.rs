@@ -4,8 +4,8 @@
 use openhands_cluster_manager::lease::Leases;
 use openhands_cluster_manager::takeover::HANDED_OVER_REASON;
 use openhands_runtime::testing::ScriptedLlm;
+use openhands_test_support::TestServer;
 use openhands_test_support::redis::redis_for_test;
-use openhands_test_support::{TestServer, json_body};
 use serde_json::json;
 use std::time::Duration;
 
@@ -45,14 +45,7 @@ async fn a_replica_shutting_down_hands_its_conversations_to_a_live_one() {
     assert_eq!(res.status(), 200);
     let leases = Leases::new(pool(&redis), "test-observer", Duration::from_secs(15), 3);
 
-    let res = a
-        .post_json("/api/conversations", &json!({"initial_user_msg": "first"}))
-        .await;
-    assert_eq!(res.status(), 200);
-    let id = json_body(res).await["conversation_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = start_conversation(&a, "first").await;
     let stored = a.wait_for_agent_state(&id, "finished", -1, WAIT).await;
     assert_eq!(
         leases.owner(&id).await.expect("owner").as_deref(),

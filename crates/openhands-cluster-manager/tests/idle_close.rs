@@ -2,8 +2,8 @@
 //! only through B stays open on A; once B's watcher leaves, A closes it after the idle delay.
 
 use openhands_runtime::testing::ScriptedLlm;
+use openhands_test_support::TestServer;
 use openhands_test_support::redis::redis_for_test;
-use openhands_test_support::{TestServer, json_body};
 use serde_json::json;
 use std::time::Duration;
 
@@ -40,14 +40,7 @@ async fn a_conversation_watched_only_on_another_replica_is_not_closed_as_idle() 
     assert_eq!(res.status(), 200);
 
     // Started on A (which has no watcher of it), watched through B from the start.
-    let res = a
-        .post_json("/api/conversations", &json!({"initial_user_msg": "first"}))
-        .await;
-    assert_eq!(res.status(), 200);
-    let id = json_body(res).await["conversation_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = start_conversation(&a, "first").await;
     let watcher = connect(&b, &id, -1).await;
     a.wait_for_agent_state(&id, "finished", -1, WAIT).await;
 

@@ -8,8 +8,8 @@ use openhands_core::config::RedisConfig;
 use openhands_core::secret::Secret;
 use openhands_redis::{RedisPool, redis};
 use openhands_runtime::testing::ScriptedLlm;
+use openhands_test_support::TestServer;
 use openhands_test_support::redis::TestRedis;
-use openhands_test_support::{TestServer, json_body};
 use serde_json::json;
 use std::time::Duration;
 
@@ -96,14 +96,7 @@ async fn after_a_redis_restart_leases_are_claimed_again_and_events_and_commands_
     );
 
     // Running on A, first turn done, watched through B.
-    let res = a
-        .post_json("/api/conversations", &json!({"initial_user_msg": "first"}))
-        .await;
-    assert_eq!(res.status(), 200);
-    let id = json_body(res).await["conversation_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = start_conversation(&a, "first").await;
     let stored = a.wait_for_agent_state(&id, "finished", -1, WAIT).await;
     let owner = owner_listening(&pool, &leases, &id).await;
     let mut watcher = connect(&b, &id, -1).await;

@@ -5,8 +5,8 @@
 use openhands_cluster_manager::lease::Leases;
 use openhands_cluster_manager::takeover::RESUMED_REASON;
 use openhands_runtime::testing::ScriptedLlm;
+use openhands_test_support::TestServer;
 use openhands_test_support::redis::redis_for_test;
-use openhands_test_support::{TestServer, json_body};
 use serde_json::json;
 use std::time::Duration;
 
@@ -53,14 +53,7 @@ async fn a_dead_replicas_conversation_is_resumed_by_another_whose_watchers_are_t
     );
 
     // Started on A and finished its first turn; B watches.
-    let res = a
-        .post_json("/api/conversations", &json!({"initial_user_msg": "first"}))
-        .await;
-    assert_eq!(res.status(), 200);
-    let id = json_body(res).await["conversation_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = start_conversation(&a, "first").await;
     let stored = a.wait_for_agent_state(&id, "finished", -1, WAIT).await;
     wait_for_status(&b, &id, "RUNNING").await;
     let owner_a = leases.owner(&id).await.expect("owner").expect("A owns it");

@@ -11,8 +11,8 @@ use openhands_core::scope::UserScope;
 use openhands_core::secret::Secret;
 use openhands_redis::RedisPool;
 use openhands_runtime::testing::ScriptedLlm;
+use openhands_test_support::TestServer;
 use openhands_test_support::redis::redis_for_test;
-use openhands_test_support::{TestServer, json_body};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -45,14 +45,7 @@ async fn a_conversation_run_on_one_replica_is_watched_driven_and_listed_through_
     assert_eq!(res.status(), 200);
 
     // Started on A; B watches from the start.
-    let res = a
-        .post_json("/api/conversations", &json!({"initial_user_msg": "first"}))
-        .await;
-    assert_eq!(res.status(), 200);
-    let id = json_body(res).await["conversation_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = start_conversation(&a, "first").await;
     let mut watcher = connect(&b, &id, -1).await;
     let stored = a.wait_for_agent_state(&id, "finished", -1, WAIT).await;
     let mut seen = Vec::new();

@@ -7,8 +7,10 @@ use chrono::{DateTime, Utc};
 use openhands_sql_store::Database;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    SqlErr, TryInsertResult,
 };
+use std::collections::HashSet;
 use std::fmt;
 
 /// A delivery's place in its life.
@@ -69,6 +71,8 @@ pub enum DeliveryError {
     NotFound(String),
     #[error("delivery `{id}` is {status}; only dead or failed deliveries can be replayed")]
     NotReplayable { id: String, status: String },
+    #[error("recording the delivery failed: {0}")]
+    Write(String),
 }
 
 /// The result of recording a delivery.
@@ -111,6 +115,71 @@ pub async fn record(
         }
         Err(err) => Err(err.into()),
     }
+}
+
+/// One delivery for [`record_many`].
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub provider: String,
+    pub delivery_id: String,
+    pub payload: String,
+    /// The headers kept with the delivery (never signatures or credentials).
+    pub headers: Vec<(String, String)>,
+}
+
+/// Stores `deliveries` as `queued` in one statement (one round trip, one commit):
+/// `INSERT ... ON CONFLICT (provider, delivery_id) DO NOTHING RETURNING id`. In order, each
+/// is `New` with its row id, or `Duplicate` when its delivery id was stored before (also by
+/// an earlier delivery of the same batch).
+pub async fn record_many(
+    db: &Database,
+    deliveries: &[NewDelivery],
+) -> Result<Vec<Recorded>, DeliveryError> {
+    if deliveries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = Utc::now();
+    let ids: Vec<String> = deliveries
+        .iter()
+        .map(|_| uuid::Uuid::new_v4().to_string())
+        .collect();
+    let rows = ids
+        .iter()
+        .zip(deliveries)
+        .map(|(id, delivery)| ActiveModel {
+            id: Set(id.clone()),
+            provider: Set(delivery.provider.clone()),
+            delivery_id: Set(delivery.delivery_id.clone()),
+            received_at: Set(now),
+            status: Set(Status::Queued.as_str().to_owned()),
+            attempts: Set(0),
+            last_error: Set(None),
+            next_attempt_at: Set(now),
+            payload: Set(delivery.payload.clone()),
+            headers: Set(
+                serde_json::to_string(&delivery.headers).unwrap_or_else(|_| "[]".to_owned())
+            ),
+            job_summary: Set(None),
+            conversation_id: Set(None),
+        });
+    let inserted = Entity::insert_many(rows)
+        .on_conflict_do_nothing_on([Column::Provider, Column::DeliveryId])
+        .exec_with_returning_keys(db.connection())
+        .await?;
+    let stored: HashSet<String> = match inserted {
+        TryInsertResult::Inserted(keys) => keys.into_iter().collect(),
+        TryInsertResult::Empty | TryInsertResult::Conflicted => HashSet::new(),
+    };
+    Ok(ids
+        .into_iter()
+        .map(|id| {
+            if stored.contains(&id) {
+                Recorded::New(id)
+            } else {
+                Recorded::Duplicate
+            }
+        })
+        .collect())
 }
 
 /// How long a claim holds a delivery. A row still `processing` after this (its server died

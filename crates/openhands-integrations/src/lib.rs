@@ -26,6 +26,7 @@ pub mod callbacks;
 pub mod cli;
 pub mod deliveries;
 pub mod entity;
+pub mod intake;
 pub mod migration;
 pub mod routes;
 pub mod worker;

@@ -11,7 +11,8 @@
 //! - 200 `{"message": "duplicate delivery ignored"}`: the delivery id was seen before.
 //! - 202 `{"message": "accepted", "id": ...}`: stored as `queued`.
 
-use crate::deliveries::{self, Recorded};
+use crate::deliveries::{NewDelivery, Recorded};
+use crate::intake::Intake;
 use crate::worker::{self, Runtime};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -92,6 +93,7 @@ pub async fn runtime_of(
             let integrations = IntegrationRegistration::enabled(config)?;
             let names: Vec<_> = integrations.iter().map(|i| i.name()).collect();
             let runtime = Arc::new(Runtime {
+                intake: Intake::start(db.clone()),
                 db,
                 integrations,
                 ext: ext.clone(),
@@ -181,7 +183,14 @@ async fn receive(
         .into_iter()
         .filter(|(n, _)| !NOT_STORED.contains(&n.as_str()))
         .collect();
-    let recorded = deliveries::record(&runtime.db, &provider, &delivery_id, &payload, &stored)
+    let recorded = runtime
+        .intake
+        .record(NewDelivery {
+            provider: provider.clone(),
+            delivery_id: delivery_id.clone(),
+            payload,
+            headers: stored,
+        })
         .await
         .map_err(|e| {
             ApiError::internal(

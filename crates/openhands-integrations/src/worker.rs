@@ -34,6 +34,8 @@ pub struct Runtime {
     pub ext: Extensions,
     /// Wakes the worker when a delivery is recorded.
     pub wake: Notify,
+    /// Records verified deliveries in batches.
+    pub intake: crate::intake::Intake,
 }
 
 impl Runtime {

@@ -97,3 +97,108 @@ fn statuses_round_trip_through_their_names() {
     }
     assert_eq!(Status::parse("nope"), None);
 }
+
+fn delivery(provider: &str, id: &str) -> deliveries::NewDelivery {
+    deliveries::NewDelivery {
+        provider: provider.to_owned(),
+        delivery_id: id.to_owned(),
+        payload: format!("{{\"delivery\":\"{id}\"}}"),
+        headers: vec![("x-github-event".to_owned(), "issues".to_owned())],
+    }
+}
+
+/// One statement per batch: new rows get ids, repeated delivery ids (earlier, or earlier in
+/// the same batch) are duplicates, and every new row is in the log as `queued`.
+async fn batches_record_each_delivery_id_once(db: &Database) {
+    let first = deliveries::record_many(
+        db,
+        &[
+            delivery("github", "b-1"),
+            delivery("github", "b-2"),
+            delivery("github", "b-1"),
+            delivery("gitea", "b-1"),
+        ],
+    )
+    .await
+    .expect("first batch");
+    let kinds: Vec<bool> = first
+        .iter()
+        .map(|r| matches!(r, Recorded::New(_)))
+        .collect();
+    assert_eq!(kinds, [true, true, false, true]);
+    let second =
+        deliveries::record_many(db, &[delivery("github", "b-2"), delivery("github", "b-3")])
+            .await
+            .expect("second batch");
+    assert_eq!(second[0], Recorded::Duplicate);
+    assert!(matches!(second[1], Recorded::New(_)));
+    let all_duplicates = deliveries::record_many(db, &[delivery("github", "b-3")])
+        .await
+        .expect("a batch of duplicates");
+    assert_eq!(all_duplicates, [Recorded::Duplicate]);
+
+    let rows = deliveries::list(db, Some(Status::Queued))
+        .await
+        .expect("list");
+    assert_eq!(rows.len(), 4);
+    let stored = rows
+        .iter()
+        .find(|r| r.provider == "github" && r.delivery_id == "b-3")
+        .expect("b-3 stored");
+    assert_eq!(stored.payload, "{\"delivery\":\"b-3\"}");
+    assert!(stored.headers.contains("x-github-event"));
+}
+
+#[tokio::test]
+async fn batches_record_each_delivery_id_once_on_sqlite() {
+    let (db, _file) = fresh().await;
+    batches_record_each_delivery_id_once(&db).await;
+}
+
+#[tokio::test]
+async fn batches_record_each_delivery_id_once_on_postgres() {
+    let pg = openhands_test_support::postgres::fresh_database().expect("PostgreSQL for tests");
+    let db = Database::connect(pg.url(), PoolOptions::default())
+        .await
+        .expect("connect");
+    openhands_migrations::runner::up(db.connection(), |_, _| {})
+        .await
+        .expect("migrate");
+    batches_record_each_delivery_id_once(&db).await;
+}
+
+/// Many deliveries handed to the intake at once are written in a few statements, and each
+/// caller learns its own outcome: 60 callers, 40 distinct delivery ids, 40 new rows.
+#[tokio::test]
+async fn the_intake_answers_each_caller_with_its_own_outcome() {
+    let (db, _file) = fresh().await;
+    let intake = std::sync::Arc::new(openhands_integrations::intake::Intake::start(db.clone()));
+    let mut callers = tokio::task::JoinSet::new();
+    for n in 0..60 {
+        let intake = intake.clone();
+        callers.spawn(async move {
+            let id = format!("c-{}", n % 40);
+            let recorded = intake
+                .record(delivery("github", &id))
+                .await
+                .expect("recorded");
+            (id, recorded)
+        });
+    }
+    let mut new = std::collections::BTreeMap::new();
+    let mut duplicates = 0;
+    while let Some(joined) = callers.join_next().await {
+        match joined.expect("caller") {
+            (id, Recorded::New(row)) => {
+                assert!(new.insert(id, row).is_none(), "one new row per delivery id");
+            }
+            (_, Recorded::Duplicate) => duplicates += 1,
+        }
+    }
+    assert_eq!((new.len(), duplicates), (40, 20));
+    let rows = deliveries::list(&db, None).await.expect("list");
+    assert_eq!(rows.len(), 40);
+    for row in rows {
+        assert_eq!(new.get(&row.delivery_id), Some(&row.id));
+    }
+}

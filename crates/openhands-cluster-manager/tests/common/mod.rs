@@ -7,8 +7,8 @@ use openhands_core::config::{Config, RedisConfig};
 use openhands_core::secret::Secret;
 use openhands_redis::RedisPool;
 use openhands_runtime::testing::ScriptedReply;
-use openhands_test_support::TestServer;
 use openhands_test_support::redis::RedisForTest;
+use openhands_test_support::{TestServer, json_body};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
@@ -110,6 +110,18 @@ pub async fn message_until_finished(
             return (live, last_id);
         }
     }
+}
+
+/// Starts a conversation on `server` with `message` as its first user message; its id.
+pub async fn start_conversation(server: &TestServer, message: &str) -> String {
+    let res = server
+        .post_json("/api/conversations", &json!({"initial_user_msg": message}))
+        .await;
+    assert_eq!(res.status(), 200, "starting a conversation");
+    json_body(res).await["conversation_id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
 }
 
 pub async fn wait_for_status(server: &TestServer, id: &str, want: &str) {
