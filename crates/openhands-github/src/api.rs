@@ -108,6 +108,26 @@ impl GithubApi {
         Ok(response)
     }
 
+    /// Posts `body` to `path` as the installation; any 2xx is success.
+    async fn post_as_installation(
+        &self,
+        installation_id: u64,
+        what: &'static str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<(), ApiError> {
+        let response = self
+            .as_installation(
+                installation_id,
+                what,
+                reqwest::Method::POST,
+                path,
+                Some(body),
+            )
+            .await?;
+        Self::check(what, &response)
+    }
+
     fn check(what: &'static str, response: &reqwest::Response) -> Result<(), ApiError> {
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
@@ -202,16 +222,8 @@ impl GithubApi {
                 format!("/repos/{repository}/pulls/comments/{id}/reactions")
             }
         };
-        let response = self
-            .as_installation(
-                installation_id,
-                WHAT,
-                reqwest::Method::POST,
-                &path,
-                Some(json!({ "content": content })),
-            )
-            .await?;
-        Self::check(WHAT, &response)
+        self.post_as_installation(installation_id, WHAT, &path, json!({ "content": content }))
+            .await
     }
 
     /// Posts a comment on issue or pull request `number`.
@@ -224,16 +236,8 @@ impl GithubApi {
     ) -> Result<(), ApiError> {
         const WHAT: &str = "issue comment";
         let path = format!("/repos/{repository}/issues/{number}/comments");
-        let response = self
-            .as_installation(
-                installation_id,
-                WHAT,
-                reqwest::Method::POST,
-                &path,
-                Some(json!({ "body": body })),
-            )
-            .await?;
-        Self::check(WHAT, &response)
+        self.post_as_installation(installation_id, WHAT, &path, json!({ "body": body }))
+            .await
     }
 
     /// Replies in the thread of review comment `comment_id` on pull request `number`.
@@ -247,16 +251,8 @@ impl GithubApi {
     ) -> Result<(), ApiError> {
         const WHAT: &str = "review comment reply";
         let path = format!("/repos/{repository}/pulls/{number}/comments/{comment_id}/replies");
-        let response = self
-            .as_installation(
-                installation_id,
-                WHAT,
-                reqwest::Method::POST,
-                &path,
-                Some(json!({ "body": body })),
-            )
-            .await?;
-        Self::check(WHAT, &response)
+        self.post_as_installation(installation_id, WHAT, &path, json!({ "body": body }))
+            .await
     }
 
     /// The user a user token belongs to (`GET /user`); `None` when GitHub refuses the token.
