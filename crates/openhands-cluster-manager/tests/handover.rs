@@ -35,14 +35,7 @@ async fn a_replica_shutting_down_hands_its_conversations_to_a_live_one() {
     };
     let mut a = TestServer::spawn_with(replica("replica-a")).await;
     let b = TestServer::spawn_with(replica("replica-b")).await;
-    let res = a
-        .post_json(
-            "/api/settings",
-            &json!({"llm_model": "openai/test-model", "llm_api_key": "sk-test-llm-key",
-                    "llm_base_url": llm.base_url()}),
-        )
-        .await;
-    assert_eq!(res.status(), 200);
+    store_llm_settings(&a, &llm).await;
     let leases = Leases::new(pool(&redis), "test-observer", Duration::from_secs(15), 3);
 
     let id = start_conversation(&a, "first").await;

@@ -4,7 +4,6 @@
 use openhands_runtime::testing::ScriptedLlm;
 use openhands_test_support::TestServer;
 use openhands_test_support::redis::redis_for_test;
-use serde_json::json;
 use std::time::Duration;
 
 // Named so its registration is linked into this test binary.
@@ -30,14 +29,7 @@ async fn a_conversation_watched_only_on_another_replica_is_not_closed_as_idle() 
     };
     let a = TestServer::spawn_with(config).await;
     let b = TestServer::spawn_with(config).await;
-    let res = a
-        .post_json(
-            "/api/settings",
-            &json!({"llm_model": "openai/test-model", "llm_api_key": "sk-test-llm-key",
-                    "llm_base_url": llm.base_url()}),
-        )
-        .await;
-    assert_eq!(res.status(), 200);
+    store_llm_settings(&a, &llm).await;
 
     // Started on A (which has no watcher of it), watched through B from the start.
     let id = start_conversation(&a, "first").await;

@@ -74,14 +74,7 @@ async fn after_a_redis_restart_leases_are_claimed_again_and_events_and_commands_
     };
     let a = TestServer::spawn_with(config).await;
     let b = TestServer::spawn_with(config).await;
-    let res = a
-        .post_json(
-            "/api/settings",
-            &json!({"llm_model": "openai/test-model", "llm_api_key": "sk-test-llm-key",
-                    "llm_base_url": llm.base_url()}),
-        )
-        .await;
-    assert_eq!(res.status(), 200);
+    store_llm_settings(&a, &llm).await;
     let pool = RedisPool::new(&RedisConfig {
         url: Some(Secret::new(url.clone())),
         key_prefix: PREFIX.to_owned(),

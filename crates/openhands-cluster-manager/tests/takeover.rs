@@ -37,14 +37,7 @@ async fn a_dead_replicas_conversation_is_resumed_by_another_whose_watchers_are_t
     };
     let a = TestServer::spawn_with(config).await;
     let b = TestServer::spawn_with(config).await;
-    let res = a
-        .post_json(
-            "/api/settings",
-            &json!({"llm_model": "openai/test-model", "llm_api_key": "sk-test-llm-key",
-                    "llm_base_url": llm.base_url()}),
-        )
-        .await;
-    assert_eq!(res.status(), 200);
+    store_llm_settings(&a, &llm).await;
     let leases = Leases::new(
         pool(&redis),
         "test-observer",

@@ -35,14 +35,7 @@ async fn a_conversation_run_on_one_replica_is_watched_driven_and_listed_through_
     .expect("scripted LLM");
     let a = TestServer::spawn_with(|c| clustered(c, database.url(), &redis)).await;
     let b = TestServer::spawn_with(|c| clustered(c, database.url(), &redis)).await;
-    let res = a
-        .post_json(
-            "/api/settings",
-            &json!({"llm_model": "openai/test-model", "llm_api_key": "sk-test-llm-key",
-                    "llm_base_url": llm.base_url()}),
-        )
-        .await;
-    assert_eq!(res.status(), 200);
+    store_llm_settings(&a, &llm).await;
 
     // Started on A; B watches from the start.
     let id = start_conversation(&a, "first").await;

@@ -38,14 +38,7 @@ async fn with_a_limit_of_one_two_starts_on_two_replicas_at_once_leave_exactly_on
     };
     let a = TestServer::spawn_with(config).await;
     let b = TestServer::spawn_with(config).await;
-    let res = a
-        .post_json(
-            "/api/settings",
-            &json!({"llm_model": "openai/test-model", "llm_api_key": "sk-test-llm-key",
-                    "llm_base_url": llm.base_url()}),
-        )
-        .await;
-    assert_eq!(res.status(), 200);
+    store_llm_settings(&a, &llm).await;
 
     let (first, second) = tokio::join!(create(&a, "one"), create(&b, "two"));
 

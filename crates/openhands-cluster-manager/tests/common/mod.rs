@@ -6,7 +6,7 @@ use futures_util::StreamExt;
 use openhands_core::config::{Config, RedisConfig};
 use openhands_core::secret::Secret;
 use openhands_redis::RedisPool;
-use openhands_runtime::testing::ScriptedReply;
+use openhands_runtime::testing::{ScriptedLlm, ScriptedReply};
 use openhands_test_support::redis::RedisForTest;
 use openhands_test_support::{TestServer, json_body};
 use serde_json::{Value, json};
@@ -110,6 +110,18 @@ pub async fn message_until_finished(
             return (live, last_id);
         }
     }
+}
+
+/// Stores the test LLM settings (pointing at `llm`) for the local user through `server`.
+pub async fn store_llm_settings(server: &TestServer, llm: &ScriptedLlm) {
+    let res = server
+        .post_json(
+            "/api/settings",
+            &json!({"llm_model": "openai/test-model", "llm_api_key": "sk-test-llm-key",
+                    "llm_base_url": llm.base_url()}),
+        )
+        .await;
+    assert_eq!(res.status(), 200, "storing settings");
 }
 
 /// Starts a conversation on `server` with `message` as its first user message; its id.
