@@ -42,26 +42,34 @@ pub struct CpuUsage {
 
 /// CPU counters taken at the start of a window; [`CpuWindow::finish`] gives the usage.
 pub struct CpuWindow {
-    server_pid: u32,
+    /// Each server process and its CPU seconds at the start.
+    servers: Vec<(u32, f64)>,
     started: std::time::Instant,
-    server_cpu_s: f64,
     bench_cpu_s: f64,
 }
 
 impl CpuWindow {
-    pub fn start(server_pid: u32) -> Result<Self> {
+    /// A window over one or more server processes (replicas); their CPU is summed.
+    pub fn start(server_pids: &[u32]) -> Result<Self> {
+        let servers = server_pids
+            .iter()
+            .map(|&pid| Ok((pid, cpu_seconds(pid)?)))
+            .collect::<Result<_>>()?;
         Ok(Self {
-            server_pid,
+            servers,
             started: std::time::Instant::now(),
-            server_cpu_s: cpu_seconds(server_pid)?,
             bench_cpu_s: cpu_seconds(std::process::id())?,
         })
     }
 
     pub fn finish(self) -> Result<CpuUsage> {
+        let mut server_cpu_s = 0.0;
+        for (pid, at_start) in &self.servers {
+            server_cpu_s += cpu_seconds(*pid)? - at_start;
+        }
         Ok(CpuUsage {
             wall_s: self.started.elapsed().as_secs_f64(),
-            server_cpu_s: cpu_seconds(self.server_pid)? - self.server_cpu_s,
+            server_cpu_s,
             bench_cpu_s: cpu_seconds(std::process::id())? - self.bench_cpu_s,
         })
     }

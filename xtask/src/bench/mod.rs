@@ -9,15 +9,18 @@
 //! agent loop against a fake LLM, on a fresh server), `store` (the SQL stores on
 //! PostgreSQL), `saas_auth` (authenticated routes of a SaaS server on PostgreSQL),
 //! `webhooks` (signed GitHub deliveries recorded by a SaaS server on PostgreSQL),
-//! `stats`, `rss`, `targets` and `report`.
+//! `cluster` (three SaaS replicas on PostgreSQL and Redis: cross-replica delivery and
+//! takeover after `kill -9`), `stats`, `rss`, `targets` and `report`.
 
 mod agent;
 mod client;
+mod cluster;
 mod cpu;
 #[cfg(test)]
 mod fake_server;
 mod load;
 mod prepare;
+mod psql;
 mod report;
 mod rss;
 mod saas_auth;
@@ -105,6 +108,14 @@ pub struct BenchArgs {
     /// --release --example auth_bench_seed` (e.g. `<target>/release/examples/auth_bench_seed`).
     #[arg(long)]
     seed_binary: Option<PathBuf>,
+    /// Skip the cluster figures (three SaaS replicas on the machine's PostgreSQL and Redis:
+    /// cross-replica delivery delay with 1,000 watchers, takeover time after `kill -9`).
+    #[arg(long)]
+    skip_cluster: bool,
+    /// Run only the cluster figures and print them (results files are left alone), for
+    /// iterating on the clustered conversation manager.
+    #[arg(long, conflicts_with_all = ["skip_cluster", "only_agent", "only_webhooks"])]
+    only_cluster: bool,
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
@@ -147,6 +158,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if args.only_webhooks {
         let webhooks = runtime.block_on(measure_webhooks(args, &config, &bench_dir))?;
         println!("{}", report::render_webhooks_only(&webhooks));
+        return Ok(());
+    }
+    if args.only_cluster {
+        let services = cluster::check_services().context("the cluster figures")?;
+        let cluster = runtime
+            .block_on(cluster::measure(&config, &bench_dir, services))
+            .context("cluster figures")?;
+        println!("{}", report::render_cluster_only(&cluster));
         return Ok(());
     }
     let results = runtime.block_on(measure(args, &config, agent_data_dir))?;
@@ -275,6 +294,12 @@ async fn measure(
         Some(measure_webhooks(args, config, bench_dir).await?)
     };
 
+    let cluster = if args.skip_cluster {
+        None
+    } else {
+        measure_cluster(config, bench_dir).await?
+    };
+
     let startup_ms_median = stats::median(&startup_ms_runs);
     let targets = targets::evaluate(
         &scenario_results,
@@ -286,6 +311,7 @@ async fn measure(
         store.as_ref(),
         saas.as_ref(),
         webhooks.as_ref(),
+        cluster.as_ref(),
     );
     Ok(Results {
         generated_at: unix_now(),
@@ -304,8 +330,28 @@ async fn measure(
         store,
         saas,
         webhooks,
+        cluster,
         targets,
     })
+}
+
+/// The cluster figures, or `None` with a message when the machine has no PostgreSQL or
+/// Redis for them.
+async fn measure_cluster(
+    config: &ServerConfig,
+    bench_dir: &Path,
+) -> Result<Option<cluster::ClusterResults>> {
+    let services = match cluster::check_services() {
+        Ok(services) => services,
+        Err(err) => {
+            eprintln!("==> cluster: skipped ({err:#}); pass --skip-cluster to silence this");
+            return Ok(None);
+        }
+    };
+    cluster::measure(config, bench_dir, services)
+        .await
+        .context("cluster figures")
+        .map(Some)
 }
 
 /// The webhook figures, on a fresh server over `<bench dir>/webhooks-data`.

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::agent::AgentResults;
+use super::cluster::ClusterResults;
 use super::saas_auth::SaasResults;
 use super::store::StoreResults;
 use super::targets::Target;
@@ -59,6 +60,10 @@ pub struct Results {
     /// Signed GitHub deliveries recorded by a SaaS server on PostgreSQL, worker off; `null`
     /// with `--skip-webhooks`.
     pub webhooks: Option<WebhookResults>,
+    /// Three SaaS replicas on PostgreSQL and Redis: cross-replica delivery delay and
+    /// takeover time after `kill -9`; `null` with `--skip-cluster` (or without
+    /// PostgreSQL or Redis).
+    pub cluster: Option<ClusterResults>,
     pub targets: Vec<Target>,
 }
 
@@ -131,9 +136,17 @@ pub fn render_markdown(results: &Results) -> String {
     if let Some(webhooks) = &results.webhooks {
         render_webhooks(&mut md, webhooks);
     }
+    if let Some(cluster) = &results.cluster {
+        render_cluster(&mut md, cluster);
+    }
+    render_targets(&mut md, &results.targets);
+    md
+}
+
+fn render_targets(md: &mut String, targets: &[Target]) {
     let _ = writeln!(md, "\n| target | goal | value | met |");
     let _ = writeln!(md, "| --- | --- | ---: | :---: |");
-    for t in &results.targets {
+    for t in targets {
         let mark = if t.met { "✅" } else { "❌" };
         let _ = writeln!(
             md,
@@ -143,7 +156,79 @@ pub fn render_markdown(results: &Results) -> String {
             optional(t.value, 2)
         );
     }
+}
+
+/// The cluster table alone, for `--only-cluster` runs, with its two targets.
+pub fn render_cluster_only(cluster: &ClusterResults) -> String {
+    let mut md = String::new();
+    render_cluster(&mut md, cluster);
+    render_targets(&mut md, &super::targets::cluster_targets(cluster));
     md
+}
+
+/// The cluster measurements' table, each row saying what was run.
+fn render_cluster(md: &mut String, cluster: &ClusterResults) {
+    let delivery = &cluster.delivery;
+    let takeover = &cluster.takeover;
+    let _ = writeln!(
+        md,
+        "\n| cluster ({} SaaS replicas, {}, Redis, fake LLM) | value |",
+        cluster.replicas, cluster.database
+    );
+    let _ = writeln!(md, "| --- | ---: |");
+    let setup = format!(
+        "{} watchers round-robin over {} replicas, {} think calls answered in {} ms each",
+        delivery.watchers, delivery.replicas, delivery.think_calls, delivery.llm_answer_ms
+    );
+    for (name, delays) in [
+        ("cross-replica delivery", &delivery.cross_replica),
+        ("owner-replica delivery", &delivery.owner_replica),
+    ] {
+        let _ = writeln!(
+            md,
+            "| {name} delay p50 / p99 / max (ms; {setup}; {} deliveries) | {:.2} / {:.2} / {:.2} |",
+            delays.deliveries, delays.p50_ms, delays.p99_ms, delays.max_ms
+        );
+    }
+    let usage = &delivery.usage;
+    let _ = writeln!(
+        md,
+        "| delivery CPU seconds: 3 replicas / bench (in {:.2} s wall) | {:.2} / {:.2} |",
+        usage.wall_s, usage.server_cpu_s, usage.bench_cpu_s
+    );
+    let runs = takeover.runs.len();
+    let lease = format!(
+        "default lease {} ms, renew {} ms, {runs} runs",
+        takeover.lease_ms, takeover.renew_interval_ms
+    );
+    for (name, spread) in [
+        (
+            "kill -9 to status event at a watcher",
+            &takeover.status_event,
+        ),
+        ("kill -9 to RUNNING on a survivor", &takeover.running),
+    ] {
+        let _ = writeln!(
+            md,
+            "| takeover: {name}, median / max (ms; {lease}) | {:.0} / {:.0} |",
+            spread.median_ms, spread.max_ms
+        );
+    }
+    let each: Vec<String> = takeover
+        .runs
+        .iter()
+        .map(|run| {
+            format!(
+                "{} -> {}: {:.0} / {:.0}",
+                run.killed, run.resumed_on, run.status_event_ms, run.running_ms
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        md,
+        "| takeover runs (killed -> resumed on: status event / RUNNING, ms) | {} |",
+        each.join("; ")
+    );
 }
 
 fn scenario_row(md: &mut String, s: &ScenarioResult) {
@@ -263,10 +348,10 @@ fn render_agent(md: &mut String, agent: &AgentResults) {
         "| fan-out delay p50 / p99 / max (ms; {} watchers, {} think calls answered in 10 ms each, {} deliveries) | {:.2} / {:.2} / {:.2} |",
         fanout.watchers,
         fanout.think_calls,
-        fanout.deliveries,
-        fanout.p50_ms,
-        fanout.p99_ms,
-        fanout.max_ms
+        fanout.delays.deliveries,
+        fanout.delays.p50_ms,
+        fanout.delays.p99_ms,
+        fanout.delays.max_ms
     );
     let usage = &fanout.usage;
     let _ = writeln!(
@@ -318,6 +403,7 @@ mod tests {
             store: None,
             saas: None,
             webhooks: None,
+            cluster: None,
             targets: vec![
                 Target {
                     name: "idle RSS".to_owned(),
@@ -368,6 +454,7 @@ mod tests {
     fn agent() -> AgentResults {
         use crate::bench::agent::{EventThroughput, FanOut, IdleMemory};
         use crate::bench::cpu::CpuUsage;
+        use crate::bench::stats::DelaySummary;
         AgentResults {
             events: EventThroughput {
                 think_calls: 500,
@@ -384,10 +471,12 @@ mod tests {
             fanout: FanOut {
                 watchers: 1000,
                 think_calls: 200,
-                deliveries: 402_000,
-                p50_ms: 1.5,
-                p99_ms: 7.25,
-                max_ms: 12.0,
+                delays: DelaySummary {
+                    deliveries: 402_000,
+                    p50_ms: 1.5,
+                    p99_ms: 7.25,
+                    max_ms: 12.0,
+                },
                 usage: CpuUsage {
                     wall_s: 2.5,
                     server_cpu_s: 3.0,
@@ -507,6 +596,56 @@ mod tests {
     }
 
     #[test]
+    fn markdown_and_json_show_cluster_figures_only_when_measured() -> Result<()> {
+        let mut results = sample();
+        assert!(!render_markdown(&results).contains("cluster ("));
+        assert!(serde_json::to_value(&results)?["cluster"].is_null());
+        results.cluster = Some(crate::bench::cluster::example(
+            7.25,
+            &[3_100.0, 2_600.0, 4_100.0],
+        ));
+        let md = render_markdown(&results);
+        assert!(
+            md.contains("| cluster (3 SaaS replicas, postgresql, Redis, fake LLM) | value |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| cross-replica delivery delay p50 / p99 / max (ms; 1000 watchers round-robin over 3 replicas, 200 think calls answered in 10 ms each; 268000 deliveries) | 1.50 / 7.25 / 20.00 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("134000 deliveries) | 1.50 / 4.00 / 20.00 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| takeover: kill -9 to RUNNING on a survivor, median / max (ms; default lease 3000 ms, renew 250 ms, 3 runs) | 3100 / 4100 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| a -> b: 3000 / 3100; b -> b: 2500 / 2600; c -> b: 4000 / 4100 |"),
+            "{md}"
+        );
+        let value = serde_json::to_value(&results)?;
+        assert_eq!(
+            value["cluster"]["delivery"]["cross_replica"]["p99_ms"],
+            7.25
+        );
+        assert_eq!(value["cluster"]["takeover"]["complete"]["max_ms"], 4_100.0);
+        assert_eq!(value["cluster"]["takeover"]["runs"][0]["killed"], "a");
+
+        let alone = render_cluster_only(&crate::bench::cluster::example(7.25, &[5_000.0]));
+        assert!(
+            alone.contains("| cross-replica delivery p99 | < 10 ms | 7.25 | ✅ |"),
+            "{alone}"
+        );
+        assert!(
+            alone.contains("| takeover after kill -9 (worst run) | < 5 s | 5.00 | ❌ |"),
+            "{alone}"
+        );
+        Ok(())
+    }
+
+    #[test]
     fn json_has_the_saas_figures() -> Result<()> {
         let mut results = sample();
         assert!(serde_json::to_value(&results)?["saas"].is_null());
@@ -535,6 +674,7 @@ mod tests {
             "store",
             "saas",
             "webhooks",
+            "cluster",
             "targets",
         ] {
             assert!(value.get(field).is_some(), "missing {field}");

@@ -41,8 +41,9 @@ pub const EXTRA_SERVER_ENV: &[(&str, &str)] = &[
 /// the seeded session's access token does not expire during a bench.
 const UNUSED_ISSUER: &str = "http://127.0.0.1:9/unused";
 const CLIENT_ID: &str = "bench";
-/// The Redis the SaaS server counts rate limits and keeps conversation leases in.
-const MACHINE_REDIS: &str = "redis://127.0.0.1:6379/0";
+/// The Redis the SaaS server counts rate limits and keeps conversation leases in (the
+/// cluster replicas' too).
+pub(super) const MACHINE_REDIS: &str = "redis://127.0.0.1:6379/0";
 /// The model `auth_bench_seed` stores, which a 200 must show.
 const SEEDED_MODEL: &str = "openai/gpt-4o";
 

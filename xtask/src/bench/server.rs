@@ -90,11 +90,26 @@ impl ServerProcess {
     /// Polls `GET /alive` every `interval` until it answers 200 and returns the
     /// time since spawn. Fails if the child exits or `timeout` passes first.
     pub async fn wait_alive(&mut self, interval: Duration, timeout: Duration) -> Result<Duration> {
-        let probe = RequestSpec::get("/alive");
+        self.wait_answering("/alive", interval, timeout).await
+    }
+
+    /// Like [`ServerProcess::wait_alive`] on `GET /ready`, which also needs the
+    /// server's database and Redis to answer.
+    pub async fn wait_ready(&mut self, interval: Duration, timeout: Duration) -> Result<Duration> {
+        self.wait_answering("/ready", interval, timeout).await
+    }
+
+    async fn wait_answering(
+        &mut self,
+        path: &str,
+        interval: Duration,
+        timeout: Duration,
+    ) -> Result<Duration> {
+        let probe = RequestSpec::get(path);
         loop {
             if let Some(status) = self.try_wait()? {
                 bail!(
-                    "server exited with {status} before answering /alive (log: {})",
+                    "server exited with {status} before answering {path} (log: {})",
                     self.log_file.display()
                 );
             }
@@ -103,13 +118,26 @@ impl ServerProcess {
             }
             if self.spawned_at.elapsed() > timeout {
                 bail!(
-                    "server did not answer 200 on {}/alive within {timeout:?} (log: {})",
+                    "server did not answer 200 on {}{path} within {timeout:?} (log: {})",
                     self.addr,
                     self.log_file.display()
                 );
             }
             tokio::time::sleep(interval).await;
         }
+    }
+
+    /// SIGKILL, as a crash would: no shutdown, no handover. Returns the moment the
+    /// signal was sent, then reaps the child.
+    pub fn kill(mut self) -> Result<Instant> {
+        let mut child = self
+            .child
+            .take()
+            .context("server process already stopped")?;
+        child.kill().context("killing server")?;
+        let killed = Instant::now();
+        child.wait().context("waiting for killed server")?;
+        Ok(killed)
     }
 
     /// Sends SIGTERM (through the `kill` command: xtask has no unsafe or libc),

@@ -4,6 +4,8 @@
 //! histogram buckets, no interpolation): every reported figure is a latency that
 //! was actually observed, which is what a p99 target is about.
 
+use serde::Serialize;
+
 /// The `p`-th percentile (0 < p <= 100) of an ascending `sorted` slice, by nearest
 /// rank: the smallest value such that at least `p`% of the sample is <= it.
 /// `None` for an empty slice or a `p` outside (0, 100].
@@ -28,6 +30,34 @@ pub fn summarize(mut latencies_us: Vec<u32>) -> (f64, f64) {
     latencies_us.sort_unstable();
     let at = |p| percentile(&latencies_us, p).map_or(0.0, micros_to_ms);
     (at(50.0), at(99.0))
+}
+
+/// A delivery-delay sample, summarised: how many, and p50 / p99 / max in ms.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct DelaySummary {
+    pub deliveries: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl DelaySummary {
+    /// Summarises `delays_us` (sorted here) by nearest rank; all zero when empty.
+    pub fn of(mut delays_us: Vec<u32>) -> Self {
+        delays_us.sort_unstable();
+        let at = |p| percentile(&delays_us, p).map_or(0.0, micros_to_ms);
+        Self {
+            deliveries: delays_us.len(),
+            p50_ms: at(50.0),
+            p99_ms: at(99.0),
+            max_ms: at(100.0),
+        }
+    }
+
+    /// The p99, unless nothing was delivered (no delivery is a failure, not a 0 ms delay).
+    pub fn measured_p99(&self) -> Option<f64> {
+        (self.deliveries > 0).then_some(self.p99_ms)
+    }
 }
 
 /// The median of a small sample (e.g. start-up times); `None` when empty.
@@ -91,6 +121,21 @@ mod tests {
         assert_eq!(micros_to_ms(1234), 1.23);
         assert_eq!(micros_to_ms(1235), 1.24);
         assert_eq!(micros_to_ms(0), 0.0);
+    }
+
+    #[test]
+    fn delay_summary_uses_nearest_rank_and_max() {
+        let delays: Vec<u32> = (1..=1000).rev().map(|i| i * 10).collect();
+        let summary = DelaySummary::of(delays);
+        assert_eq!(summary.deliveries, 1000);
+        assert_eq!(
+            (summary.p50_ms, summary.p99_ms, summary.max_ms),
+            (5.0, 9.9, 10.0)
+        );
+        assert_eq!(summary.measured_p99(), Some(9.9));
+        let empty = DelaySummary::of(Vec::new());
+        assert_eq!((empty.deliveries, empty.p99_ms), (0, 0.0));
+        assert_eq!(empty.measured_p99(), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use serde::Serialize;
 
 use super::agent::AgentResults;
+use super::cluster::ClusterResults;
 use super::report::ScenarioResult;
 use super::saas_auth::SaasResults;
 use super::scenarios::{CONVERSATIONS, SETTINGS};
@@ -53,9 +54,10 @@ impl Goal {
     }
 }
 
-/// Evaluates every target against a run; the agent, store, SaaS and webhook targets only
-/// when those measurements ran (`--skip-agent`, `--skip-store`, `--skip-saas`,
-/// `--skip-webhooks` leave them out rather than failing them).
+/// Evaluates every target against a run; the agent, store, SaaS, webhook and cluster
+/// targets only when those measurements ran (`--skip-agent`, `--skip-store`,
+/// `--skip-saas`, `--skip-webhooks`, `--skip-cluster` leave them out rather than failing
+/// them).
 pub fn evaluate(
     scenarios: &[ScenarioResult],
     server: ServerFigures,
@@ -63,6 +65,7 @@ pub fn evaluate(
     store: Option<&StoreResults>,
     saas: Option<&SaasResults>,
     webhooks: Option<&WebhookResults>,
+    cluster: Option<&ClusterResults>,
 ) -> Vec<Target> {
     let get = |path: &str| {
         scenarios
@@ -113,7 +116,30 @@ pub fn evaluate(
     if let Some(webhooks) = webhooks {
         targets.extend(webhook_targets(webhooks));
     }
+    if let Some(cluster) = cluster {
+        targets.extend(cluster_targets(cluster));
+    }
     targets
+}
+
+/// Issue 6: an event reaches a watcher on another replica than its owner with p99 < 10 ms
+/// (1,000 watchers over 3 replicas), and a conversation whose owner was killed (`kill -9`)
+/// runs on another replica within 5 s, default lease, in every run.
+pub fn cluster_targets(cluster: &ClusterResults) -> [Target; 2] {
+    [
+        target(
+            "cross-replica delivery p99",
+            Goal::Below(10.0),
+            "ms",
+            cluster.delivery.cross_replica.measured_p99(),
+        ),
+        target(
+            "takeover after kill -9 (worst run)",
+            Goal::Below(5.0),
+            "s",
+            cluster.takeover.worst_ms().map(|ms| ms / 1000.0),
+        ),
+    ]
 }
 
 /// Issue 7: signed deliveries verified, recorded and enqueued (jobs not run) at >= 10,000/s
@@ -197,7 +223,7 @@ fn agent_targets(agent: &AgentResults) -> [Target; 3] {
             Goal::Below(20.0),
             "ms",
             // No delivery at all is a failure, not a 0 ms delay.
-            (agent.fanout.deliveries > 0).then_some(agent.fanout.p99_ms),
+            agent.fanout.delays.measured_p99(),
         ),
     ]
 }
@@ -249,6 +275,7 @@ mod tests {
             None,
             None,
             None,
+            None,
         );
         assert_eq!(met(&targets, "GET /api/settings throughput"), Some(true));
         assert_eq!(met(&targets, "GET /api/settings p99 latency"), Some(false));
@@ -258,7 +285,7 @@ mod tests {
 
     #[test]
     fn a_missing_scenario_is_not_met() {
-        let targets = evaluate(&[], figures(10.0, 10.0), None, None, None, None);
+        let targets = evaluate(&[], figures(10.0, 10.0), None, None, None, None, None);
         let conversations = targets
             .iter()
             .find(|t| t.name == "GET /api/conversations throughput");
@@ -270,6 +297,7 @@ mod tests {
         let targets = evaluate(
             &[settings(90_000.0, 0.5, 3)],
             figures(10.0, 10.0),
+            None,
             None,
             None,
             None,
@@ -296,10 +324,12 @@ mod tests {
             fanout: FanOut {
                 watchers: 1000,
                 think_calls: 200,
-                deliveries,
-                p50_ms: 1.0,
-                p99_ms,
-                max_ms: 30.0,
+                delays: crate::bench::stats::DelaySummary {
+                    deliveries,
+                    p50_ms: 1.0,
+                    p99_ms,
+                    max_ms: 30.0,
+                },
                 usage: crate::bench::cpu::CpuUsage::default(),
             },
         }
@@ -307,10 +337,18 @@ mod tests {
 
     #[test]
     fn agent_targets_only_when_measured() {
-        let skipped = evaluate(&[], figures(10.0, 10.0), None, None, None, None);
+        let skipped = evaluate(&[], figures(10.0, 10.0), None, None, None, None, None);
         assert_eq!(met(&skipped, "agent events/s"), None);
         let good = agent(2_000.0, 99.9, 400_000, 19.9);
-        let targets = evaluate(&[], figures(10.0, 10.0), Some(&good), None, None, None);
+        let targets = evaluate(
+            &[],
+            figures(10.0, 10.0),
+            Some(&good),
+            None,
+            None,
+            None,
+            None,
+        );
         assert_eq!(met(&targets, "agent events/s"), Some(true));
         assert_eq!(
             met(&targets, "memory per idle conversation (1 watcher)"),
@@ -318,7 +356,7 @@ mod tests {
         );
         assert_eq!(met(&targets, "fan-out delay p99"), Some(true));
         let bad = agent(1_999.0, 100.0, 400_000, 20.0);
-        let targets = evaluate(&[], figures(10.0, 10.0), Some(&bad), None, None, None);
+        let targets = evaluate(&[], figures(10.0, 10.0), Some(&bad), None, None, None, None);
         assert_eq!(met(&targets, "agent events/s"), Some(false));
         assert_eq!(
             met(&targets, "memory per idle conversation (1 watcher)"),
@@ -330,7 +368,15 @@ mod tests {
     #[test]
     fn fan_out_without_deliveries_is_not_met() {
         let none = agent(5_000.0, 10.0, 0, 0.0);
-        let targets = evaluate(&[], figures(10.0, 10.0), Some(&none), None, None, None);
+        let targets = evaluate(
+            &[],
+            figures(10.0, 10.0),
+            Some(&none),
+            None,
+            None,
+            None,
+            None,
+        );
         assert_eq!(met(&targets, "fan-out delay p99"), Some(false));
     }
 
@@ -357,14 +403,30 @@ mod tests {
             conversation_list: figure(5_000.0, list_p99),
         };
         let good = store(16_000.0, 9.0);
-        let targets = evaluate(&[], figures(10.0, 10.0), None, Some(&good), None, None);
+        let targets = evaluate(
+            &[],
+            figures(10.0, 10.0),
+            None,
+            Some(&good),
+            None,
+            None,
+            None,
+        );
         assert_eq!(met(&targets, "SQL settings load (PostgreSQL)"), Some(true));
         assert_eq!(
             met(&targets, "SQL conversation list p99 (50 per page)"),
             Some(true)
         );
         let slow = store(14_999.0, 10.0);
-        let targets = evaluate(&[], figures(10.0, 10.0), None, Some(&slow), None, None);
+        let targets = evaluate(
+            &[],
+            figures(10.0, 10.0),
+            None,
+            Some(&slow),
+            None,
+            None,
+            None,
+        );
         assert_eq!(met(&targets, "SQL settings load (PostgreSQL)"), Some(false));
         assert_eq!(
             met(&targets, "SQL conversation list p99 (50 per page)"),
@@ -387,7 +449,7 @@ mod tests {
             cookie,
             api_key,
         };
-        let skipped = evaluate(&[], figures(10.0, 10.0), None, None, None, None);
+        let skipped = evaluate(&[], figures(10.0, 10.0), None, None, None, None, None);
         assert_eq!(
             met(&skipped, "GET /api/settings (SaaS, cookie) throughput"),
             None
@@ -397,7 +459,15 @@ mod tests {
             run(SAAS_COOKIE, 20_000.0, 4.99, 0),
             run(SAAS_API_KEY, 25_000.0, 1.0, 0),
         );
-        let targets = evaluate(&[], figures(10.0, 10.0), None, None, Some(&good), None);
+        let targets = evaluate(
+            &[],
+            figures(10.0, 10.0),
+            None,
+            None,
+            Some(&good),
+            None,
+            None,
+        );
         for name in [
             "GET /api/settings (SaaS, cookie) throughput",
             "GET /api/settings (SaaS, cookie) p99 latency",
@@ -418,7 +488,7 @@ mod tests {
             run(SAAS_COOKIE, 19_999.0, 5.0, 0),
             run(SAAS_API_KEY, 90_000.0, 0.5, 7),
         );
-        let targets = evaluate(&[], figures(10.0, 10.0), None, None, Some(&bad), None);
+        let targets = evaluate(&[], figures(10.0, 10.0), None, None, Some(&bad), None, None);
         for name in [
             "GET /api/settings (SaaS, cookie) throughput",
             "GET /api/settings (SaaS, cookie) p99 latency",
@@ -450,11 +520,19 @@ mod tests {
         };
         const RATE: &str = "signed GitHub deliveries recorded (PostgreSQL)";
         const P99: &str = "signed GitHub delivery p99 answer time";
-        let skipped = evaluate(&[], figures(10.0, 10.0), None, None, None, None);
+        let skipped = evaluate(&[], figures(10.0, 10.0), None, None, None, None, None);
         assert_eq!(met(&skipped, RATE), None);
 
         let good = run(10_000.0, 19.9, 103, 103);
-        let targets = evaluate(&[], figures(10.0, 10.0), None, None, None, Some(&good));
+        let targets = evaluate(
+            &[],
+            figures(10.0, 10.0),
+            None,
+            None,
+            None,
+            Some(&good),
+            None,
+        );
         assert_eq!(met(&targets, RATE), Some(true));
         assert_eq!(met(&targets, P99), Some(true));
         let target = targets.iter().find(|t| t.name == RATE);
@@ -464,14 +542,84 @@ mod tests {
         );
 
         let slow = run(9_999.0, 20.0, 103, 103);
-        let targets = evaluate(&[], figures(10.0, 10.0), None, None, None, Some(&slow));
+        let targets = evaluate(
+            &[],
+            figures(10.0, 10.0),
+            None,
+            None,
+            None,
+            Some(&slow),
+            None,
+        );
         assert_eq!(met(&targets, RATE), Some(false));
         assert_eq!(met(&targets, P99), Some(false));
 
         let processed = run(50_000.0, 1.0, 103, 50);
-        let targets = evaluate(&[], figures(10.0, 10.0), None, None, None, Some(&processed));
+        let targets = evaluate(
+            &[],
+            figures(10.0, 10.0),
+            None,
+            None,
+            None,
+            Some(&processed),
+            None,
+        );
         assert_eq!(met(&targets, RATE), Some(false), "jobs ran");
         assert_eq!(met(&targets, P99), Some(false), "jobs ran");
+    }
+
+    #[test]
+    fn cluster_targets_need_cross_replica_p99_and_every_takeover_in_time() {
+        const DELIVERY: &str = "cross-replica delivery p99";
+        const TAKEOVER: &str = "takeover after kill -9 (worst run)";
+        let skipped = evaluate(&[], figures(10.0, 10.0), None, None, None, None, None);
+        assert_eq!(met(&skipped, DELIVERY), None);
+        assert_eq!(met(&skipped, TAKEOVER), None);
+
+        let good = crate::bench::cluster::example(9.9, &[3_100.0, 4_999.0, 2_500.0]);
+        let targets = evaluate(
+            &[],
+            figures(10.0, 10.0),
+            None,
+            None,
+            None,
+            None,
+            Some(&good),
+        );
+        assert_eq!(met(&targets, DELIVERY), Some(true));
+        assert_eq!(met(&targets, TAKEOVER), Some(true));
+        let takeover = targets.iter().find(|t| t.name == TAKEOVER);
+        assert_eq!(
+            takeover.map(|t| (t.target.as_str(), t.value)),
+            Some(("< 5 s", Some(4.999)))
+        );
+
+        let slow = crate::bench::cluster::example(10.0, &[3_000.0, 5_000.0, 3_000.0]);
+        let targets = evaluate(
+            &[],
+            figures(10.0, 10.0),
+            None,
+            None,
+            None,
+            None,
+            Some(&slow),
+        );
+        assert_eq!(met(&targets, DELIVERY), Some(false));
+        assert_eq!(met(&targets, TAKEOVER), Some(false), "one run too slow");
+
+        let mut nothing = crate::bench::cluster::example(1.0, &[]);
+        nothing.delivery.cross_replica.deliveries = 0;
+        let targets = evaluate(
+            &[],
+            figures(10.0, 10.0),
+            None,
+            None,
+            None,
+            None,
+            Some(&nothing),
+        );
+        assert_eq!(met(&targets, DELIVERY), Some(false), "nothing delivered");
+        assert_eq!(met(&targets, TAKEOVER), Some(false), "no run");
     }
 
     #[test]

@@ -31,6 +31,7 @@ use serde::Serialize;
 
 use super::client::{HttpConn, Reply, RequestSpec};
 use super::load::{self, LoadConfig};
+use super::psql;
 use super::report::ScenarioResult;
 use super::saas_auth::{self, Seed, SeedProcess};
 use super::scenarios::Scenario;
@@ -300,27 +301,12 @@ fn excerpt(reply: &Reply) -> String {
 
 /// `(status, rows)` of `webhook_deliveries`, read with `psql`.
 fn count_rows(database_url: &str) -> Result<Vec<(String, u64)>> {
-    let output = Command::new("psql")
-        .args([
-            "-X",
-            "-A",
-            "-t",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            database_url,
-            "-c",
-        ])
-        .arg("SELECT status, count(*) FROM webhook_deliveries GROUP BY status")
-        .stdin(Stdio::null())
-        .output()
-        .context("running `psql` to count the recorded deliveries")?;
-    ensure!(
-        output.status.success(),
-        "`psql` could not count the recorded deliveries: {}",
-        String::from_utf8_lossy(&output.stderr).trim()
-    );
-    parse_counts(&String::from_utf8_lossy(&output.stdout))
+    let counts = psql::run(
+        database_url,
+        "SELECT status, count(*) FROM webhook_deliveries GROUP BY status",
+        "count the recorded deliveries",
+    )?;
+    parse_counts(&counts)
 }
 
 /// `psql -A -t` lines, `status|count`.

@@ -1,5 +1,6 @@
-//! The server routes the agent measurements call: settings, conversation
-//! creation, and the trajectory poll that tells when a task has ended.
+//! The server routes the agent and cluster measurements call: settings,
+//! conversation creation, status and stop, and the trajectory poll that tells when a
+//! task has ended.
 //!
 //! Kept apart from the measurements so each of those reads as its steps; every
 //! answer is untrusted input and checked (status, shape, a path-safe id).
@@ -56,6 +57,29 @@ pub async fn create_conversation(conn: &mut HttpConn) -> Result<String> {
         "conversation id {id:?} is not safe in a URL path"
     );
     Ok(id.to_owned())
+}
+
+/// Stops the conversation's agent (on whichever server runs it).
+pub async fn stop_conversation(addr: SocketAddr, id: &str) -> Result<()> {
+    let request = RequestSpec::post_json(format!("/api/conversations/{id}/stop"), "{}");
+    expect_status(addr, &request, StatusCode::OK)
+        .await
+        .with_context(|| format!("stopping conversation {id}"))?;
+    Ok(())
+}
+
+/// The conversation's `status` as `GET /api/conversations/{id}` shows it (`RUNNING`,
+/// `STOPPED`, ...).
+pub async fn conversation_status(conn: &mut HttpConn, id: &str) -> Result<String> {
+    let request = RequestSpec::get(format!("/api/conversations/{id}"));
+    let reply = conn.send(&request).await?;
+    ensure_status(&request, &reply, StatusCode::OK)?;
+    let body: Value =
+        serde_json::from_slice(&reply.body).context("conversation answer is not JSON")?;
+    body.get("status")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .with_context(|| format!("conversation {id} answered without a status"))
 }
 
 /// The conversation's stored events.

@@ -14,6 +14,10 @@
 //! generator, so the figure would measure a saturated machine instead of the
 //! delivery path. Real LLM calls take hundreds of milliseconds; 10 ms is still
 //! far faster than any of them.
+//!
+//! The watchers ([`Audience`]) may be spread over several servers: the cluster
+//! measurements (`bench::cluster`) use that for the delay to watchers on another
+//! replica than the conversation's owner.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use futures_util::stream::SplitStream;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -29,16 +33,15 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::api;
-
-/// How long the fake LLM takes per answer during the fan-out measurement.
-pub const LLM_ANSWER_DELAY: Duration = Duration::from_millis(10);
 use super::events::{self, Frame};
 use super::fake_llm::FakeLlm;
 use super::watcher::{self, Incoming, Socket};
 use crate::bench::client::HttpConn;
 use crate::bench::cpu::{CpuUsage, CpuWindow};
-use crate::bench::stats;
+use crate::bench::stats::DelaySummary;
 
+/// How long the fake LLM takes per answer during the fan-out measurement.
+pub const LLM_ANSWER_DELAY: Duration = Duration::from_millis(10);
 /// Watchers connecting concurrently.
 const CONNECTING: usize = 16;
 /// The longest the first task, the connections or the replay may take.
@@ -52,11 +55,9 @@ const MESSAGE: &str = r#"{"action":"message","args":{"content":"again"}}"#;
 pub struct FanOut {
     pub watchers: usize,
     pub think_calls: u64,
-    /// Live events received, summed over watchers.
-    pub deliveries: usize,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
+    /// Live events received, summed over watchers, and their delays.
+    #[serde(flatten)]
+    pub delays: DelaySummary,
     /// CPU the server and the bench used from the user message until every
     /// watcher saw the task finish, and that window's wall time.
     pub usage: CpuUsage,
@@ -69,101 +70,147 @@ pub async fn measure(
     watchers: usize,
     think_calls: u64,
 ) -> Result<FanOut> {
-    ensure!(watchers > 0, "no watchers to measure");
     llm.set_think_budget(0);
     let mut conn = HttpConn::connect(addr).await?;
     let id = api::create_conversation(&mut conn)
         .await
         .context("creating the watched conversation")?;
-    let first_task = api::wait_finished(addr, &id, SETUP_TIMEOUT)
-        .await
-        .context("the first task of the watched conversation")?;
-    let replayed_up_to = first_task.last().map_or(0, |event| event.id);
-
-    let sockets = tokio::time::timeout(SETUP_TIMEOUT, connect_all(addr, &id, watchers))
-        .await
-        .map_err(|_| anyhow!("{watchers} watchers did not connect within {SETUP_TIMEOUT:?}"))??;
-    let mut sinks = Vec::with_capacity(watchers);
-    let mut readers = JoinSet::new();
-    let mut caught_up = Vec::with_capacity(watchers);
-    for socket in sockets {
-        let (sink, stream) = socket.split();
-        let (ready, ready_rx) = oneshot::channel();
-        sinks.push(sink);
-        caught_up.push(ready_rx);
-        readers.spawn(record_delays(stream, replayed_up_to, ready));
-    }
-    let replay = async {
-        for ready in caught_up {
-            ready
-                .await
-                .context("a watcher ended during the replay")?
-                .context("a watcher failed during the replay")?;
-        }
-        anyhow::Ok(())
-    };
-    tokio::time::timeout(SETUP_TIMEOUT, replay)
-        .await
-        .map_err(|_| {
-            anyhow!("watchers did not replay the first task within {SETUP_TIMEOUT:?}")
-        })??;
-
-    llm.set_answer_delay(LLM_ANSWER_DELAY);
-    llm.set_think_budget(think_calls);
-    let window = CpuWindow::start(server_pid)?;
-    let sender = sinks
-        .first_mut()
-        .context("no watcher to send the message")?;
-    sender
-        .send(Message::text(MESSAGE))
-        .await
-        .context("sending the user message")?;
-
-    let collect = async {
-        let mut delays_us = Vec::new();
-        while let Some(joined) = readers.join_next().await {
-            delays_us.extend(joined.context("watcher task panicked")??);
-        }
-        anyhow::Ok(delays_us)
-    };
-    let delays_us = tokio::time::timeout(TIMEOUT, collect).await.map_err(|_| {
-        anyhow!("not every watcher saw the measured task finish within {TIMEOUT:?}")
-    })??;
-    let usage = window.finish()?;
-    drop(sinks);
-    Ok(summarize(watchers, think_calls, delays_us, usage))
-}
-
-fn summarize(
-    watchers: usize,
-    think_calls: u64,
-    mut delays_us: Vec<u32>,
-    usage: CpuUsage,
-) -> FanOut {
-    delays_us.sort_unstable();
-    let at = |p| stats::percentile(&delays_us, p).map_or(0.0, stats::micros_to_ms);
-    FanOut {
+    let audience = Audience::gather(&[addr], &id, watchers).await?;
+    let (mut delays, usage) = audience
+        .measure_task(llm, think_calls, &[server_pid])
+        .await?;
+    Ok(FanOut {
         watchers,
         think_calls,
-        deliveries: delays_us.len(),
-        p50_ms: at(50.0),
-        p99_ms: at(99.0),
-        max_ms: at(100.0),
+        delays: DelaySummary::of(delays.pop().unwrap_or_default()),
         usage,
+    })
+}
+
+/// Watchers of one conversation, spread round-robin over one or more servers
+/// (replicas of one deployment), caught up on the replay of its first task.
+pub struct Audience {
+    /// How many servers the watchers are spread over.
+    servers: usize,
+    sinks: Vec<SplitSink<Socket, Message>>,
+    /// Each watcher's task: the index of its server and its delays.
+    readers: JoinSet<(usize, Result<Vec<u32>>)>,
+}
+
+impl Audience {
+    /// Waits for the first task of conversation `id` to finish, then opens `watchers`
+    /// watchers, watcher `i` on `addrs[i % addrs.len()]`, and waits until every one
+    /// has replayed that task.
+    pub async fn gather(addrs: &[SocketAddr], id: &str, watchers: usize) -> Result<Self> {
+        ensure!(watchers > 0, "no watchers to measure");
+        let first = addrs.first().context("no server to watch")?;
+        let first_task = api::wait_finished(*first, id, SETUP_TIMEOUT)
+            .await
+            .context("the first task of the watched conversation")?;
+        let replayed_up_to = first_task.last().map_or(0, |event| event.id);
+
+        let sockets = tokio::time::timeout(SETUP_TIMEOUT, connect_all(addrs, id, watchers))
+            .await
+            .map_err(|_| {
+                anyhow!("{watchers} watchers did not connect within {SETUP_TIMEOUT:?}")
+            })??;
+        let mut sinks = Vec::with_capacity(watchers);
+        let mut readers = JoinSet::new();
+        let mut caught_up = Vec::with_capacity(watchers);
+        for (server, socket) in sockets {
+            let (sink, stream) = socket.split();
+            let (ready, ready_rx) = oneshot::channel();
+            sinks.push(sink);
+            caught_up.push(ready_rx);
+            readers
+                .spawn(async move { (server, record_delays(stream, replayed_up_to, ready).await) });
+        }
+        let replay = async {
+            for ready in caught_up {
+                ready
+                    .await
+                    .context("a watcher ended during the replay")?
+                    .context("a watcher failed during the replay")?;
+            }
+            anyhow::Ok(())
+        };
+        tokio::time::timeout(SETUP_TIMEOUT, replay)
+            .await
+            .map_err(|_| {
+                anyhow!("watchers did not replay the first task within {SETUP_TIMEOUT:?}")
+            })??;
+        Ok(Self {
+            servers: addrs.len(),
+            sinks,
+            readers,
+        })
+    }
+
+    /// Gives the fake LLM `think_calls` answers of [`LLM_ANSWER_DELAY`] each, sends the
+    /// user message through the first watcher and collects every live event's delay
+    /// until each watcher saw the task finish. Returns the delays per server (in the
+    /// order of the addresses given to [`Audience::gather`]) and the CPU that the
+    /// `server_pids` and the bench used meanwhile.
+    pub async fn measure_task(
+        mut self,
+        llm: &FakeLlm,
+        think_calls: u64,
+        server_pids: &[u32],
+    ) -> Result<(Vec<Vec<u32>>, CpuUsage)> {
+        llm.set_answer_delay(LLM_ANSWER_DELAY);
+        llm.set_think_budget(think_calls);
+        let window = CpuWindow::start(server_pids)?;
+        let sender = self
+            .sinks
+            .first_mut()
+            .context("no watcher to send the message")?;
+        sender
+            .send(Message::text(MESSAGE))
+            .await
+            .context("sending the user message")?;
+
+        let servers = self.servers;
+        let readers = &mut self.readers;
+        let collect = async {
+            let mut delays_us = vec![Vec::new(); servers];
+            while let Some(joined) = readers.join_next().await {
+                let (server, delays) = joined.context("watcher task panicked")?;
+                delays_us
+                    .get_mut(server)
+                    .context("a watcher of an unknown server")?
+                    .extend(delays?);
+            }
+            anyhow::Ok(delays_us)
+        };
+        let delays_us = tokio::time::timeout(TIMEOUT, collect).await.map_err(|_| {
+            anyhow!("not every watcher saw the measured task finish within {TIMEOUT:?}")
+        })??;
+        let usage = window.finish()?;
+        Ok((delays_us, usage))
     }
 }
 
-/// Opens `total` watchers of conversation `id`, [`CONNECTING`] at a time.
-async fn connect_all(addr: SocketAddr, id: &str, total: usize) -> Result<Vec<Socket>> {
+/// Opens `total` watchers of conversation `id`, [`CONNECTING`] at a time, watcher `i`
+/// on `addrs[i % addrs.len()]`; each comes with the index of its server.
+async fn connect_all(addrs: &[SocketAddr], id: &str, total: usize) -> Result<Vec<(usize, Socket)>> {
+    ensure!(!addrs.is_empty(), "no server to watch");
+    let addrs: Arc<[SocketAddr]> = addrs.into();
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = JoinSet::new();
     for _ in 0..CONNECTING.min(total) {
         let next = Arc::clone(&next);
+        let addrs = Arc::clone(&addrs);
         let id = id.to_owned();
         workers.spawn(async move {
             let mut sockets = Vec::new();
-            while next.fetch_add(1, Ordering::Relaxed) < total {
-                sockets.push(watcher::connect(addr, &id).await?);
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                if index >= total {
+                    break;
+                }
+                let server = index % addrs.len();
+                let addr = addrs.get(server).copied().context("no server to watch")?;
+                sockets.push((server, watcher::connect(addr, &id).await?));
             }
             anyhow::Ok(sockets)
         });
@@ -232,14 +279,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn summary_uses_nearest_rank_and_max() {
-        let delays: Vec<u32> = (1..=1000).rev().map(|i| i * 10).collect();
-        let fanout = summarize(3, 200, delays, CpuUsage::default());
-        assert_eq!(fanout.deliveries, 1000);
-        assert_eq!(fanout.p50_ms, 5.0);
-        assert_eq!(fanout.p99_ms, 9.9);
-        assert_eq!(fanout.max_ms, 10.0);
-        let empty = summarize(3, 200, Vec::new(), CpuUsage::default());
-        assert_eq!((empty.deliveries, empty.p99_ms), (0, 0.0));
+    fn fan_out_json_keeps_its_flat_delay_fields() -> Result<()> {
+        let fanout = FanOut {
+            watchers: 3,
+            think_calls: 200,
+            delays: DelaySummary::of(vec![1000, 2000, 3000]),
+            usage: CpuUsage::default(),
+        };
+        let value = serde_json::to_value(&fanout)?;
+        assert_eq!(value["deliveries"], 3);
+        assert_eq!(value["p50_ms"], 2.0);
+        assert_eq!(value["max_ms"], 3.0);
+        assert!(value.get("delays").is_none());
+        Ok(())
     }
 }

@@ -24,17 +24,18 @@ pub fn parse_soft_nofile(limits: &str) -> Option<u64> {
         .ok()
 }
 
-/// Fails unless this process (and so the server it spawns) may open `sockets`
-/// sockets plus [`HEADROOM`].
-pub fn ensure_room_for(sockets: usize) -> Result<()> {
+/// Fails unless this process (and so the servers it spawns) may open `sockets`
+/// sockets plus [`HEADROOM`]; the error names `skip_flag`, which leaves the
+/// measurement out.
+pub fn ensure_room_for(sockets: usize, skip_flag: &str) -> Result<()> {
     let limits = std::fs::read_to_string("/proc/self/limits")
         .context("reading /proc/self/limits for the open-file limit")?;
     let needed = sockets as u64 + HEADROOM;
     if let Some(soft) = parse_soft_nofile(&limits) {
         ensure!(
             soft >= needed,
-            "the open-file limit is {soft}, the agent measurements need {needed}: \
-             run `ulimit -n {needed}` (or more) first, or pass --skip-agent"
+            "the open-file limit is {soft}, {sockets} watchers need {needed}: \
+             run `ulimit -n {needed}` (or more) first, or pass {skip_flag}"
         );
     }
     Ok(())

@@ -9,14 +9,16 @@
 //! that one server, in report order; the memory figure is a difference of two
 //! readings, so the conversation left by the first measurement does not count.
 
-mod api;
-mod events;
-mod fake_llm;
-mod fanout;
-mod fd_limit;
+// The cluster measurements (`super::cluster`) drive the same fake LLM, API calls
+// and watchers, so these are shared with the rest of the bench.
+pub(super) mod api;
+pub(super) mod events;
+pub(super) mod fake_llm;
+pub(super) mod fanout;
+pub(super) mod fd_limit;
 mod memory;
 mod throughput;
-mod watcher;
+pub(super) mod watcher;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -49,7 +51,7 @@ pub struct AgentResults {
 /// Runs the three measurements on a fresh server over `data_dir`; `base`
 /// provides the binary and the log file.
 pub async fn measure(base: &ServerConfig, data_dir: std::path::PathBuf) -> Result<AgentResults> {
-    fd_limit::ensure_room_for(IDLE_CONVERSATIONS.max(FANOUT_WATCHERS))?;
+    fd_limit::ensure_room_for(IDLE_CONVERSATIONS.max(FANOUT_WATCHERS), "--skip-agent")?;
     recreate_dir(&data_dir)?;
     let llm = FakeLlm::start().await?;
     let config = ServerConfig {
