@@ -177,9 +177,60 @@ impl MigrationTrait for CallbacksMigration {
     }
 }
 
+/// How PostgreSQL stores a delivery's payload. A GitHub payload is a few KB of JSON: above
+/// PostgreSQL's default TOAST threshold (~2 KB) every insert compressed it with `pglz`, which
+/// was a quarter of the database's CPU at the webhook route's full rate. Rows up to ~8 KB now
+/// stay inline uncompressed, and larger payloads are compressed with `lz4` where the server
+/// has it (PostgreSQL 14+ built with lz4; otherwise `pglz` stays). SQLite: nothing to do.
+pub struct DeliveryStorageMigration;
+
+impl MigrationName for DeliveryStorageMigration {
+    fn name(&self) -> &str {
+        "m20261204_000103_integrations_delivery_storage"
+    }
+}
+
+/// `EXECUTE` defers parsing, so a server without `SET COMPRESSION` (before 14) or without
+/// lz4 fails inside the block, where the error is caught.
+const PREFER_LZ4: &str = "DO $$ BEGIN \
+    EXECUTE 'ALTER TABLE webhook_deliveries ALTER COLUMN payload SET COMPRESSION lz4'; \
+    EXCEPTION WHEN others THEN NULL; \
+    END $$";
+
+#[async_trait::async_trait]
+impl MigrationTrait for DeliveryStorageMigration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+            return Ok(());
+        }
+        let db = manager.get_connection();
+        db.execute_unprepared("ALTER TABLE webhook_deliveries SET (toast_tuple_target = 8160)")
+            .await?;
+        db.execute_unprepared(PREFER_LZ4).await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+            return Ok(());
+        }
+        manager
+            .get_connection()
+            .execute_unprepared("ALTER TABLE webhook_deliveries RESET (toast_tuple_target)")
+            .await?;
+        Ok(())
+    }
+}
+
 inventory::submit! {
     openhands_migrations::ProviderMigrations {
         provider: "integrations",
-        migrations: || vec![Box::new(Migration), Box::new(CallbacksMigration)],
+        migrations: || {
+            vec![
+                Box::new(Migration),
+                Box::new(CallbacksMigration),
+                Box::new(DeliveryStorageMigration),
+            ]
+        },
     }
 }

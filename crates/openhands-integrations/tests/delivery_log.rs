@@ -167,6 +167,60 @@ async fn batches_record_each_delivery_id_once_on_postgres() {
     batches_record_each_delivery_id_once(&db).await;
 }
 
+/// On PostgreSQL a delivery payload of a few KB is stored inline without compression (the
+/// table's `toast_tuple_target`), and large ones with lz4 where the server has it; a large
+/// payload still reads back byte for byte.
+#[tokio::test]
+async fn postgres_stores_payloads_without_pglz_on_every_insert() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let pg = openhands_test_support::postgres::fresh_database().expect("PostgreSQL for tests");
+    let db = Database::connect(pg.url(), PoolOptions::default())
+        .await
+        .expect("connect");
+    openhands_migrations::runner::up(db.connection(), |_, _| {})
+        .await
+        .expect("migrate");
+    let conn = db.connection();
+    let options = conn
+        .query_one_raw(Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT array_to_string(reloptions, ',') AS options FROM pg_class \
+             WHERE relname = 'webhook_deliveries'",
+        ))
+        .await
+        .expect("reloptions")
+        .and_then(|row| row.try_get::<Option<String>>("", "options").ok().flatten())
+        .unwrap_or_default();
+    assert!(options.contains("toast_tuple_target=8160"), "{options}");
+    let compression = conn
+        .query_one_raw(Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT attcompression::text AS c, current_setting('server_version_num')::int AS v \
+             FROM pg_attribute WHERE attrelid = 'webhook_deliveries'::regclass \
+             AND attname = 'payload'",
+        ))
+        .await
+        .expect("attcompression")
+        .expect("the payload column");
+    let version: i32 = compression.try_get("", "v").expect("version");
+    let method: String = compression.try_get("", "c").expect("method");
+    // PostgreSQL 14+ as packaged by Debian and the official images has lz4 ('l').
+    assert!(
+        version < 140000 || method == "l",
+        "compression `{method}` on {version}"
+    );
+
+    let large = format!("{{\"body\":\"{}\"}}", "x".repeat(100_000));
+    let mut new = delivery("github", "large-payload");
+    new.payload = large.clone();
+    let recorded = deliveries::record_many(&db, &[new]).await.expect("record");
+    let Some(Recorded::New(id)) = recorded.first().cloned() else {
+        panic!("not recorded: {recorded:?}");
+    };
+    let stored = deliveries::get(&db, &id).await.expect("read");
+    assert_eq!(stored.payload, large);
+}
+
 /// Many deliveries handed to the intake at once are written in a few statements, and each
 /// caller learns its own outcome: 60 callers, 40 distinct delivery ids, 40 new rows.
 #[tokio::test]

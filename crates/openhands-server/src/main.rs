@@ -97,6 +97,9 @@ fn serve(config: Config) -> anyhow::Result<()> {
         let app_state = state.clone();
         let server =
             actix_web::HttpServer::new(move || openhands_server::create_app(app_state.clone()))
+                // Events go out as small writes, one per burst: with Nagle on, a write
+                // waits for the client's (delayed, up to 40 ms) ACK of the previous one.
+                .tcp_nodelay(true)
                 .bind(&address)
                 .with_context(|| format!("binding {}:{}", address.0, address.1))?
                 .shutdown_timeout(10)

@@ -113,6 +113,7 @@ impl TestServer {
                     openhands_server::create_app(app_state.clone())
                 })
                 .workers(2)
+                .tcp_nodelay(true)
                 .disable_signals()
                 .bind(("127.0.0.1", port));
                 let server = match server {

@@ -10,8 +10,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, ensure};
 
 /// Deletes the keys matching `ARGV[1]` in one call (a bench's few hundred keys).
-const DELETE_MATCHING: &str =
-    "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do n = n + redis.call('DEL', k) end return n";
+const DELETE_MATCHING: &str = "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do n = n + redis.call('DEL', k) end return n";
 
 /// The Redis at one URL.
 pub struct Redis {
