@@ -3,8 +3,10 @@
 //! Delivering one event to 1,000 watchers is 1,000 socket writes, and the fan-out delay
 //! is how long that sweep takes. So a watcher has no task and no channel of its own: the
 //! HTTP connection polls this stream directly, the conversation's broadcast wakes it,
-//! and each poll drains every message that is ready into one buffer, so a burst (an
-//! action and its observation) leaves in one write.
+//! and each poll drains every message that is ready into one buffer. Bursts (an action and
+//! its observation) arrive as one [`LiveMessage::Events`] from the publisher, which lingers
+//! once per conversation, so each watcher wakes once and writes once per burst, with no
+//! timer of its own.
 //!
 //! Order of a feed: stored events after `latest_event_id` (replay, read page by page),
 //! then live events, skipping ids already sent. The broadcast is subscribed *before* the
@@ -28,17 +30,12 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::time::Sleep;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 /// Events read from the store per replay page.
 const REPLAY_PAGE: usize = 100;
-/// How long a live event waits for followers before it is written, so that a burst (an
-/// action and its observation) costs one socket write instead of one per event.
-const LINGER: Duration = Duration::from_millis(1);
 /// A poll stops gathering live messages once this much is buffered.
 const FLUSH_AT: usize = 64 * 1024;
 
@@ -124,8 +121,6 @@ pub struct EventFeed {
     buf: BytesMut,
     /// A close frame is buffered (or the client is gone): end after the buffer.
     ending: bool,
-    /// Set while buffered live events wait for followers (see [`LINGER`]).
-    linger: Option<Pin<Box<Sleep>>>,
     _on_drop: OnDrop,
 }
 
@@ -147,7 +142,6 @@ impl EventFeed {
             last_sent,
             buf: BytesMut::new(),
             ending: false,
-            linger: None,
             _on_drop: on_drop,
         }
     }
@@ -229,6 +223,11 @@ impl EventFeed {
         while !self.ending && self.buf.len() < FLUSH_AT {
             match Pin::new(&mut self.live).poll_next(cx) {
                 Poll::Ready(Some(Ok(LiveMessage::Event { id, json }))) => self.event(id, &json),
+                Poll::Ready(Some(Ok(LiveMessage::Events(events)))) => {
+                    for event in events.iter() {
+                        self.event(event.id, &event.json);
+                    }
+                }
                 Poll::Ready(Some(Ok(LiveMessage::Notice(notice)))) => {
                     self.text(&notice.to_string());
                 }
@@ -252,30 +251,6 @@ impl EventFeed {
     }
 }
 
-impl EventFeed {
-    /// True while live events that just arrived should wait for followers: the first
-    /// poll that finds new live events starts the linger, and the buffer goes out when
-    /// it has passed (or is full, or the feed is ending).
-    fn lingers(&mut self, cx: &mut Context<'_>, buffered_before_live: usize) -> bool {
-        if self.ending || self.buf.len() >= FLUSH_AT || self.buf.is_empty() {
-            self.linger = None;
-            return false;
-        }
-        let linger = match self.linger.as_mut() {
-            Some(linger) => linger,
-            None if self.buf.len() > buffered_before_live => {
-                self.linger.insert(Box::pin(tokio::time::sleep(LINGER)))
-            }
-            None => return false,
-        };
-        if linger.as_mut().poll(cx).is_pending() {
-            return true;
-        }
-        self.linger = None;
-        false
-    }
-}
-
 impl Stream for EventFeed {
     type Item = Result<Bytes, Infallible>;
 
@@ -283,11 +258,7 @@ impl Stream for EventFeed {
         let this = self.get_mut();
         this.drain_control(cx);
         if !this.ending && this.drive_replay(cx) {
-            let buffered = this.buf.len();
             this.drain_live(cx);
-            if this.lingers(cx, buffered) {
-                return Poll::Pending;
-            }
         }
         if !this.buf.is_empty() {
             return Poll::Ready(Some(Ok(this.buf.split().freeze())));
@@ -435,6 +406,65 @@ mod tests {
         let (frames, _) = read(&mut feed).await;
         assert_eq!(event_ids(&frames), vec![4, 5]);
         assert_eq!(frames.len(), 3, "the notice too: {frames:?}");
+    }
+
+    #[tokio::test]
+    async fn a_batch_goes_out_in_order_in_one_chunk_without_what_was_sent() {
+        let (fixture, mut feed) = fixture(2, 16).await;
+        let (frames, _) = read(&mut feed).await;
+        assert_eq!(event_ids(&frames), vec![0, 1]);
+        let mut batch = Vec::new();
+        for text in ["a", "b", "c"] {
+            let event = fixture
+                .store
+                .append(
+                    &UserScope::local(),
+                    CONVERSATION,
+                    NewEvent::user_message(text, vec![]),
+                )
+                .await
+                .expect("append");
+            batch.push(openhands_core::extension::LiveEvent::of(&event));
+        }
+        // Id 1 again (already sent), then 2..=4.
+        let resent = fixture
+            .store
+            .read(
+                &UserScope::local(),
+                CONVERSATION,
+                EventQuery {
+                    start_id: 1,
+                    end_id: Some(1),
+                    reverse: false,
+                    limit: 1,
+                },
+            )
+            .await
+            .expect("read");
+        batch.insert(
+            0,
+            openhands_core::extension::LiveEvent::of(&resent.events[0]),
+        );
+        fixture
+            .live
+            .send(LiveMessage::Events(batch.into()))
+            .expect("a receiver");
+        let chunk = tokio::time::timeout(Duration::from_secs(5), feed.next())
+            .await
+            .expect("ready")
+            .expect("a chunk")
+            .expect("bytes");
+        let mut codec = Codec::new().client_mode();
+        let mut bytes = BytesMut::from(&chunk[..]);
+        let mut frames = Vec::new();
+        while let Some(frame) = codec.decode(&mut bytes).expect("valid frames") {
+            frames.push(frame);
+        }
+        assert_eq!(
+            event_ids(&frames),
+            vec![2, 3, 4],
+            "one chunk, in order, no repeat"
+        );
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@
 
 use crate::keys::Keys;
 use openhands_core::event::EventQuery;
-use openhands_core::extension::{EventStore, LiveMessage, LiveReceiver};
+use openhands_core::extension::{EventStore, LiveEvent, LiveMessage, LiveReceiver};
 use openhands_core::scope::UserScope;
 use openhands_redis::redis::{self, Value};
 use openhands_redis::{RedisError, RedisPool};
@@ -168,8 +168,10 @@ async fn forward(
                 loop {
                     match live.try_recv() {
                         Ok(message) => {
-                            for message in sequencer.admit(message).await {
-                                xadd(&pool, &stream, &message).await;
+                            for single in message.into_singles() {
+                                for message in sequencer.admit(single).await {
+                                    xadd(&pool, &stream, &message).await;
+                                }
                             }
                         }
                         Err(broadcast::error::TryRecvError::Lagged(_)) => {
@@ -183,7 +185,13 @@ async fn forward(
             }
         };
         let messages = match received {
-            Ok(message) => sequencer.admit(message).await,
+            Ok(message) => {
+                let mut admitted = Vec::new();
+                for single in message.into_singles() {
+                    admitted.extend(sequencer.admit(single).await);
+                }
+                regroup(admitted)
+            }
             Err(broadcast::error::RecvError::Lagged(_)) => sequencer.catch_up().await,
             Err(broadcast::error::RecvError::Closed) => return,
         };
@@ -193,29 +201,58 @@ async fn forward(
     }
 }
 
-/// Appends one message to the stream, retrying a failing Redis for a while.
-pub async fn xadd(pool: &RedisPool, stream: &str, message: &LiveMessage) {
-    let fields: Vec<(&str, String)> = match message {
-        LiveMessage::Event { id, json } => {
-            vec![("event_id", id.to_string()), ("json", json.to_string())]
+/// Messages in order, with runs of consecutive events joined into one batch each.
+fn regroup(messages: Vec<LiveMessage>) -> Vec<LiveMessage> {
+    let mut out = Vec::new();
+    let mut batch = Vec::new();
+    for message in messages {
+        match message {
+            LiveMessage::Event { id, json } => batch.push(LiveEvent { id, json }),
+            other => {
+                out.extend(LiveMessage::batch(std::mem::take(&mut batch)));
+                out.push(other);
+            }
         }
-        LiveMessage::Notice(notice) => vec![("notice", notice.to_string())],
-    };
+    }
+    out.extend(LiveMessage::batch(batch));
+    out
+}
+
+/// The stream entries (field lists) of a message: one per event, one for a notice.
+fn entry_fields(message: &LiveMessage) -> Vec<Vec<(&'static str, String)>> {
+    let event = |id: u64, json: &str| vec![("event_id", id.to_string()), ("json", json.to_owned())];
+    match message {
+        LiveMessage::Event { id, json } => vec![event(*id, json)],
+        LiveMessage::Events(events) => events.iter().map(|e| event(e.id, &e.json)).collect(),
+        LiveMessage::Notice(notice) => vec![vec![("notice", notice.to_string())]],
+    }
+}
+
+/// Appends a message's entries to the stream in one `MULTI`/`EXEC` (a relay blocked on the
+/// stream then reads them together), retrying a failing Redis for a while.
+pub async fn xadd(pool: &RedisPool, stream: &str, message: &LiveMessage) {
+    let entries = entry_fields(message);
+    if entries.is_empty() {
+        return;
+    }
     for attempt in 1..=XADD_ATTEMPTS {
         let key = stream.to_owned();
-        let fields = fields.clone();
+        let entries = entries.clone();
         let result: Result<(), RedisError> = pool
             .run(|mut connection| async move {
-                redis::pipe()
-                    .cmd("XADD")
-                    .arg(&key)
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(STREAM_MAXLEN)
-                    .arg("*")
-                    .arg(fields)
-                    .ignore()
-                    .cmd("PEXPIRE")
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                for fields in entries {
+                    pipe.cmd("XADD")
+                        .arg(&key)
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(STREAM_MAXLEN)
+                        .arg("*")
+                        .arg(fields)
+                        .ignore();
+                }
+                pipe.cmd("PEXPIRE")
                     .arg(&key)
                     .arg(STREAM_TTL_MS)
                     .ignore()
@@ -355,16 +392,25 @@ pub async fn relay(
             .await;
         match read {
             Ok(value) => {
+                // What one read returns goes out as few messages as possible: the events
+                // between notices as one batch, so each watcher wakes and writes once.
+                let mut batch = Vec::new();
                 for (id, fields) in read_entries(value) {
                     position = id;
                     let Some(message) = message_of(&fields) else {
                         continue;
                     };
                     for message in sequencer.admit(message).await {
-                        // No watcher left is fine: `keep_going` ends the loop.
-                        let _ = sender.send(message);
+                        match message {
+                            LiveMessage::Event { id, json } => batch.push(LiveEvent { id, json }),
+                            other => {
+                                send_batch(&sender, &mut batch);
+                                let _ = sender.send(other);
+                            }
+                        }
                     }
                 }
+                send_batch(&sender, &mut batch);
             }
             Err(err) => {
                 tracing::warn!(stream, error = %err, "reading a conversation stream failed");
@@ -375,9 +421,39 @@ pub async fn relay(
     }
 }
 
+/// Sends the events gathered so far as one message. No watcher left is fine: the relay's
+/// `keep_going` ends its loop.
+fn send_batch(sender: &broadcast::Sender<LiveMessage>, batch: &mut Vec<LiveEvent>) {
+    if let Some(message) = LiveMessage::batch(std::mem::take(batch)) {
+        let _ = sender.send(message);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event(id: u64) -> LiveMessage {
+        LiveMessage::Event {
+            id,
+            json: format!("{{\"id\":{id}}}").into(),
+        }
+    }
+
+    #[test]
+    fn runs_of_events_become_one_batch_each_and_notices_keep_their_place() {
+        let notice = LiveMessage::Notice(serde_json::json!({"status_update": true}));
+        let out = regroup(vec![event(1), event(2), notice, event(3)]);
+        assert_eq!(out.len(), 3, "{out:?}");
+        assert!(matches!(&out[0], LiveMessage::Events(e) if e.iter().map(|e| e.id).eq([1, 2])));
+        assert!(matches!(&out[1], LiveMessage::Notice(_)));
+        assert!(matches!(&out[2], LiveMessage::Event { id: 3, .. }));
+        // A batch is one stream entry per event, in order.
+        let entries = entry_fields(&out[0]);
+        let ids: Vec<&str> = entries.iter().map(|f| f[0].1.as_str()).collect();
+        assert_eq!(ids, ["1", "2"]);
+        assert_eq!(entry_fields(&out[1])[0][0].0, "notice");
+    }
 
     #[test]
     fn entries_decode_events_and_notices() {

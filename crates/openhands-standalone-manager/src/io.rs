@@ -5,15 +5,15 @@
 //! other than `running`): a durable metadata write per LLM call would halve the events a
 //! conversation can produce per second.
 
+use crate::publisher::LivePublisher;
 use async_trait::async_trait;
 use openhands_core::StoreError;
 use openhands_core::event::{Event, NewEvent, mask_secrets};
-use openhands_core::extension::{ConversationStore, EventStore, LiveMessage, MonitoringListener};
+use openhands_core::extension::{ConversationStore, EventStore, MonitoringListener};
 use openhands_core::scope::UserScope;
 use openhands_runtime::agent::AgentIo;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::broadcast;
 
 /// Longest time usage stays only in memory while the agent works.
 pub const USAGE_FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -48,7 +48,7 @@ pub struct ConversationIo {
     pub event_store: Arc<dyn EventStore>,
     pub conversation_store: Arc<dyn ConversationStore>,
     pub monitoring: Arc<dyn MonitoringListener>,
-    pub live: broadcast::Sender<LiveMessage>,
+    pub live: Arc<LivePublisher>,
     pub last_active: Arc<Mutex<Instant>>,
     pub usage: Mutex<PendingUsage>,
 }
@@ -119,8 +119,7 @@ impl AgentIo for ConversationIo {
         self.touch();
         self.monitoring
             .on_session_event(&self.conversation_id, &stored);
-        // No receiver is fine: nobody is watching.
-        let _ = self.live.send(LiveMessage::event(&stored));
+        self.live.event(&stored);
         if agent_paused(&stored) {
             self.flush_usage().await;
         }

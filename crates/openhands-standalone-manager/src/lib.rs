@@ -9,6 +9,7 @@
 
 mod io;
 mod manager;
+mod publisher;
 mod runner;
 
 pub use manager::StandaloneConversationManager;

@@ -1,13 +1,13 @@
 //! The [`ConversationManager`] implementation.
 
 use crate::io::ConversationIo;
+use crate::publisher::LivePublisher;
 use crate::runner::{Task, TaskEnd, TaskInput, ended_notice, secret_values};
 use async_trait::async_trait;
 use openhands_core::config::Config;
 use openhands_core::conversation::ConversationStatus;
 use openhands_core::extension::{
-    ConversationInput, ConversationManager, LiveMessage, LiveReceiver, ManagerError, StartRequest,
-    fresh_secrets,
+    ConversationInput, ConversationManager, LiveReceiver, ManagerError, StartRequest, fresh_secrets,
 };
 use openhands_core::registry::Services;
 use openhands_core::runtime_keys::RUNTIME_KEY_ENV;
@@ -17,7 +17,7 @@ use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 /// How long a stopping agent may take before its task is aborted.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -35,7 +35,7 @@ struct Running {
 #[derive(Default)]
 struct Inner {
     running: HashMap<String, Running>,
-    live: HashMap<String, broadcast::Sender<LiveMessage>>,
+    live: HashMap<String, Arc<LivePublisher>>,
     watchers: HashMap<String, i64>,
     /// Conversations watched through other servers (a clustered manager around this one
     /// says so): not idle either.
@@ -46,11 +46,11 @@ struct Inner {
 }
 
 impl Inner {
-    fn live_sender(&mut self, conversation_id: &str) -> broadcast::Sender<LiveMessage> {
-        let capacity = self.watcher_buffer.max(1);
+    fn live_sender(&mut self, conversation_id: &str) -> Arc<LivePublisher> {
+        let capacity = self.watcher_buffer;
         self.live
             .entry(conversation_id.to_owned())
-            .or_insert_with(|| broadcast::channel(capacity).0)
+            .or_insert_with(|| LivePublisher::new(capacity))
             .clone()
     }
 }
@@ -207,10 +207,7 @@ impl ConversationManager for StandaloneConversationManager {
                     self.config.max_concurrent_conversations
                 ),
             });
-            let _ = self
-                .lock()
-                .live_sender(&evicted)
-                .send(LiveMessage::Notice(notice));
+            self.lock().live_sender(&evicted).notice(notice);
             self.stop(&request.scope, &evicted).await?;
         }
         let (tx, rx) = mpsc::channel(64);
@@ -265,8 +262,10 @@ impl ConversationManager for StandaloneConversationManager {
                 matches!(end, TaskEnd::Stopped),
                 started.elapsed(),
             );
+            // What the run stored goes out now, before anyone learns that it ended.
+            live.flush();
             if let Some(notice) = ended_notice(&end) {
-                let _ = live.send(LiveMessage::Notice(notice));
+                live.notice(notice);
             }
             if let Some(inner) = weak.upgrade() {
                 let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());

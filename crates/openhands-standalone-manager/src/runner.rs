@@ -4,7 +4,7 @@
 use crate::io::ConversationIo;
 use openhands_core::event::{EventBody, EventQuery, EventSource, NewEvent};
 use openhands_core::extension::{
-    ConversationInput, EventStore, LiveMessage, Sandbox, SandboxSpec, StartRequest,
+    ConversationInput, EventStore, Sandbox, SandboxSpec, StartRequest,
 };
 use openhands_core::secret::Secret;
 use openhands_core::secrets::{ProviderType, UserSecrets};
@@ -140,10 +140,10 @@ impl Task {
                 }
             }
         };
-        let _ = io.live.send(LiveMessage::Notice(json!({
+        io.live.notice(json!({
             "status_update": true, "type": "info", "id": "STATUS$SETTING_UP_WORKSPACE",
             "message": "Setting up the workspace"
-        })));
+        }));
         let settings = &request.settings;
         let spec = SandboxSpec {
             scope: request.scope.clone(),

@@ -15,17 +15,60 @@ use std::sync::Arc;
 pub enum LiveMessage {
     /// A stored event, serialized once for every watcher.
     Event { id: u64, json: Arc<str> },
+    /// Stored events published together, in id order (an action and its observation that
+    /// followed at once): one message wakes each watcher once and leaves in one write.
+    Events(Arc<[LiveEvent]>),
     /// A status notice in OpenHands' `status_update` shape, not stored.
     Notice(Value),
+}
+
+/// One stored event of an [`LiveMessage::Events`] batch.
+#[derive(Debug, Clone)]
+pub struct LiveEvent {
+    pub id: u64,
+    pub json: Arc<str>,
+}
+
+impl LiveEvent {
+    /// A stored event, serialized once for every watcher.
+    pub fn of(event: &Event) -> Self {
+        let json = serde_json::to_string(event).unwrap_or_else(|_| "{}".to_owned());
+        Self {
+            id: event.id,
+            json: json.into(),
+        }
+    }
 }
 
 impl LiveMessage {
     /// The live form of a stored event.
     pub fn event(event: &Event) -> Self {
-        let json = serde_json::to_string(event).unwrap_or_else(|_| "{}".to_owned());
-        LiveMessage::Event {
-            id: event.id,
-            json: json.into(),
+        let LiveEvent { id, json } = LiveEvent::of(event);
+        LiveMessage::Event { id, json }
+    }
+
+    /// The live form of events stored one after the other: one `Event`, or one `Events`.
+    pub fn batch(mut events: Vec<LiveEvent>) -> Option<Self> {
+        match events.len() {
+            0 => None,
+            1 => events
+                .pop()
+                .map(|LiveEvent { id, json }| LiveMessage::Event { id, json }),
+            _ => Some(LiveMessage::Events(events.into())),
+        }
+    }
+
+    /// This message as single messages (a batch split into its events), in order.
+    pub fn into_singles(self) -> Vec<LiveMessage> {
+        match self {
+            LiveMessage::Events(events) => events
+                .iter()
+                .map(|e| LiveMessage::Event {
+                    id: e.id,
+                    json: e.json.clone(),
+                })
+                .collect(),
+            single => vec![single],
         }
     }
 }

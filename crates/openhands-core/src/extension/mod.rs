@@ -24,7 +24,8 @@ pub use integration::{
     WebhookHeaders, sign_hmac_sha256_hex, verify_hmac_sha256_hex,
 };
 pub use manager::{
-    ConversationInput, ConversationManager, LiveMessage, LiveReceiver, ManagerError, StartRequest,
+    ConversationInput, ConversationManager, LiveEvent, LiveMessage, LiveReceiver, ManagerError,
+    StartRequest,
 };
 pub use monitoring::MonitoringListener;
 pub use provider_tokens::{ProviderTokenError, ProviderTokenSource, fresh_secrets};
