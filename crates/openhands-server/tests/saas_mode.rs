@@ -67,11 +67,7 @@ fn migrate_status_up_and_down_report_one_line_per_migration() {
     let up = openhands(data.path(), &["migrate", "up"], &[]);
     assert!(up.status.success(), "{}", text(&up.stderr));
     let applied = text(&up.stdout);
-    assert_eq!(
-        applied.matches("applied m20261123_").count(),
-        total,
-        "{applied}"
-    );
+    assert_eq!(applied.matches("applied m2026").count(), total, "{applied}");
     assert!(data.path().join("openhands.db").is_file());
 
     let again = openhands(data.path(), &["migrate", "up"], &[]);
