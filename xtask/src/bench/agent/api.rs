@@ -59,6 +59,17 @@ pub async fn create_conversation(conn: &mut HttpConn) -> Result<String> {
     Ok(id.to_owned())
 }
 
+/// Sends a user message to the conversation (`POST .../message`).
+pub async fn send_message(addr: SocketAddr, id: &str, message: &str) -> Result<()> {
+    let body = json!({ "message": message });
+    let request =
+        RequestSpec::post_json(format!("/api/conversations/{id}/message"), body.to_string());
+    expect_status(addr, &request, StatusCode::OK)
+        .await
+        .with_context(|| format!("sending a message to conversation {id}"))?;
+    Ok(())
+}
+
 /// Stops the conversation's agent (on whichever server runs it).
 pub async fn stop_conversation(addr: SocketAddr, id: &str) -> Result<()> {
     let request = RequestSpec::post_json(format!("/api/conversations/{id}/stop"), "{}");

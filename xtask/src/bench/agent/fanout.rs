@@ -2,8 +2,10 @@
 //!
 //! One conversation, many watchers of it (many tabs or clients on one task).
 //! After its first task has finished and every watcher has caught up on the
-//! replay, the fake LLM is given a budget of `think` calls and one watcher sends
-//! a user message. Each watcher then records, for every live event, its receive
+//! replay, the fake LLM is given a budget of `think` calls and a user message goes
+//! in through `POST .../message` (a browser would send it on its socket; the
+//! watchers' sockets are not split into halves for that, as the lock between the
+//! halves was a twentieth of the bench's CPU). Each watcher then records, for every live event, its receive
 //! time minus the event's timestamp, until it sees the `finished` state of the
 //! new task. The timestamp is taken when the event is created, just before it is
 //! stored, so the delay includes storing as well as broadcasting and sending.
@@ -25,12 +27,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
-use tokio_tungstenite::tungstenite::Message;
 
 use super::api;
 use super::events::{self, Frame};
@@ -48,8 +47,8 @@ const CONNECTING: usize = 16;
 const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
 /// The longest the measured task may take to reach every watcher.
 const TIMEOUT: Duration = Duration::from_secs(120);
-/// The user message that starts the measured task (an OpenHands action dict).
-const MESSAGE: &str = r#"{"action":"message","args":{"content":"again"}}"#;
+/// The user message that starts the measured task.
+const MESSAGE: &str = "again";
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct FanOut {
@@ -90,9 +89,9 @@ pub async fn measure(
 /// Watchers of one conversation, spread round-robin over one or more servers
 /// (replicas of one deployment), caught up on the replay of its first task.
 pub struct Audience {
-    /// How many servers the watchers are spread over.
-    servers: usize,
-    sinks: Vec<SplitSink<Socket, Message>>,
+    /// The servers the watchers are spread over; the user message goes to the first.
+    addrs: Vec<SocketAddr>,
+    conversation_id: String,
     /// Each watcher's task: the index of its server and its delays.
     readers: JoinSet<(usize, Result<Vec<u32>>)>,
 }
@@ -114,16 +113,13 @@ impl Audience {
             .map_err(|_| {
                 anyhow!("{watchers} watchers did not connect within {SETUP_TIMEOUT:?}")
             })??;
-        let mut sinks = Vec::with_capacity(watchers);
         let mut readers = JoinSet::new();
         let mut caught_up = Vec::with_capacity(watchers);
         for (server, socket) in sockets {
-            let (sink, stream) = socket.split();
             let (ready, ready_rx) = oneshot::channel();
-            sinks.push(sink);
             caught_up.push(ready_rx);
             readers
-                .spawn(async move { (server, record_delays(stream, replayed_up_to, ready).await) });
+                .spawn(async move { (server, record_delays(socket, replayed_up_to, ready).await) });
         }
         let replay = async {
             for ready in caught_up {
@@ -140,14 +136,14 @@ impl Audience {
                 anyhow!("watchers did not replay the first task within {SETUP_TIMEOUT:?}")
             })??;
         Ok(Self {
-            servers: addrs.len(),
-            sinks,
+            addrs: addrs.to_vec(),
+            conversation_id: id.to_owned(),
             readers,
         })
     }
 
     /// Gives the fake LLM `think_calls` answers of [`LLM_ANSWER_DELAY`] each, sends the
-    /// user message through the first watcher and collects every live event's delay
+    /// user message to the first server and collects every live event's delay
     /// until each watcher saw the task finish. Returns the delays per server (in the
     /// order of the addresses given to [`Audience::gather`]) and the CPU that the
     /// `server_pids` and the bench used meanwhile.
@@ -160,16 +156,15 @@ impl Audience {
         llm.set_answer_delay(LLM_ANSWER_DELAY);
         llm.set_think_budget(think_calls);
         let window = CpuWindow::start(server_pids)?;
-        let sender = self
-            .sinks
-            .first_mut()
-            .context("no watcher to send the message")?;
-        sender
-            .send(Message::text(MESSAGE))
+        let first = *self
+            .addrs
+            .first()
+            .context("no server to send the message to")?;
+        api::send_message(first, &self.conversation_id, MESSAGE)
             .await
             .context("sending the user message")?;
 
-        let servers = self.servers;
+        let servers = self.addrs.len();
         let readers = &mut self.readers;
         let collect = async {
             let mut delays_us = vec![Vec::new(); servers];
@@ -226,14 +221,14 @@ async fn connect_all(addrs: &[SocketAddr], id: &str, total: usize) -> Result<Vec
 /// last one), then returns the delay of every live event until the `finished`
 /// state of the new task.
 async fn record_delays(
-    mut stream: SplitStream<Socket>,
+    mut socket: Socket,
     replayed_up_to: u64,
     caught_up: oneshot::Sender<Result<()>>,
 ) -> Result<Vec<u32>> {
     let mut caught_up = Some(caught_up);
     let mut delays = Vec::with_capacity(1024);
     let outcome = loop {
-        let (received, event) = match watcher::next(&mut stream).await {
+        let (received, event) = match watcher::next(&mut socket).await {
             Ok(Incoming::Frame(received, Frame::Event(event))) => (received, event),
             Ok(Incoming::Frame(_, Frame::Notice)) => continue,
             Ok(Incoming::Frame(_, Frame::Error(message))) => {

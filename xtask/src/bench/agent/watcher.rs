@@ -9,7 +9,9 @@
 use std::net::SocketAddr;
 
 use anyhow::{Context, Result, bail};
-use chrono::{Local, NaiveDateTime};
+use std::sync::OnceLock;
+
+use chrono::{FixedOffset, Local, NaiveDateTime, Utc};
 use futures_util::{Stream, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -50,6 +52,16 @@ pub async fn connect(addr: SocketAddr, id: &str) -> Result<Socket> {
     Ok(socket)
 }
 
+/// The local time, as the server writes event timestamps: UTC plus the local offset read
+/// once. `Local::now()` reads the `TZ` variable on every call, which under the environment
+/// lock was a twentieth of the bench's CPU in the fan-out run; a bench run is too short to
+/// cross a change of the offset.
+fn local_now() -> NaiveDateTime {
+    static OFFSET: OnceLock<FixedOffset> = OnceLock::new();
+    let offset = *OFFSET.get_or_init(|| *Local::now().offset());
+    Utc::now().with_timezone(&offset).naive_local()
+}
+
 /// Reads the next text or close frame; pings and binary frames are skipped.
 pub async fn next<S>(socket: &mut S) -> Result<Incoming>
 where
@@ -59,7 +71,7 @@ where
         let Some(message) = socket.next().await else {
             return Ok(Incoming::Closed("connection ended".to_owned()));
         };
-        let received = Local::now().naive_local();
+        let received = local_now();
         match message {
             Ok(Message::Text(text)) => {
                 let frame = events::parse_frame(text.as_str())?;
