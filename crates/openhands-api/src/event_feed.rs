@@ -261,7 +261,9 @@ impl Stream for EventFeed {
             this.drain_live(cx);
         }
         if !this.buf.is_empty() {
-            return Poll::Ready(Some(Ok(this.buf.split().freeze())));
+            // Handing over the whole buffer (not `split`, which makes it shared and
+            // reference-counted) costs one allocation per write and no atomics.
+            return Poll::Ready(Some(Ok(std::mem::take(&mut this.buf).freeze())));
         }
         if this.ending {
             Poll::Ready(None)
