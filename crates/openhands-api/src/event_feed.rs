@@ -370,8 +370,8 @@ mod tests {
             .collect()
     }
 
-    async fn publish(fixture: &Fixture, text: &str) -> Event {
-        let event = fixture
+    async fn store(fixture: &Fixture, text: &str) -> Event {
+        fixture
             .store
             .append(
                 &UserScope::local(),
@@ -379,7 +379,11 @@ mod tests {
                 NewEvent::user_message(text, vec![]),
             )
             .await
-            .expect("append");
+            .expect("append")
+    }
+
+    async fn publish(fixture: &Fixture, text: &str) -> Event {
+        let event = store(fixture, text).await;
         fixture
             .live
             .send(LiveMessage::event(&event))
@@ -417,15 +421,7 @@ mod tests {
         assert_eq!(event_ids(&frames), vec![0, 1]);
         let mut batch = Vec::new();
         for text in ["a", "b", "c"] {
-            let event = fixture
-                .store
-                .append(
-                    &UserScope::local(),
-                    CONVERSATION,
-                    NewEvent::user_message(text, vec![]),
-                )
-                .await
-                .expect("append");
+            let event = store(&fixture, text).await;
             batch.push(openhands_core::extension::LiveEvent::of(&event));
         }
         // Id 1 again (already sent), then 2..=4.

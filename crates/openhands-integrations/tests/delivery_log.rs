@@ -6,13 +6,23 @@ use openhands_sql_store::{Database, PoolOptions};
 
 async fn fresh() -> (Database, openhands_test_support::sqlite::TestSqlite) {
     let file = openhands_test_support::sqlite::fresh_database().expect("SQLite file");
-    let db = Database::connect(file.url(), PoolOptions::default())
+    (migrated(file.url()).await, file)
+}
+
+/// A fresh PostgreSQL database with every migration applied (dropped with the guard).
+async fn fresh_postgres() -> (Database, openhands_test_support::postgres::TestDatabase) {
+    let pg = openhands_test_support::postgres::fresh_database().expect("PostgreSQL for tests");
+    (migrated(pg.url()).await, pg)
+}
+
+async fn migrated(url: &str) -> Database {
+    let db = Database::connect(url, PoolOptions::default())
         .await
         .expect("connect");
     openhands_migrations::runner::up(db.connection(), |_, _| {})
         .await
         .expect("migrate");
-    (db, file)
+    db
 }
 
 #[tokio::test]
@@ -157,13 +167,7 @@ async fn batches_record_each_delivery_id_once_on_sqlite() {
 
 #[tokio::test]
 async fn batches_record_each_delivery_id_once_on_postgres() {
-    let pg = openhands_test_support::postgres::fresh_database().expect("PostgreSQL for tests");
-    let db = Database::connect(pg.url(), PoolOptions::default())
-        .await
-        .expect("connect");
-    openhands_migrations::runner::up(db.connection(), |_, _| {})
-        .await
-        .expect("migrate");
+    let (db, _pg) = fresh_postgres().await;
     batches_record_each_delivery_id_once(&db).await;
 }
 
@@ -173,13 +177,7 @@ async fn batches_record_each_delivery_id_once_on_postgres() {
 #[tokio::test]
 async fn postgres_stores_payloads_without_pglz_on_every_insert() {
     use sea_orm::{ConnectionTrait, Statement};
-    let pg = openhands_test_support::postgres::fresh_database().expect("PostgreSQL for tests");
-    let db = Database::connect(pg.url(), PoolOptions::default())
-        .await
-        .expect("connect");
-    openhands_migrations::runner::up(db.connection(), |_, _| {})
-        .await
-        .expect("migrate");
+    let (db, _pg) = fresh_postgres().await;
     let conn = db.connection();
     let options = conn
         .query_one_raw(Statement::from_string(

@@ -341,12 +341,7 @@ mod tests {
     #[test]
     fn the_server_runs_saas_on_the_seeds_database_and_key() -> Result<()> {
         let env = server_env(&parse_seed(LINE)?, 4321);
-        let get = |key: &str| {
-            env.iter()
-                .rev()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| v.as_str())
-        };
+        let get = |key: &str| crate::bench::server::env_value(&env, key);
         assert_eq!(get("OPENHANDS_CONFIG_CLS"), Some("saas"));
         assert_eq!(
             get("DATABASE_URL"),

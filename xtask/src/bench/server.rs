@@ -196,6 +196,15 @@ async fn probe_once(addr: SocketAddr, probe: &RequestSpec) -> bool {
 }
 
 /// A loopback port that was free a moment ago (bind port 0, read it, release it).
+/// The value a child process sees for `key` in an environment list (the last one set wins).
+#[cfg(test)]
+pub fn env_value<'a>(env: &'a [(&str, String)], key: &str) -> Option<&'a str> {
+    env.iter()
+        .rev()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.as_str())
+}
+
 pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .context("binding 127.0.0.1:0 to find a free port")?;

@@ -421,12 +421,7 @@ mod tests {
             secret: "abc".to_owned(),
         };
         let env = server_env(&seed, 4321, &app);
-        let get = |key: &str| {
-            env.iter()
-                .rev()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| v.as_str())
-        };
+        let get = |key: &str| crate::bench::server::env_value(&env, key);
         assert_eq!(get("OPENHANDS_CONFIG_CLS"), Some("saas"));
         assert_eq!(
             get("DATABASE_URL"),

@@ -286,12 +286,7 @@ mod tests {
             key_prefix: "oh_bench_cluster_1:".to_owned(),
         };
         let env = shared_env(&deployment, Path::new("/tmp/none.toml"));
-        let get = |key: &str| {
-            env.iter()
-                .rev()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| v.as_str())
-        };
+        let get = |key: &str| crate::bench::server::env_value(&env, key);
         assert_eq!(get("OPENHANDS_CONFIG_CLS"), Some("saas"));
         assert_eq!(get("OPENHANDS_PLUGINS__USER_AUTH"), Some("oss.local_user"));
         assert_eq!(
