@@ -330,6 +330,13 @@ mod tests {
                     p99_ms,
                     max_ms: 30.0,
                 },
+                // As read by the bench: always over the target, and never what it is checked on.
+                read: crate::bench::stats::DelaySummary {
+                    deliveries,
+                    p50_ms: 15.0,
+                    p99_ms: 25.0,
+                    max_ms: 40.0,
+                },
                 usage: crate::bench::cpu::CpuUsage::default(),
             },
         }

@@ -9,6 +9,10 @@
 //! time minus the event's timestamp, until it sees the `finished` state of the
 //! new task. The timestamp is taken when the event is created, just before it is
 //! stored, so the delay includes storing as well as broadcasting and sending.
+//! "Receive time" is when the frame's bytes arrived at the watcher's socket (the
+//! kernel's stamp): the bench reads 1,000 sockets in turn on one thread, and the
+//! time it reads the last of them adds its own queue, which a browser on its own
+//! machine would not have. That later figure is reported too, as read by the bench.
 //!
 //! The fake LLM answers after [`LLM_ANSWER_DELAY`] here, not at once: with instant
 //! answers one conversation makes ~1,000 events/s, and 1,000 watchers would need a
@@ -34,7 +38,7 @@ use tokio::task::JoinSet;
 use super::api;
 use super::events::{self, Frame};
 use super::fake_llm::FakeLlm;
-use super::watcher::{self, Incoming, Socket};
+use super::watcher::{self, Incoming, Received, Socket};
 use crate::bench::client::HttpConn;
 use crate::bench::cpu::{CpuUsage, CpuWindow};
 use crate::bench::stats::DelaySummary;
@@ -54,9 +58,12 @@ const MESSAGE: &str = "again";
 pub struct FanOut {
     pub watchers: usize,
     pub think_calls: u64,
-    /// Live events received, summed over watchers, and their delays.
+    /// Live events received, summed over watchers, and their delays until they
+    /// arrived at the watchers' sockets.
     #[serde(flatten)]
     pub delays: DelaySummary,
+    /// The same events' delays until the bench read them.
+    pub read: DelaySummary,
     /// CPU the server and the bench used from the user message until every
     /// watcher saw the task finish, and that window's wall time.
     pub usage: CpuUsage,
@@ -78,10 +85,12 @@ pub async fn measure(
     let (mut delays, usage) = audience
         .measure_task(llm, think_calls, &[server_pid])
         .await?;
+    let Delays { arrived, read } = delays.pop().unwrap_or_default();
     Ok(FanOut {
         watchers,
         think_calls,
-        delays: DelaySummary::of(delays.pop().unwrap_or_default()),
+        delays: DelaySummary::of(arrived),
+        read: DelaySummary::of(read),
         usage,
     })
 }
@@ -93,7 +102,37 @@ pub struct Audience {
     addrs: Vec<SocketAddr>,
     conversation_id: String,
     /// Each watcher's task: the index of its server and its delays.
-    readers: JoinSet<(usize, Result<Vec<u32>>)>,
+    readers: JoinSet<(usize, Result<Delays>)>,
+}
+
+/// Delays of live events in microseconds: until they arrived at a watcher's socket,
+/// and until the bench read them (same events, same order).
+#[derive(Debug, Default)]
+pub struct Delays {
+    pub arrived: Vec<u32>,
+    pub read: Vec<u32>,
+}
+
+impl Delays {
+    fn with_capacity(capacity: usize) -> Self {
+        Self {
+            arrived: Vec::with_capacity(capacity),
+            read: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Records one event received at `received`.
+    fn push(&mut self, received: Received, event: &events::EventView) {
+        self.arrived
+            .push(events::delay_micros(received.arrived, event));
+        self.read.push(events::delay_micros(received.read, event));
+    }
+
+    /// Adds another watcher's delays.
+    pub fn extend(&mut self, other: Delays) {
+        self.arrived.extend(other.arrived);
+        self.read.extend(other.read);
+    }
 }
 
 impl Audience {
@@ -152,7 +191,7 @@ impl Audience {
         llm: &FakeLlm,
         think_calls: u64,
         server_pids: &[u32],
-    ) -> Result<(Vec<Vec<u32>>, CpuUsage)> {
+    ) -> Result<(Vec<Delays>, CpuUsage)> {
         llm.set_answer_delay(LLM_ANSWER_DELAY);
         llm.set_think_budget(think_calls);
         let window = CpuWindow::start(server_pids)?;
@@ -167,7 +206,7 @@ impl Audience {
         let servers = self.addrs.len();
         let readers = &mut self.readers;
         let collect = async {
-            let mut delays_us = vec![Vec::new(); servers];
+            let mut delays_us: Vec<Delays> = (0..servers).map(|_| Delays::default()).collect();
             while let Some(joined) = readers.join_next().await {
                 let (server, delays) = joined.context("watcher task panicked")?;
                 delays_us
@@ -224,9 +263,9 @@ async fn record_delays(
     mut socket: Socket,
     replayed_up_to: u64,
     caught_up: oneshot::Sender<Result<()>>,
-) -> Result<Vec<u32>> {
+) -> Result<Delays> {
     let mut caught_up = Some(caught_up);
-    let mut delays = Vec::with_capacity(1024);
+    let mut delays = Delays::with_capacity(1024);
     let outcome = loop {
         let (received, event) = match watcher::next(&mut socket).await {
             Ok(Incoming::Frame(received, Frame::Event(event))) => (received, event),
@@ -249,7 +288,7 @@ async fn record_delays(
             }
             continue;
         }
-        delays.push(events::delay_micros(received, &event));
+        delays.push(received, &event);
         if let Some(reason) = event.error_reason() {
             break Err(anyhow!(
                 "the measured task ended in the error state: {reason}"
@@ -279,6 +318,7 @@ mod tests {
             watchers: 3,
             think_calls: 200,
             delays: DelaySummary::of(vec![1000, 2000, 3000]),
+            read: DelaySummary::of(vec![4000]),
             usage: CpuUsage::default(),
         };
         let value = serde_json::to_value(&fanout)?;

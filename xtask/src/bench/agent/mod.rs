@@ -12,6 +12,7 @@
 // The cluster measurements (`super::cluster`) drive the same fake LLM, API calls
 // and watchers, so these are shared with the rest of the bench.
 pub(super) mod api;
+mod arrival;
 pub(super) mod events;
 pub(super) mod fake_llm;
 pub(super) mod fanout;

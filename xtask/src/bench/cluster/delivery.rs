@@ -11,7 +11,9 @@
 //! through a relay of their own, so their figure is reported too, for comparison.
 //!
 //! The delay is the receive time minus the event's `timestamp`, as in the fan-out
-//! measurement: every process runs on this machine, on one clock.
+//! measurement: every process runs on this machine, on one clock. The receive time is
+//! when the frame arrived at the watcher's socket; the time the bench read it (after its
+//! own queue of 1,000 sockets) is reported too.
 
 use anyhow::{Context, Result, ensure};
 use serde::Serialize;
@@ -21,7 +23,7 @@ use super::redis::Redis;
 use super::replicas::Replicas;
 use crate::bench::agent::api;
 use crate::bench::agent::fake_llm::FakeLlm;
-use crate::bench::agent::fanout::{Audience, LLM_ANSWER_DELAY};
+use crate::bench::agent::fanout::{Audience, Delays, LLM_ANSWER_DELAY};
 use crate::bench::client::HttpConn;
 use crate::bench::cpu::CpuUsage;
 use crate::bench::stats::DelaySummary;
@@ -33,8 +35,11 @@ pub struct Delivery {
     pub watchers: usize,
     pub think_calls: u64,
     pub llm_answer_ms: u64,
-    /// Deliveries to the watchers on the replicas that do not own the conversation.
+    /// Deliveries to the watchers on the replicas that do not own the conversation,
+    /// until they arrived at the watchers' sockets.
     pub cross_replica: DelaySummary,
+    /// The same deliveries until the bench read them.
+    pub cross_replica_read: DelaySummary,
     /// Deliveries to the watchers on the owner, for comparison.
     pub owner_replica: DelaySummary,
     /// CPU of all replicas and of the bench during the measured task.
@@ -63,7 +68,8 @@ pub async fn measure(
     api::stop_conversation(first, &id)
         .await
         .context("stopping the watched conversation")?;
-    let (owner_replica, cross_replica) = split_by_owner(delays, owner);
+    let (on_owner, elsewhere) = split_by_owner(delays, owner);
+    let cross_replica = DelaySummary::of(elsewhere.arrived);
     ensure!(
         cross_replica.deliveries > 0,
         "no watcher on another replica than the owner received an event"
@@ -74,7 +80,8 @@ pub async fn measure(
         think_calls,
         llm_answer_ms: u64::try_from(LLM_ANSWER_DELAY.as_millis()).unwrap_or(u64::MAX),
         cross_replica,
-        owner_replica,
+        cross_replica_read: DelaySummary::of(elsewhere.read),
+        owner_replica: DelaySummary::of(on_owner.arrived),
         usage,
     })
 }
@@ -96,11 +103,10 @@ pub fn owner_index(
     })
 }
 
-/// Summaries of the owner's watchers' delays and of everybody else's, from the delays
-/// per replica.
-fn split_by_owner(delays: Vec<Vec<u32>>, owner: usize) -> (DelaySummary, DelaySummary) {
-    let mut on_owner = Vec::new();
-    let mut elsewhere = Vec::new();
+/// The owner's watchers' delays and everybody else's, from the delays per replica.
+fn split_by_owner(delays: Vec<Delays>, owner: usize) -> (Delays, Delays) {
+    let mut on_owner = Delays::default();
+    let mut elsewhere = Delays::default();
     for (index, replica_delays) in delays.into_iter().enumerate() {
         if index == owner {
             on_owner = replica_delays;
@@ -108,7 +114,7 @@ fn split_by_owner(delays: Vec<Vec<u32>>, owner: usize) -> (DelaySummary, DelaySu
             elsewhere.extend(replica_delays);
         }
     }
-    (DelaySummary::of(on_owner), DelaySummary::of(elsewhere))
+    (on_owner, elsewhere)
 }
 
 #[cfg(test)]
@@ -117,15 +123,20 @@ mod tests {
 
     #[test]
     fn only_other_replicas_count_as_cross_replica() {
-        let delays = vec![vec![9_000, 9_000], vec![1_000, 2_000], vec![3_000]];
+        let replica = |arrived: &[u32]| Delays {
+            arrived: arrived.to_vec(),
+            read: arrived.iter().map(|d| d + 500).collect(),
+        };
+        let delays = vec![
+            replica(&[9_000, 9_000]),
+            replica(&[1_000, 2_000]),
+            replica(&[3_000]),
+        ];
         let (owner, cross) = split_by_owner(delays, 0);
-        assert_eq!((owner.deliveries, owner.max_ms), (2, 9.0));
-        assert_eq!(
-            (cross.deliveries, cross.p50_ms, cross.max_ms),
-            (3, 2.0, 3.0)
-        );
-        let (owner, cross) = split_by_owner(vec![vec![1_000], vec![5_000]], 1);
-        assert_eq!((owner.deliveries, owner.p99_ms), (1, 5.0));
-        assert_eq!((cross.deliveries, cross.p99_ms), (1, 1.0));
+        assert_eq!(owner.arrived, [9_000, 9_000]);
+        assert_eq!(cross.arrived, [1_000, 2_000, 3_000]);
+        assert_eq!(cross.read, [1_500, 2_500, 3_500]);
+        let (owner, cross) = split_by_owner(vec![replica(&[1_000]), replica(&[5_000])], 1);
+        assert_eq!((owner.arrived, cross.arrived), (vec![5_000], vec![1_000]));
     }
 }
