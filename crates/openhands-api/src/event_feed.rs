@@ -22,6 +22,7 @@ use actix_http::ws::{CloseCode, CloseReason, OpCode, Parser};
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
+use futures_util::task::AtomicWaker;
 use openhands_core::error::StoreError;
 use openhands_core::event::{EventPage, EventQuery};
 use openhands_core::extension::{EventStore, LiveMessage, LiveReceiver};
@@ -29,7 +30,8 @@ use openhands_core::scope::UserScope;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
@@ -94,6 +96,30 @@ impl ReplaySource {
     }
 }
 
+/// The waker the control channel is polled with: it notes that the channel woke the
+/// feed, then wakes the connection.
+///
+/// A feed is polled once per live burst for each watcher (1,000 of them on a busy
+/// conversation), and control frames are rare. Polling the channel on every one of
+/// those polls read its queue twice, on memory nothing else had touched since the last
+/// burst, which made it the largest cost of ours on the delivery path. With this waker
+/// the feed polls the channel only when the channel has woken it.
+struct ControlWake {
+    woken: AtomicBool,
+    connection: AtomicWaker,
+}
+
+impl Wake for ControlWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.connection.wake();
+    }
+}
+
 /// Runs when the feed is dropped, that is when the connection has ended.
 pub struct OnDrop(Option<Box<dyn FnOnce() + Send>>);
 
@@ -117,6 +143,9 @@ pub struct EventFeed {
     page: Option<BoxFuture<'static, Result<EventPage, StoreError>>>,
     live: BroadcastStream<LiveMessage>,
     control: mpsc::Receiver<Control>,
+    control_wake: Arc<ControlWake>,
+    /// `control_wake` as a waker, made once.
+    control_waker: Waker,
     last_sent: i64,
     buf: BytesMut,
     /// A close frame is buffered (or the client is gone): end after the buffer.
@@ -134,11 +163,18 @@ impl EventFeed {
         on_drop: OnDrop,
     ) -> Self {
         let last_sent = latest_event_id.max(-1);
+        // Woken to begin with: the first poll reads the channel and registers with it.
+        let control_wake = Arc::new(ControlWake {
+            woken: AtomicBool::new(true),
+            connection: AtomicWaker::new(),
+        });
         Self {
             page: Some(replay.page_after(last_sent)),
             replay,
             live: BroadcastStream::new(live),
             control,
+            control_waker: Waker::from(Arc::clone(&control_wake)),
+            control_wake,
             last_sent,
             buf: BytesMut::new(),
             ending: false,
@@ -168,8 +204,14 @@ impl EventFeed {
     }
 
     fn drain_control(&mut self, cx: &mut Context<'_>) {
+        self.control_wake.connection.register(cx.waker());
+        if !self.control_wake.woken.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let waker = self.control_waker.clone();
+        let mut control_cx = Context::from_waker(&waker);
         while !self.ending {
-            match self.control.poll_recv(cx) {
+            match self.control.poll_recv(&mut control_cx) {
                 Poll::Ready(Some(Control::Text(text))) => self.text(&text),
                 Poll::Ready(Some(Control::Ping(bytes))) => {
                     Parser::write_message(&mut self.buf, bytes, OpCode::Ping, true, false);
@@ -526,6 +568,53 @@ mod tests {
         assert!(
             fixture.dropped.load(Ordering::SeqCst),
             "watcher count released"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_control_frame_queued_while_the_feed_waits_goes_out_and_live_events_still_follow() {
+        let (fixture, mut feed) = fixture(1, 4).await;
+        let (frames, _) = read(&mut feed).await;
+        assert_eq!(event_ids(&frames), vec![0]);
+        // The feed now waits on both channels; the control one must wake it by itself.
+        let next = tokio::spawn(async move {
+            let chunk = feed.next().await;
+            (feed, chunk)
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        fixture
+            .control
+            .send(Control::Ping(Bytes::from_static(b"hi")))
+            .await
+            .expect("queued");
+        let (mut feed, chunk) = tokio::time::timeout(Duration::from_secs(5), next)
+            .await
+            .expect("the control frame woke the feed")
+            .expect("task");
+        let mut bytes = BytesMut::from(&chunk.expect("a chunk").expect("bytes")[..]);
+        let frame = Codec::new()
+            .client_mode()
+            .decode(&mut bytes)
+            .expect("valid");
+        assert!(
+            matches!(&frame, Some(Frame::Ping(b)) if &b[..] == b"hi"),
+            "{frame:?}"
+        );
+        // Live events keep coming after it, and so do later control frames.
+        let event = publish(&fixture, "after").await;
+        fixture
+            .control
+            .send(Control::Pong(Bytes::from_static(b"p")))
+            .await
+            .expect("queued");
+        let (frames, ended) = read(&mut feed).await;
+        assert!(!ended);
+        assert_eq!(event_ids(&frames), vec![event.id]);
+        assert!(
+            frames
+                .iter()
+                .any(|f| matches!(f, Frame::Pong(b) if &b[..] == b"p")),
+            "{frames:?}"
         );
     }
 
