@@ -41,7 +41,9 @@ impl ArrivalStream {
         })
     }
 
-    /// When the bytes of the last read arrived; `None` before the first stamped read.
+    /// When the bytes of the last read arrived; `None` before the first read, or when the
+    /// kernel did not stamp them (it turns stamping on in the background the first time a
+    /// socket asks, so the first segments after that may come without).
     pub fn arrival(&self) -> Option<SystemTime> {
         self.arrival
     }
@@ -89,9 +91,8 @@ impl AsyncRead for ArrivalStream {
             {
                 Ok((read, arrival)) => {
                     buf.advance(read);
-                    if arrival.is_some() {
-                        this.arrival = arrival;
-                    }
+                    // An unstamped read clears the stamp: the previous one would be too early.
+                    this.arrival = arrival;
                     return Poll::Ready(Ok(()));
                 }
                 // Readiness was stale: `try_io` cleared it, so the next poll waits.
@@ -134,12 +135,25 @@ mod tests {
         let (mut server, _) = listener.accept().await?;
         let mut stream = ArrivalStream::new(client)?;
         assert!(stream.arrival().is_none(), "no stamp before a read");
+        let mut buf = [0u8; 16];
+        // Stamping may still be turning on (see `arrival`): wait until a read is stamped.
+        let mut stamped = false;
+        for _ in 0..100 {
+            server.write_all(b"w").await?;
+            let read = stream.read(&mut buf).await?;
+            assert_eq!(&buf[..read], b"w");
+            if stream.arrival().is_some() {
+                stamped = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(stamped, "the kernel never stamped a read");
 
         let sent = SystemTime::now();
         server.write_all(b"first").await?;
         // The bytes wait in the socket while the reader is busy elsewhere.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let mut buf = [0u8; 16];
         let read = stream.read(&mut buf).await?;
         let read_at = SystemTime::now();
         assert_eq!(&buf[..read], b"first");
