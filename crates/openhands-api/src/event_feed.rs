@@ -144,8 +144,6 @@ pub struct EventFeed {
     live: BroadcastStream<LiveMessage>,
     control: mpsc::Receiver<Control>,
     control_wake: Arc<ControlWake>,
-    /// `control_wake` as a waker, made once.
-    control_waker: Waker,
     last_sent: i64,
     buf: BytesMut,
     /// A close frame is buffered (or the client is gone): end after the buffer.
@@ -173,7 +171,6 @@ impl EventFeed {
             replay,
             live: BroadcastStream::new(live),
             control,
-            control_waker: Waker::from(Arc::clone(&control_wake)),
             control_wake,
             last_sent,
             buf: BytesMut::new(),
@@ -208,7 +205,7 @@ impl EventFeed {
         if !self.control_wake.woken.swap(false, Ordering::AcqRel) {
             return;
         }
-        let waker = self.control_waker.clone();
+        let waker = Waker::from(Arc::clone(&self.control_wake));
         let mut control_cx = Context::from_waker(&waker);
         while !self.ending {
             match self.control.poll_recv(&mut control_cx) {

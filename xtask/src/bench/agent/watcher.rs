@@ -65,7 +65,7 @@ pub async fn connect(addr: SocketAddr, id: &str) -> Result<Socket> {
     Ok(socket)
 }
 
-/// The local time, as the server writes event timestamps: UTC plus the local offset read
+/// `at` in local time, as the server writes event timestamps: UTC plus the local offset read
 /// once. `Local::now()` reads the `TZ` variable on every call, which under the environment
 /// lock was a twentieth of the bench's CPU in the fan-out run; a bench run is too short to
 /// cross a change of the offset.
