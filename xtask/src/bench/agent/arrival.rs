@@ -84,21 +84,32 @@ impl AsyncRead for ArrivalStream {
         loop {
             ready!(this.inner.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
+            let room = unfilled.len();
             let control = this.control.as_mut_slice();
-            match this
-                .inner
-                .try_io(Interest::READABLE, || read_stamped(fd, unfilled, control))
-            {
-                Ok((read, arrival)) => {
-                    buf.advance(read);
-                    // An unstamped read clears the stamp: the previous one would be too early.
-                    this.arrival = arrival;
-                    return Poll::Ready(Ok(()));
+            let mut drained = None;
+            let outcome = this.inner.try_io(Interest::READABLE, || {
+                let (read, arrival) = read_stamped(fd, unfilled, control)?;
+                if read > 0 && read < room {
+                    // A short read took everything queued: report "would block" so that
+                    // `try_io` forgets the readiness (only if no segment came in since,
+                    // which it tells by the readiness event's tick). The next poll then
+                    // waits for the next segment instead of calling `recvmsg` only to
+                    // hear EAGAIN, which was one read in two, as tokio's own streams do.
+                    drained = Some((read, arrival));
+                    return Err(io::ErrorKind::WouldBlock.into());
                 }
+                Ok((read, arrival))
+            });
+            let (read, arrival) = match (outcome, drained) {
+                (_, Some(read)) | (Ok(read), None) => read,
                 // Readiness was stale: `try_io` cleared it, so the next poll waits.
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                Err(err) => return Poll::Ready(Err(err)),
-            }
+                (Err(err), None) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                (Err(err), None) => return Poll::Ready(Err(err)),
+            };
+            buf.advance(read);
+            // An unstamped read clears the stamp: the previous one would be too early.
+            this.arrival = arrival;
+            return Poll::Ready(Ok(()));
         }
     }
 }
@@ -126,6 +137,59 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    async fn connected() -> io::Result<(ArrivalStream, TcpStream)> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let client = TcpStream::connect(listener.local_addr()?).await?;
+        let (server, _) = listener.accept().await?;
+        Ok((ArrivalStream::new(client)?, server))
+    }
+
+    async fn read_within(stream: &mut ArrivalStream, buf: &mut [u8]) -> io::Result<usize> {
+        tokio::time::timeout(WAIT, stream.read(buf))
+            .await
+            .map_err(|_| io::Error::other("a read waited for data that was already there"))?
+    }
+
+    #[tokio::test]
+    async fn a_read_that_fills_the_buffer_leaves_the_rest_readable() -> io::Result<()> {
+        let (mut stream, mut server) = connected().await?;
+        server.write_all(b"0123456789abcdef").await?;
+        // All sixteen bytes are in the socket before the first read.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut half = [0u8; 8];
+        assert_eq!(read_within(&mut stream, &mut half).await?, 8);
+        assert_eq!(&half, b"01234567");
+        // No new segment will come: the rest must be read on the readiness still held.
+        assert_eq!(read_within(&mut stream, &mut half).await?, 8);
+        assert_eq!(&half, b"89abcdef");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn after_a_read_that_drained_the_socket_the_next_segment_still_wakes_the_reader()
+    -> io::Result<()> {
+        let (mut stream, mut server) = connected().await?;
+        let mut buf = [0u8; 64];
+        for chunk in [&b"one"[..], b"two", b"three"] {
+            server.write_all(chunk).await?;
+            let read = read_within(&mut stream, &mut buf).await?;
+            assert_eq!(&buf[..read], chunk);
+        }
+        // A segment that comes while nobody is reading is found by the next read.
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            let read = read_within(&mut stream, &mut buf).await?;
+            io::Result::Ok(buf[..read].to_vec())
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        server.write_all(b"four").await?;
+        let read = reader.await.map_err(io::Error::other)??;
+        assert_eq!(read, b"four");
+        Ok(())
+    }
 
     #[tokio::test]
     async fn a_read_carries_the_arrival_time_of_its_bytes_not_the_time_it_was_read()
