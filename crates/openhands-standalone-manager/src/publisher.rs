@@ -9,7 +9,8 @@
 //! as nothing in a step comes after its observation. An action whose tool runs longer
 //! than [`LINGER`] goes out alone when that time is up. A notice first sends the events
 //! before it, so order is kept. One timer per burst, for the conversation, instead of one
-//! per watcher.
+//! per watcher; the timer of a burst that its observation already took along does nothing,
+//! so it cannot send the next step's action ahead of that action's observation.
 
 use openhands_core::event::{Event, EventBody};
 use openhands_core::extension::{LiveEvent, LiveMessage, LiveReceiver};
@@ -24,15 +25,24 @@ pub const LINGER: Duration = Duration::from_millis(1);
 /// Publishes one conversation's live messages; see the module docs.
 pub struct LivePublisher {
     sender: broadcast::Sender<LiveMessage>,
-    /// Events stored but not yet sent; `Some` while a flush is scheduled.
-    pending: Mutex<Option<Vec<LiveEvent>>>,
+    pending: Mutex<Pending>,
+}
+
+/// Events stored but not yet sent, and which burst they are.
+#[derive(Default)]
+struct Pending {
+    /// `Some` while a flush is scheduled for them.
+    events: Option<Vec<LiveEvent>>,
+    /// Counts bursts, so that the timer of a burst that has gone out already (its
+    /// observation took it along) cannot send a later action before its observation.
+    burst: u64,
 }
 
 impl LivePublisher {
     pub fn new(capacity: usize) -> Arc<Self> {
         Arc::new(Self {
             sender: broadcast::channel(capacity.max(1)).0,
-            pending: Mutex::new(None),
+            pending: Mutex::new(Pending::default()),
         })
     }
 
@@ -46,20 +56,20 @@ impl LivePublisher {
         let live = LiveEvent::of(event);
         let mut pending = self.lock();
         if matches!(event.body, EventBody::Observation { .. }) {
-            // Any flush still scheduled finds nothing left, or a later burst, which it
-            // then sends early: harmless.
-            pending.get_or_insert_with(Vec::new).push(live);
+            // The flush still scheduled for this burst finds it gone and does nothing.
+            pending.events.get_or_insert_with(Vec::new).push(live);
             self.send_pending(&mut pending);
             return;
         }
-        match pending.as_mut() {
+        match pending.events.as_mut() {
             Some(events) => events.push(live),
             None => {
-                *pending = Some(vec![live]);
+                pending.events = Some(vec![live]);
+                let burst = pending.burst;
                 let publisher = Arc::clone(self);
                 let flush = async move {
                     tokio::time::sleep(LINGER).await;
-                    publisher.flush();
+                    publisher.flush_burst(burst);
                 };
                 match tokio::runtime::Handle::try_current() {
                     Ok(runtime) => {
@@ -89,14 +99,25 @@ impl LivePublisher {
         self.send_pending(&mut pending);
     }
 
-    /// Sends under the lock, so a concurrent notice cannot overtake these events.
-    fn send_pending(&self, pending: &mut Option<Vec<LiveEvent>>) {
-        if let Some(message) = pending.take().and_then(LiveMessage::batch) {
-            let _ = self.sender.send(message);
+    /// The timer of burst `burst`: sends it if it is still waiting.
+    fn flush_burst(&self, burst: u64) {
+        let mut pending = self.lock();
+        if pending.burst == burst {
+            self.send_pending(&mut pending);
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Vec<LiveEvent>>> {
+    /// Sends under the lock, so a concurrent notice cannot overtake these events.
+    fn send_pending(&self, pending: &mut Pending) {
+        if let Some(events) = pending.events.take() {
+            pending.burst = pending.burst.wrapping_add(1);
+            if let Some(message) = LiveMessage::batch(events) {
+                let _ = self.sender.send(message);
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -193,8 +214,7 @@ mod tests {
             .expect("a lone observation is not held either");
         assert_eq!(ids(&alone), vec![2]);
 
-        // The flush scheduled for the first action may still fire: it sends a later
-        // action early, and never anything twice.
+        // The next action waits for its own linger, and nothing goes out twice.
         publisher.event(&stored(3, "next"));
         let next = tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await
@@ -202,6 +222,29 @@ mod tests {
             .expect("a message");
         assert_eq!(ids(&next), vec![3]);
         tokio::time::sleep(LINGER * 5).await;
+        assert!(rx.try_recv().is_err(), "nothing sent twice");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timer_of_a_burst_already_sent_does_not_send_the_next_action_alone() {
+        let publisher = LivePublisher::new(16);
+        let mut rx = publisher.subscribe();
+        publisher.event(&stored(0, "think"));
+        publisher.event(&observed(1, 0));
+        assert_eq!(ids(&rx.try_recv().expect("the first burst")), vec![0, 1]);
+
+        // The next action comes before the first burst's timer is up, and its observation
+        // after it: they still go out together.
+        tokio::time::sleep(LINGER / 2).await;
+        publisher.event(&stored(2, "think again"));
+        tokio::time::sleep(LINGER * 3 / 4).await;
+        assert!(
+            rx.try_recv().is_err(),
+            "the first burst's timer sent the next action without its observation"
+        );
+        publisher.event(&observed(3, 2));
+        assert_eq!(ids(&rx.try_recv().expect("the second burst")), vec![2, 3]);
+        tokio::time::sleep(LINGER * 2).await;
         assert!(rx.try_recv().is_err(), "nothing sent twice");
     }
 }
