@@ -532,7 +532,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_feed_keeps_room_for_live_bursts_but_not_a_large_replays() {
+    async fn a_feed_keeps_room_for_live_bursts_but_not_for_a_large_replay() {
         let long = "x".repeat(400);
         let (fixture, mut feed) = fixture_of((0..100).map(|i| format!("{i} {long}")), 16).await;
         let (frames, _) = read(&mut feed).await;
