@@ -359,7 +359,7 @@ fn render_agent(md: &mut String, agent: &AgentResults) {
     );
     let _ = writeln!(
         md,
-        "| fan-out delay as read by the bench p50 / p99 / max (ms; one thread reads the {} sockets in turn) | {:.2} / {:.2} / {:.2} |",
+        "| fan-out delay as read by the bench p50 / p99 / max (ms; two idle-priority threads read the {} sockets in turn) | {:.2} / {:.2} / {:.2} |",
         fanout.watchers, fanout.read.p50_ms, fanout.read.p99_ms, fanout.read.max_ms
     );
     let usage = &fanout.usage;

@@ -2,13 +2,16 @@
 //!
 //! The delivery figures are about the server: how long an event takes from being
 //! stored to reaching a watcher. The watchers are 1,000 sockets that the bench reads
-//! on one thread, in turn, so the moment the bench gets round to a frame also holds
-//! its own queue: the last socket of a burst is read several milliseconds after its
-//! bytes came in, while a browser on its own machine would have read it at once. The
-//! kernel stamps each incoming segment (`SO_TIMESTAMPNS`, the wall clock when the
-//! segment reached the socket); [`ArrivalStream`] reads with `recvmsg` and keeps the
-//! stamp of its last read, which is when the frame just decoded arrived. Frames that
-//! came in one read share its stamp, as they arrived together.
+//! in turn on two threads of idle priority, so the moment the bench gets round to a
+//! frame also holds its own queue: the last socket of a burst is read several
+//! milliseconds after its bytes came in, while a browser on its own machine would have
+//! read it at once. The kernel stamps each incoming segment (`SO_TIMESTAMPNS`, the wall
+//! clock when the segment reached the socket); [`ArrivalStream`] reads with `recvmsg`
+//! and keeps the stamp of its last read, which is when the frame just decoded arrived.
+//! Frames that came in one read share its stamp, as they arrived together. A read that
+//! takes in two segments carries the later one's stamp (the kernel keeps the stamp of
+//! the last segment it copied from), so a reader that fell a burst behind makes the
+//! earlier burst's delays too long, never too short.
 
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsRawFd, RawFd};

@@ -10,9 +10,11 @@
 //! new task. The timestamp is taken when the event is created, just before it is
 //! stored, so the delay includes storing as well as broadcasting and sending.
 //! "Receive time" is when the frame's bytes arrived at the watcher's socket (the
-//! kernel's stamp): the bench reads 1,000 sockets in turn on one thread, and the
-//! time it reads the last of them adds its own queue, which a browser on its own
-//! machine would not have. That later figure is reported too, as read by the bench.
+//! kernel's stamp): the bench reads 1,000 sockets on two threads of idle priority
+//! ([`super::watcher_threads`], so that the servers keep the cores while they
+//! write), and the time it reads the last of them adds its own queue, which a
+//! browser on its own machine would not have. That later figure is reported too,
+//! as read by the bench.
 //!
 //! The fake LLM answers after [`LLM_ANSWER_DELAY`] here, not at once: with instant
 //! answers one conversation makes ~1,000 events/s, and 1,000 watchers would need a
@@ -39,6 +41,7 @@ use super::api;
 use super::events::{self, Frame};
 use super::fake_llm::FakeLlm;
 use super::watcher::{self, Incoming, Received, Socket};
+use super::watcher_threads::WatcherThreads;
 use crate::bench::client::HttpConn;
 use crate::bench::cpu::{CpuUsage, CpuWindow};
 use crate::bench::stats::DelaySummary;
@@ -103,6 +106,8 @@ pub struct Audience {
     conversation_id: String,
     /// Each watcher's task: the index of its server and its delays.
     readers: JoinSet<(usize, Result<Delays>)>,
+    /// The threads the watchers run on (declared last: dropped after the tasks).
+    threads: WatcherThreads,
 }
 
 /// Delays of live events in microseconds: until they arrived at a watcher's socket,
@@ -147,18 +152,22 @@ impl Audience {
             .context("the first task of the watched conversation")?;
         let replayed_up_to = first_task.last().map_or(0, |event| event.id);
 
-        let sockets = tokio::time::timeout(SETUP_TIMEOUT, connect_all(addrs, id, watchers))
+        // Sockets belong to the runtime that opened them: the watchers' own.
+        let threads = WatcherThreads::start()?;
+        let connecting = threads.spawn(connect_all(addrs.to_vec(), id.to_owned(), watchers));
+        let sockets = tokio::time::timeout(SETUP_TIMEOUT, connecting)
             .await
-            .map_err(|_| {
-                anyhow!("{watchers} watchers did not connect within {SETUP_TIMEOUT:?}")
-            })??;
+            .map_err(|_| anyhow!("{watchers} watchers did not connect within {SETUP_TIMEOUT:?}"))?
+            .context("connecting task panicked")??;
         let mut readers = JoinSet::new();
         let mut caught_up = Vec::with_capacity(watchers);
         for (server, socket) in sockets {
             let (ready, ready_rx) = oneshot::channel();
             caught_up.push(ready_rx);
-            readers
-                .spawn(async move { (server, record_delays(socket, replayed_up_to, ready).await) });
+            readers.spawn_on(
+                async move { (server, record_delays(socket, replayed_up_to, ready).await) },
+                threads.handle(),
+            );
         }
         let replay = async {
             for ready in caught_up {
@@ -178,6 +187,7 @@ impl Audience {
             addrs: addrs.to_vec(),
             conversation_id: id.to_owned(),
             readers,
+            threads,
         })
     }
 
@@ -220,13 +230,18 @@ impl Audience {
             anyhow!("not every watcher saw the measured task finish within {TIMEOUT:?}")
         })??;
         let usage = window.finish()?;
+        self.threads.check()?;
         Ok((delays_us, usage))
     }
 }
 
 /// Opens `total` watchers of conversation `id`, [`CONNECTING`] at a time, watcher `i`
 /// on `addrs[i % addrs.len()]`; each comes with the index of its server.
-async fn connect_all(addrs: &[SocketAddr], id: &str, total: usize) -> Result<Vec<(usize, Socket)>> {
+async fn connect_all(
+    addrs: Vec<SocketAddr>,
+    id: String,
+    total: usize,
+) -> Result<Vec<(usize, Socket)>> {
     ensure!(!addrs.is_empty(), "no server to watch");
     let addrs: Arc<[SocketAddr]> = addrs.into();
     let next = Arc::new(AtomicUsize::new(0));

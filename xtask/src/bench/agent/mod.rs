@@ -20,6 +20,7 @@ pub(super) mod fd_limit;
 mod memory;
 mod throughput;
 pub(super) mod watcher;
+mod watcher_threads;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
