@@ -507,6 +507,31 @@ impl Shared {
         }
     }
 
+    /// Claims a conversation that is to start here (evicting over the user's limit).
+    async fn claim_to_start(&self, id: &str, scope: &UserScope) -> Result<Claim, ManagerError> {
+        self.leases
+            .claim(id, scope, ConversationStatus::Starting, AtLimit::Evict)
+            .await
+            .map_err(|e| redis_failed("claiming the conversation in Redis", e))
+    }
+
+    /// The status its owner published for a conversation of `scope`, if it runs anywhere.
+    async fn owner_status(
+        &self,
+        scope: &UserScope,
+        id: &str,
+    ) -> Result<Option<ConversationStatus>, ManagerError> {
+        let record: Option<OwnerRecord> = self
+            .leases
+            .records(&[id.to_owned()])
+            .await
+            .map_err(|e| redis_failed("reading the conversation's owner from Redis", e))?
+            .into_iter()
+            .next()
+            .flatten();
+        Ok(record.filter(|r| r.belongs_to(scope)).map(|r| r.status))
+    }
+
     /// Stops the conversation here when this replica runs it, else asks its owner.
     async fn stop_anywhere(
         &self,
@@ -777,28 +802,31 @@ impl ConversationManager for ClusterConversationManager {
         let shared = &self.shared;
         let id = request.metadata.conversation_id.clone();
         let scope = request.scope.clone();
-        let transition = shared.transitions.lock().await;
+        let mut transition = shared.transitions.lock().await;
         if shared.owns(&scope, &id) {
             return shared.local.start(request).await;
         }
-        let claim = shared
-            .leases
-            .claim(&id, &scope, ConversationStatus::Starting, AtLimit::Evict)
-            .await
-            .map_err(|e| redis_failed("claiming the conversation in Redis", e))?;
+        let mut claim = shared.claim_to_start(&id, &scope).await?;
+        if claim == Claim::Refused
+            && shared.owner_status(&scope, &id).await? == Some(ConversationStatus::Error)
+        {
+            // The owner's run failed, and starting again replaces a failed run, as on one
+            // server: its owner stops it (giving the lease up) and this replica claims it.
+            // Stops take `transitions` themselves, so it is let go meanwhile.
+            drop(transition);
+            shared.stop_anywhere(&scope, &id).await?;
+            transition = shared.transitions.lock().await;
+            if shared.owns(&scope, &id) {
+                return shared.local.start(request).await;
+            }
+            claim = shared.claim_to_start(&id, &scope).await?;
+        }
         let Claim::Won { evict } = claim else {
             // Another replica runs it: starting is a no-op, as for a running conversation.
-            let record: Option<OwnerRecord> = shared
-                .leases
-                .records(std::slice::from_ref(&id))
-                .await
-                .map_err(|e| redis_failed("reading the conversation's owner from Redis", e))?
-                .into_iter()
-                .next()
-                .flatten();
-            return Ok(record
-                .filter(|r| r.belongs_to(&scope))
-                .map_or(ConversationStatus::Starting, |r| r.status));
+            return Ok(shared
+                .owner_status(&scope, &id)
+                .await?
+                .unwrap_or(ConversationStatus::Starting));
         };
         let started = shared.run_claimed(request, None).await;
         // Stops take `transitions` themselves (here, or on the owner of a routed stop).
