@@ -2,9 +2,6 @@
 //! failed run is replaced there, as `start` replaces a failed run on a single server,
 //! instead of the other replica answering the owner's `ERROR` for as long as it lives.
 
-use std::path::Path;
-use std::process::Command;
-
 use openhands_runtime::testing::ScriptedLlm;
 use openhands_test_support::redis::redis_for_test;
 use openhands_test_support::{TestServer, json_body};
@@ -15,40 +12,6 @@ use openhands_cluster_manager as _;
 
 mod common;
 use common::*;
-
-/// A bare repository with one commit on `main` at `<dir>/repo.git`.
-fn make_repository(dir: &Path) {
-    let git = |cwd: &Path, args: &[&str]| {
-        let out = Command::new("git")
-            .current_dir(cwd)
-            .args(args)
-            .output()
-            .expect("git");
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let work = dir.join("work");
-    std::fs::create_dir_all(&work).expect("dir");
-    git(&work, &["init", "-q", "-b", "main"]);
-    std::fs::write(work.join("README.md"), "# repo\n").expect("write");
-    git(&work, &["add", "."]);
-    git(
-        &work,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "commit",
-            "-qm",
-            "init",
-        ],
-    );
-    git(dir, &["clone", "-q", "--bare", "work", "repo.git"]);
-}
 
 async fn last_event_id(server: &TestServer, id: &str) -> i64 {
     server
@@ -90,7 +53,7 @@ async fn a_run_that_failed_on_one_replica_starts_again_through_another() {
     assert!(llm.requests().is_empty(), "the agent never ran");
 
     // With the repository there, a start through B replaces the failed run.
-    make_repository(origin.path());
+    openhands_test_support::git::bare_repository(origin.path());
     let before = last_event_id(&a, &id).await;
     let res = b
         .post_json(&format!("/api/conversations/{id}/start"), &json!({}))

@@ -398,40 +398,8 @@ async fn idle_conversations_without_watchers_are_closed() {
 #[tokio::test]
 async fn repository_is_cloned_from_a_local_bare_repo() {
     let origin = tempfile::tempdir().expect("dir");
-    let git = |dir: &std::path::Path, args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("git");
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let work = origin.path().join("work");
-    std::fs::create_dir_all(&work).expect("dir");
-    git(&work, &["init", "-q", "-b", "main"]);
-    std::fs::write(work.join("README.md"), "# repo\n").expect("write");
-    git(&work, &["add", "."]);
-    git(
-        &work,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "commit",
-            "-qm",
-            "init",
-        ],
-    );
-    git(
-        origin.path(),
-        &["clone", "-q", "--bare", "work", "repo.git"],
-    );
-    let url = format!("file://{}", origin.path().join("repo.git").display());
+    let repository = openhands_test_support::git::bare_repository(origin.path());
+    let url = format!("file://{}", repository.display());
 
     let llm = ScriptedLlm::start(vec![
         tool("str_replace_based_edit_tool", json!({"command": "str_replace", "path": "README.md", "old_str": "# repo", "new_str": "# changed"})),

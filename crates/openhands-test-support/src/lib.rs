@@ -6,6 +6,7 @@
 //!   provider, and a browser that keeps its cookies.
 //! * [`header_user`]: `test.header_user`, the user named by a request header.
 //! * [`conformance`]: one behaviour suite per storage trait, run against every store.
+//! * [`git`]: a bare repository on disk, for tests that clone from a `file://` URL.
 //! * [`postgres`] and [`sqlite`]: a fresh, empty database per test, so SQL stores run their
 //!   suites against real databases.
 //! * [`redis`] (feature `redis`): a throw-away `redis-server` that a test can stop and
@@ -13,6 +14,7 @@
 //!   `default-features = false` and do not build the server.
 
 pub mod conformance;
+pub mod git;
 pub mod header_user;
 #[cfg(feature = "oidc")]
 pub mod oidc;
