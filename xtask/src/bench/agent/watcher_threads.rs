@@ -1,14 +1,15 @@
 //! The watchers' own threads, at idle priority.
 //!
 //! The watchers stand in for browsers on other machines, but here they share the two
-//! cores with the servers they measure: reading 1,000 sockets per burst took about as
-//! much CPU as the servers took to write them, and the scheduler gave each side half,
-//! so the servers' sweep over their sockets took twice as long as it would with remote
-//! clients. On threads of their own under `SCHED_IDLE`, the watchers read only when no
-//! server thread wants a core. Their figure is unchanged by when they read: it is the
-//! kernel's arrival stamp of each frame ([`super::arrival`]), taken while the server
-//! writes. The fake LLM and the requests that drive the task stay on the bench's
-//! normal-priority runtime, so the pace of events is not slowed with the watchers.
+//! cores with the servers they measure: reading 1,000 sockets per burst takes about as
+//! much CPU as the servers take to write them, and at normal priority the reading
+//! threads queued for the cores with the server threads still writing the burst, which
+//! remote clients would not. On threads of their own under `SCHED_IDLE`, the watchers
+//! read only when no server thread wants a core. Their figure does not depend on when
+//! they read: it is the kernel's arrival stamp of each frame ([`super::arrival`]), taken
+//! while the server writes (a read a whole burst late can only make a delay longer). The
+//! fake LLM and the requests that drive the task stay on the bench's normal-priority
+//! runtime, so the pace of events is not slowed with the watchers.
 
 use std::future::Future;
 use std::sync::Arc;
