@@ -27,12 +27,14 @@ pub mod oss;
 pub mod readiness;
 pub mod registry;
 pub mod runtime_keys;
+pub mod sandbox_host;
 pub mod scope;
 pub mod secret;
 pub mod secrets;
 pub mod settings;
 pub mod settings_views;
 pub mod shared;
+pub mod tool_protocol;
 
 pub use error::StoreError;
 pub use scope::UserScope;

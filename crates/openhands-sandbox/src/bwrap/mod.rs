@@ -1,0 +1,1 @@
+//! Starting tool servers inside bubblewrap.

@@ -1,0 +1,1 @@
+//! The filtering HTTP/HTTPS proxy that sandboxes reach the network through.

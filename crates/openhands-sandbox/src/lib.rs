@@ -1,0 +1,4 @@
+//! `saas.bwrap`: isolated conversation sandboxes, and the egress proxy they use.
+
+pub mod bwrap;
+pub mod egress;

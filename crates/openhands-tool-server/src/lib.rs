@@ -1,0 +1,1 @@
+//! The tool server (see `openhands_core::tool_protocol`).
