@@ -12,6 +12,7 @@ use crate::crypto::{
     CryptoError, DEFAULT_KEY_ID, KEY_LEN, MAX_KEY_ID_LEN, decode_key, is_valid_key_id,
 };
 pub use crate::git_oauth_config::GitOAuthConfig;
+pub use crate::sandbox_config::{NetworkMode, NetworkPolicy, SandboxConfig, SandboxLimits};
 use crate::secret::{Secret, serialize_redacted};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -241,21 +242,6 @@ impl Default for Config {
             log_level: "info".into(),
             plugins: PluginOverrides::default(),
         }
-    }
-}
-
-/// Sandbox settings (`[sandbox]`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SandboxConfig {
-    /// Seconds before an idle, unattended conversation is closed; 0 disables.
-    /// Env: `SANDBOX_CLOSE_DELAY`.
-    pub close_delay: u64,
-}
-
-impl Default for SandboxConfig {
-    fn default() -> Self {
-        Self { close_delay: 3600 }
     }
 }
 

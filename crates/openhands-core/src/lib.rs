@@ -27,6 +27,7 @@ pub mod oss;
 pub mod readiness;
 pub mod registry;
 pub mod runtime_keys;
+pub mod sandbox_config;
 pub mod sandbox_host;
 pub mod scope;
 pub mod secret;
