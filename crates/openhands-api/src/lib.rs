@@ -21,7 +21,6 @@ pub mod spa;
 pub mod state;
 pub mod system_stats;
 pub mod user;
-pub mod workspace_path;
 
 pub use state::AppState;
 

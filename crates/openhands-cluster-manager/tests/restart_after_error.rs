@@ -3,6 +3,7 @@
 //! instead of the other replica answering the owner's `ERROR` for as long as it lives.
 
 use openhands_runtime::testing::ScriptedLlm;
+use openhands_test_support::git::GitHttpServer;
 use openhands_test_support::redis::redis_for_test;
 use openhands_test_support::{TestServer, json_body};
 use serde_json::json;
@@ -29,14 +30,22 @@ async fn a_run_that_failed_on_one_replica_starts_again_through_another() {
     let llm = ScriptedLlm::start(vec![finish()])
         .await
         .expect("scripted LLM");
-    let a = TestServer::spawn_with(|c| clustered(c, database.url(), &redis)).await;
-    let b = TestServer::spawn_with(|c| clustered(c, database.url(), &redis)).await;
-    store_llm_settings(&a, &llm).await;
-
     // Its repository does not exist yet: the clone fails and the run on A ends in ERROR,
     // which B lists.
     let origin = tempfile::tempdir().expect("dir");
-    let url = format!("file://{}", origin.path().join("repo.git").display());
+    let git_host = GitHttpServer::serve(origin.path()).await;
+    let a = TestServer::spawn_with(|c| {
+        clustered(c, database.url(), &redis);
+        git_host.allow_in(c);
+    })
+    .await;
+    let b = TestServer::spawn_with(|c| {
+        clustered(c, database.url(), &redis);
+        git_host.allow_in(c);
+    })
+    .await;
+    store_llm_settings(&a, &llm).await;
+    let url = git_host.url("repo.git");
     let res = a
         .post_json(
             "/api/conversations",

@@ -26,6 +26,7 @@ pub mod git_oauth_config;
 pub mod oss;
 pub mod readiness;
 pub mod registry;
+pub mod repository;
 pub mod runtime_keys;
 pub mod sandbox_config;
 pub mod sandbox_host;

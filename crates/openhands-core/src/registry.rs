@@ -54,6 +54,9 @@ pub struct Services {
     /// Mints and checks the session keys that conversation runtimes present to
     /// `/api/refresh-tokens`.
     pub runtime_keys: RuntimeKeys,
+    /// Which `repository` values conversations may clone (SaaS mode: provider
+    /// repositories only).
+    pub repository_policy: crate::repository::RepositoryPolicy,
 }
 
 impl PluginContext {
@@ -462,6 +465,13 @@ pub async fn resolve(ctx: &PluginContext) -> Result<Extensions, RegistryError> {
         )
         .await?,
         provider_tokens: Arc::new(crate::oss::StoredProviderTokens),
+        repository_policy: if class.app_mode == "saas" {
+            crate::repository::RepositoryPolicy::Hosted {
+                extra_https_hosts: ctx.config.sandbox.clone_hosts.clone(),
+            }
+        } else {
+            crate::repository::RepositoryPolicy::Local
+        },
     };
     // The token source refreshes through the secrets store, so it is built after it.
     let with_stores = PluginContext {

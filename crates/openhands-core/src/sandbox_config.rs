@@ -22,6 +22,10 @@ pub struct SandboxConfig {
     pub tool_server: Option<String>,
     /// The `bwrap` program of isolated sandboxes.
     pub bwrap_path: String,
+    /// Hosts (`git.example.com`: over https) or origins (`http://mirror.internal:8080`),
+    /// besides the git providers' own, that conversations may clone from in SaaS mode
+    /// (`owner/repo` on a provider is always accepted).
+    pub clone_hosts: Vec<String>,
     /// Seconds a tool server started only for the file routes (no agent running) lives
     /// after its last use.
     pub idle_tool_server_seconds: u64,
@@ -36,6 +40,7 @@ impl Default for SandboxConfig {
             allow_unisolated: false,
             tool_server: None,
             bwrap_path: "bwrap".into(),
+            clone_hosts: Vec::new(),
             idle_tool_server_seconds: 60,
             limits: SandboxLimits::default(),
             network: NetworkPolicy::default(),

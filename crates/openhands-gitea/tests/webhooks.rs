@@ -15,6 +15,7 @@ use openhands_integrations::entity::Model;
 use openhands_runtime::testing::ScriptedLlm;
 use openhands_server::saas::{WebhooksAction, webhooks};
 use openhands_sql_store::{Database, PoolOptions};
+use openhands_test_support::git::{GIT_HTTP_ADDRESS, GitHttpServer};
 use openhands_test_support::{TestServer, json_body};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -149,6 +150,8 @@ fn local_repo() -> tempfile::TempDir {
         "-m",
         "init",
     ]);
+    // The files git's "dumb" HTTP protocol reads: the sandbox clones over HTTP.
+    git(&["update-server-info"]);
     dir
 }
 
@@ -157,7 +160,10 @@ struct Env {
     db: Database,
     gitea: FakeGitea,
     database_url: String,
-    repo: tempfile::TempDir,
+    /// Kept for the test's lifetime: `git_host` serves it.
+    _repo: tempfile::TempDir,
+    /// Serves `repo` over HTTP, the only way a sandboxed clone reaches it.
+    git_host: GitHttpServer,
     llm: Option<ScriptedLlm>,
     _sqlite: openhands_test_support::sqlite::TestSqlite,
 }
@@ -182,7 +188,12 @@ impl Env {
             backoff_ms: 50,
         };
         let url = database_url.clone();
+        let repo = local_repo();
+        let git_host = GitHttpServer::serve(repo.path()).await;
+        let origin = git_host.origin().to_owned();
         let server = TestServer::spawn_with(move |c| {
+            c.sandbox.clone_hosts.push(origin);
+            c.sandbox.network.allow.push(GIT_HTTP_ADDRESS.into());
             c.config_class = "saas".into();
             c.plugins.user_auth = Some("test.gitea_header_user".into());
             c.database.migrate_on_start = true;
@@ -199,7 +210,8 @@ impl Env {
             db,
             gitea,
             database_url,
-            repo: local_repo(),
+            _repo: repo,
+            git_host,
             llm: None,
             _sqlite: sqlite,
         }
@@ -232,7 +244,7 @@ impl Env {
                       "labels": [{"id": 1, "name": "bug"}, {"id": 2, "name": "openhands"}],
                       "user": {"login": "alice"}, "state": "open"},
             "repository": {"id": 3, "name": "app", "full_name": "acme/app",
-                           "clone_url": self.repo.path().display().to_string(),
+                           "clone_url": self.git_host.url(".git"),
                            "default_branch": "main", "owner": {"login": "acme"}},
             "sender": {"login": "alice"}
         })
@@ -244,7 +256,7 @@ impl Env {
             "issue": {"number": 7, "title": "Crash on start", "body": "It crashes.", "labels": []},
             "comment": {"id": 9, "body": text, "user": {"login": login}},
             "repository": {"full_name": "acme/app",
-                           "clone_url": self.repo.path().display().to_string(),
+                           "clone_url": self.git_host.url(".git"),
                            "default_branch": "main"},
             "sender": {"login": login}
         })

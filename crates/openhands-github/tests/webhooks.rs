@@ -16,6 +16,7 @@ use openhands_integrations::{callbacks, deliveries};
 use openhands_runtime::testing::{ScriptedLlm, ScriptedReply};
 use openhands_server::saas::{WebhooksAction, webhooks};
 use openhands_sql_store::{Database, PoolOptions};
+use openhands_test_support::git::{GIT_HTTP_ADDRESS, GitHttpServer};
 use openhands_test_support::header_user::HEADER_USER_AUTH;
 use openhands_test_support::{TestServer, json_body};
 
@@ -274,6 +275,8 @@ fn local_repo() -> tempfile::TempDir {
         "init",
     ]);
     git(&["branch", "changes"]);
+    // The files git's "dumb" HTTP protocol reads: the sandbox clones over HTTP.
+    git(&["update-server-info"]);
     dir
 }
 
@@ -283,6 +286,8 @@ struct Env {
     database_url: String,
     github: FakeGithub,
     repo: tempfile::TempDir,
+    /// Serves `repo` over HTTP, the only way a sandboxed clone reaches it.
+    git_host: GitHttpServer,
     llm: Option<ScriptedLlm>,
     _sqlite: openhands_test_support::sqlite::TestSqlite,
 }
@@ -317,7 +322,12 @@ impl Env {
         let database_url = sqlite.url().to_owned();
         let settings = settings(&github.url, extra);
         let url = database_url.clone();
+        let repo = local_repo();
+        let git_host = GitHttpServer::serve(repo.path()).await;
+        let origin = git_host.origin().to_owned();
         let server = TestServer::spawn_with(move |c| {
+            c.sandbox.clone_hosts.push(origin);
+            c.sandbox.network.allow.push(GIT_HTTP_ADDRESS.into());
             c.config_class = "saas".into();
             c.plugins.user_auth = Some(HEADER_USER_AUTH.into());
             c.database.migrate_on_start = true;
@@ -333,7 +343,8 @@ impl Env {
             db,
             database_url,
             github,
-            repo: local_repo(),
+            repo,
+            git_host,
             llm: None,
             _sqlite: sqlite,
         }
@@ -383,7 +394,7 @@ impl Env {
         let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(&path).expect("fixture");
         let mut payload: Value = serde_json::from_str(&text).expect("fixture json");
-        payload["repository"]["clone_url"] = json!(self.repo.path().display().to_string());
+        payload["repository"]["clone_url"] = json!(self.git_host.url(".git"));
         payload
     }
 
@@ -862,6 +873,7 @@ async fn an_outcome_whose_post_failed_is_posted_after_a_restart() {
         database_url: _,
         github,
         repo: _repo,
+        git_host: _git_host,
         llm: _llm,
         _sqlite,
     } = env;

@@ -1,8 +1,10 @@
 //! The agent loop end to end against a scripted LLM, a real shell and a temporary workspace.
 
 use openhands_core::event::{Event, EventBody, NewEvent};
+use openhands_core::tool_protocol::{Done, Request, ToolClient};
 use openhands_runtime::agent::{AgentConfig, AgentInput, AgentOutcome, run_agent};
 use openhands_runtime::testing::{MemoryIo, ScriptedLlm, ScriptedReply, event_kind};
+use openhands_tool_server::ServeOptions;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,11 +81,34 @@ fn start(config: AgentConfig, history: Vec<Event>) -> Run {
     Run { io, tx, task }
 }
 
-fn config(server: &ScriptedLlm, workspace: &std::path::Path) -> AgentConfig {
-    AgentConfig {
-        env: vec![("GREETING".into(), "bonjour".into())],
-        ..AgentConfig::new(server.llm_config("openai/gpt-4o"), workspace.to_owned())
-    }
+/// A config whose tools are a tool server running in this process over pipes, configured
+/// with the environment a sandbox would give it.
+async fn config(server: &ScriptedLlm, workspace: &std::path::Path) -> AgentConfig {
+    let (client_read, server_write) = tokio::io::duplex(1 << 20);
+    let (server_read, client_write) = tokio::io::duplex(1 << 20);
+    let options = ServeOptions {
+        workspace: workspace.to_owned(),
+        shown_workspace: workspace.display().to_string(),
+        max_workspace_bytes: 0,
+        shell_cpu_seconds: 0,
+    };
+    tokio::spawn(openhands_tool_server::serve(
+        server_read,
+        server_write,
+        options,
+    ));
+    let tools = ToolClient::connect(client_read, client_write)
+        .await
+        .expect("the in-process tool server says hello");
+    tools
+        .call::<Done>(Request::Configure {
+            env: vec![("GREETING".into(), "bonjour".into())],
+            git_user_name: None,
+            git_user_email: None,
+        })
+        .await
+        .expect("configured");
+    AgentConfig::new(server.llm_config("openai/gpt-4o"), Arc::new(tools))
 }
 
 fn editor(arguments: Value) -> ScriptedReply {
@@ -122,7 +147,7 @@ async fn creates_runs_edits_and_finishes() {
     .await
     .expect("server");
     let run = start(
-        config(&server, ws.path()),
+        config(&server, ws.path()).await,
         first_message("make a greeting file"),
     );
     run.wait_for_state("finished", 1).await;
@@ -253,7 +278,7 @@ async fn malformed_tool_calls_become_error_observations_and_the_loop_goes_on() {
     ])
     .await
     .expect("server");
-    let run = start(config(&server, ws.path()), first_message("go"));
+    let run = start(config(&server, ws.path()).await, first_message("go"));
     run.wait_for_state("finished", 1).await;
     let io = run.io.clone();
     assert_eq!(run.close().await, AgentOutcome::Finished);
@@ -310,7 +335,7 @@ async fn confirmation_mode_waits_for_confirm_and_honours_reject() {
     let run = start(
         AgentConfig {
             confirmation_mode: true,
-            ..config(&server, ws.path())
+            ..config(&server, ws.path()).await
         },
         first_message("write files"),
     );
@@ -391,7 +416,7 @@ async fn a_message_while_awaiting_confirmation_rejects_and_continues() {
     let run = start(
         AgentConfig {
             confirmation_mode: true,
-            ..config(&server, ws.path())
+            ..config(&server, ws.path()).await
         },
         first_message("go"),
     );
@@ -423,7 +448,7 @@ async fn max_iterations_stops_the_loop_until_the_next_message() {
     let run = start(
         AgentConfig {
             max_iterations: 2,
-            ..config(&server, ws.path())
+            ..config(&server, ws.path()).await
         },
         first_message("think forever"),
     );
@@ -473,7 +498,7 @@ async fn budget_limit_stops_the_loop() {
         AgentConfig {
             // One scripted call on gpt-4o costs 100*2.5e-6 + 20*1e-5 = $0.00045.
             max_budget_per_task: Some(0.0004),
-            ..config(&server, ws.path())
+            ..config(&server, ws.path()).await
         },
         first_message("spend"),
     );
@@ -492,7 +517,7 @@ async fn llm_failure_is_reported_and_the_agent_waits() {
     let server = ScriptedLlm::start([ScriptedReply::Status(401)])
         .await
         .expect("server");
-    let run = start(config(&server, ws.path()), first_message("hi"));
+    let run = start(config(&server, ws.path()).await, first_message("hi"));
     run.wait_for_state("error", 1).await;
     let events = run.io.events();
     let (content, error_extras) = extras(&events[1]);
@@ -510,7 +535,10 @@ async fn resumes_from_history_with_earlier_turns() {
     ])
     .await
     .expect("server");
-    let first = start(config(&server, ws.path()), first_message("first task"));
+    let first = start(
+        config(&server, ws.path()).await,
+        first_message("first task"),
+    );
     first.wait_for_state("awaiting_user_input", 1).await;
     let first_io = first.io.clone();
     assert_eq!(first.close().await, AgentOutcome::AwaitingInput);
@@ -518,7 +546,7 @@ async fn resumes_from_history_with_earlier_turns() {
     // A new run (as after a server restart) over the stored events.
     let mut history = first_message("first task");
     history.extend(first_io.events());
-    let second = start(config(&server, ws.path()), history);
+    let second = start(config(&server, ws.path()).await, history);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
         server.requests().len(),
@@ -579,7 +607,7 @@ async fn stop_interrupts_a_running_command() {
     let server = ScriptedLlm::start([bash("sleep 100")])
         .await
         .expect("server");
-    let run = start(config(&server, ws.path()), first_message("wait"));
+    let run = start(config(&server, ws.path()).await, first_message("wait"));
     run.wait_for("the run action", |events| {
         events.iter().any(|e| event_kind(e) == "action:run")
     })

@@ -2,3 +2,6 @@
 
 pub mod bwrap;
 pub mod egress;
+pub mod isolated;
+
+pub use isolated::IsolatedLauncher;

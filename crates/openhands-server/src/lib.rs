@@ -19,6 +19,7 @@ use openhands_api::{AppState, contribution, middleware, routes, spa};
 use openhands_core::config::{Config, RateLimitSetting};
 use openhands_core::crypto::Cipher;
 use openhands_core::registry::{self, PluginContext};
+use openhands_core::sandbox_host::{Isolation, UNISOLATED_WARNING};
 use std::sync::Arc;
 
 pub use openhands_core::crypto::KEY_FILE;
@@ -47,10 +48,32 @@ pub async fn build_state(config: Config) -> anyhow::Result<web::Data<AppState>> 
         shared: Default::default(),
     };
     let ext = registry::resolve(&ctx).await?;
+    check_isolation(&config, ext.app_mode, ext.sandbox.isolation())?;
     for (slot, name) in &ext.selected {
         tracing::debug!(slot = %slot, implementation = %name, "extension point resolved");
     }
     Ok(web::Data::new(AppState::new(config, ext)))
+}
+
+/// A multi-user server whose sandbox isolates nothing lets every tenant's agent read the
+/// server's keys and the other tenants' data: SaaS mode refuses it unless the deployer
+/// said `sandbox.allow_unisolated = true`, and then warns (so does `/ready`).
+fn check_isolation(config: &Config, app_mode: &str, isolation: Isolation) -> anyhow::Result<()> {
+    if app_mode != "saas" || isolation != Isolation::None {
+        return Ok(());
+    }
+    if !config.sandbox.allow_unisolated {
+        anyhow::bail!(
+            "SaaS mode needs an isolated sandbox, but the selected one (plugins.sandbox) runs \
+             agents as plain processes with this server's rights; select saas.bwrap, or set \
+             sandbox.allow_unisolated = true (OPENHANDS_SANDBOX__ALLOW_UNISOLATED=true) for a \
+             trusted single-tenant deployment"
+        );
+    }
+    tracing::warn!(
+        "{UNISOLATED_WARNING}; every tenant's agent can read this server's keys and the other tenants' data"
+    );
+    Ok(())
 }
 
 /// The application: OpenHands' middleware order (rate limit -> cache control -> CORS ->

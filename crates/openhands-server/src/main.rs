@@ -24,6 +24,11 @@ fn keep_small_pages() {
 }
 
 fn main() -> ExitCode {
+    // `openhands tool-server ...` is the tool server of a sandbox (its own flags, no server
+    // configuration), for deployments that ship this one binary.
+    if std::env::args().nth(1).as_deref() == Some("tool-server") {
+        return openhands_tool_server::cli::run(std::env::args().skip(2));
+    }
     keep_small_pages();
     let cli = Cli::parse();
     let config = match Config::load() {

@@ -43,3 +43,7 @@ use openhands_gitea as _;
 // Integrations: the GitHub App (on only when GITHUB_APP_CLIENT_ID and its key and secret are set).
 #[cfg(feature = "github")]
 use openhands_github as _;
+
+// SaaS mode: the isolated sandbox (`saas.bwrap`, the `saas` class's pick) and its proxy.
+#[cfg(feature = "saas")]
+use openhands_sandbox as _;

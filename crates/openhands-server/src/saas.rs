@@ -36,7 +36,7 @@ inventory::submit! {
             (Slot::ConversationManager, "saas.clustered"),
             (Slot::MonitoringListener, "oss.log"),
             (Slot::RateLimiter, "saas.redis_rate_limit"),
-            (Slot::Sandbox, "oss.process"),
+            (Slot::Sandbox, "saas.bwrap"),
             (Slot::AuditLog, "saas.sql_audit"),
             (Slot::ProviderTokenSource, "saas.git_oauth"),
             (Slot::ChangeFeed, "saas.redis_changes"),

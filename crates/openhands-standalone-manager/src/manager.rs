@@ -249,14 +249,18 @@ impl ConversationManager for StandaloneConversationManager {
             io,
             event_store: self.services.event_store.clone(),
             sandbox: self.services.sandbox.clone(),
+            repository_policy: self.services.repository_policy.clone(),
             on_running,
         };
+        let sandbox = self.services.sandbox.clone();
         let weak = Arc::downgrade(&self.inner);
         let task_id = id.clone();
         let monitoring = self.services.monitoring.clone();
         let started = Instant::now();
         let handle = tokio::spawn(async move {
             let end = task.run(rx).await;
+            // Whatever the agent left running ends with its run.
+            sandbox.release(&task_id).await;
             monitoring.on_agent_session_start(
                 &task_id,
                 matches!(end, TaskEnd::Stopped),

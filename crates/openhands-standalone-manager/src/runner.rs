@@ -6,6 +6,7 @@ use openhands_core::event::{EventBody, EventQuery, EventSource, NewEvent};
 use openhands_core::extension::{
     ConversationInput, EventStore, Sandbox, SandboxSpec, StartRequest,
 };
+use openhands_core::repository::{CloneTarget, RepositoryPolicy, clone_target};
 use openhands_core::secret::Secret;
 use openhands_core::secrets::{ProviderType, UserSecrets};
 use openhands_runtime::agent::{AgentConfig, AgentInput, AgentOutcome, run_agent};
@@ -72,6 +73,26 @@ fn git_token(
     Some((token.token.clone()?, token.host.clone()))
 }
 
+/// The checked clone of the conversation's repository, if it has one.
+fn clone_of(
+    request: &StartRequest,
+    policy: &RepositoryPolicy,
+) -> Result<Option<CloneTarget>, String> {
+    let Some(repository) = &request.metadata.selected_repository else {
+        return Ok(None);
+    };
+    let provider = request.metadata.git_provider;
+    let token = git_token(&request.secrets, provider);
+    clone_target(
+        repository,
+        provider,
+        token.as_ref().map(|(t, h)| (t.expose(), h.as_deref())),
+        policy,
+    )
+    .map(Some)
+    .map_err(|e| e.message)
+}
+
 fn state_event(state: &str, reason: &str) -> NewEvent {
     let mut extras = Map::new();
     extras.insert("agent_state".into(), json!(state));
@@ -111,6 +132,7 @@ pub struct Task {
     pub io: Arc<ConversationIo>,
     pub event_store: Arc<dyn EventStore>,
     pub sandbox: Arc<dyn Sandbox>,
+    pub repository_policy: RepositoryPolicy,
     /// Called once the sandbox is ready and the agent about to run.
     pub on_running: Box<dyn FnOnce() + Send>,
 }
@@ -129,6 +151,7 @@ impl Task {
             io,
             event_store,
             sandbox,
+            repository_policy,
             on_running,
         } = self;
         let emit = |event: NewEvent| {
@@ -145,13 +168,20 @@ impl Task {
             "message": "Setting up the workspace"
         }));
         let settings = &request.settings;
+        let clone = match clone_of(&request, &repository_policy) {
+            Ok(clone) => clone,
+            Err(reason) => {
+                let message = format!("Setting up the workspace failed: {reason}");
+                emit(error_event(&message, "STATUS$ERROR")).await;
+                emit(state_event("error", &message)).await;
+                return TaskEnd::Failed(message);
+            }
+        };
         let spec = SandboxSpec {
             scope: request.scope.clone(),
             conversation_id: request.metadata.conversation_id.clone(),
-            repository: request.metadata.selected_repository.clone(),
+            clone,
             branch: request.metadata.selected_branch.clone(),
-            git_provider: request.metadata.git_provider,
-            git_token: git_token(&request.secrets, request.metadata.git_provider),
             env: sandbox_env(&request.secrets),
             git_user_name: settings.git_user_name.clone(),
             git_user_email: settings.git_user_email.clone(),
@@ -187,12 +217,7 @@ impl Task {
             max_iterations,
             max_budget_per_task: settings.max_budget_per_task,
             confirmation_mode: settings.confirmation_mode.unwrap_or(false),
-            workspace_dir: prepared.workspace_dir,
-            env: prepared
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.expose().to_owned()))
-                .collect(),
+            tools: prepared.tools,
             repository: request.metadata.selected_repository.clone(),
             conversation_instructions: request.conversation_instructions.clone(),
             command_timeout: Duration::from_secs(120),

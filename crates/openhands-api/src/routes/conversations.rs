@@ -236,6 +236,18 @@ pub async fn create_conversation(
     if user.0.auth_type == Some(AuthType::Bearer) {
         trigger = ConversationTrigger::OpenhandsApi;
     }
+    if let Some(repository) = &request.repository {
+        // The same check runs again before the clone; refusing here loses nothing.
+        openhands_core::repository::clone_target(
+            repository,
+            request.git_provider,
+            None,
+            &state.ext.repository_policy,
+        )
+        .map_err(|refused| {
+            ApiError::status_error(StatusCode::BAD_REQUEST, refused.message, refused.code)
+        })?;
+    }
 
     if state
         .ext

@@ -1,32 +1,28 @@
 //! The workspace of a conversation: list, read, upload, download, git changes.
 //!
-//! These read the workspace directly through the sandbox, so they work whether or not the
-//! agent is running (OpenHands needs a running runtime). Every user path goes through
-//! [`crate::workspace_path::resolve`].
+//! Every operation goes to the conversation's tool server inside its sandbox
+//! (`openhands_core::tool_protocol`): this process never opens a path inside a workspace
+//! nor runs `git` there, so a symlink or a `.git/config` the agent planted acts, at worst,
+//! inside the sandbox the agent already controls. They work whether or not the agent is
+//! running (the sandbox starts a tool server for them when needed).
 
 use super::conversations::conversation_id_from;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::user::CurrentUser;
-use crate::workspace_path;
 use actix_multipart::Multipart;
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use futures_util::StreamExt;
+use openhands_core::tool_protocol::{
+    FailureCode, FileContent, GitChange, GitDiff, Request, ToolCallError, ToolClient, WriteReply,
+    ZipReply, limits,
+};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use utoipa::IntoParams;
-
-/// Entries never listed (OpenHands' list).
-const HIDDEN_ENTRIES: [&str; 6] = [
-    ".git/",
-    ".DS_Store",
-    "node_modules/",
-    "__pycache__/",
-    "lost+found/",
-    ".vscode/",
-];
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let base = "/api/conversations/{conversation_id}";
@@ -44,19 +40,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(&format!("{base}/git/diff"), web::get().to(git_diff));
 }
 
-/// The workspace of a conversation the user owns, or 404.
-pub async fn workspace_of(
+/// The tool server of a conversation the user owns, or 404.
+pub async fn tools_of(
     state: &AppState,
     user: &CurrentUser,
     path: web::Path<String>,
-) -> Result<PathBuf, ApiError> {
+) -> Result<Arc<ToolClient>, ApiError> {
     let id = conversation_id_from(path)?;
-    let not_found = || {
-        ApiError::detail(
-            StatusCode::NOT_FOUND,
-            format!("Conversation {id} not found"),
-        )
-    };
     let exists = state
         .ext
         .conversation_store
@@ -65,20 +55,55 @@ pub async fn workspace_of(
         .map_err(|e| ApiError::internal(&e, json!({"error": "Storage failed"})))?
         .is_some();
     if !exists {
-        return Err(not_found());
+        return Err(ApiError::detail(
+            StatusCode::NOT_FOUND,
+            format!("Conversation {id} not found"),
+        ));
     }
     state
         .ext
         .sandbox
-        .workspace(user.scope(), &id)
+        .tools(user.scope(), &id)
         .await
-        .map_err(|e| ApiError::internal(&e, json!({"error": "Sandbox failed"})))?
+        .map_err(|e| {
+            ApiError::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("The sandbox could not be started: {e}"),
+            )
+        })?
         .ok_or_else(|| ApiError::error(StatusCode::NOT_FOUND, "Runtime not yet initialized"))
 }
 
-fn resolve(root: &Path, user_path: &str) -> Result<PathBuf, ApiError> {
-    workspace_path::resolve(root, user_path)
-        .map_err(|e| ApiError::error(StatusCode::BAD_REQUEST, e.to_string()))
+/// The status a tool server's refusal maps to, with its message.
+fn tool_error(e: ToolCallError) -> ApiError {
+    match e {
+        ToolCallError::Failed(failure) => {
+            let status = match failure.code {
+                FailureCode::NotFound | FailureCode::NotARepository => StatusCode::NOT_FOUND,
+                FailureCode::OutsideWorkspace
+                | FailureCode::InvalidPath
+                | FailureCode::InvalidArgument
+                | FailureCode::IsDirectory
+                | FailureCode::AlreadyExists => StatusCode::BAD_REQUEST,
+                FailureCode::NotText => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                FailureCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            ApiError::error(status, failure.message)
+        }
+        ToolCallError::Disconnected(reason) => ApiError::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("The sandbox is not running: {reason}"),
+        ),
+        ToolCallError::Protocol(reason) => ApiError::internal(
+            &reason,
+            json!({"error": "The sandbox's tool server misbehaved"}),
+        ),
+    }
+}
+
+async fn call<T: DeserializeOwned>(tools: &ToolClient, request: Request) -> Result<T, ApiError> {
+    tools.call(request).await.map_err(tool_error)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -97,70 +122,12 @@ pub async fn list_files(
     path: web::Path<String>,
     query: web::Query<ListFilesQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let root = workspace_of(&state, &user, path).await?;
-    let prefix = query.path.clone().unwrap_or_default();
-    let dir = resolve(&root, &prefix)?;
-    let listing_error = |e: &dyn std::fmt::Display| {
-        ApiError::error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("Error listing files: {e}"),
-        )
+    let tools = tools_of(&state, &user, path).await?;
+    let request = Request::ListFiles {
+        path: query.path.clone().unwrap_or_default(),
     };
-    let mut read = tokio::fs::read_dir(&dir)
-        .await
-        .map_err(|e| listing_error(&e))?;
-    let mut entries = Vec::new();
-    while let Some(entry) = read.next_entry().await.map_err(|e| listing_error(&e))? {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let is_dir = entry.file_type().await.map(|t| t.is_dir()).unwrap_or(false);
-        let shown = if is_dir { format!("{name}/") } else { name };
-        if HIDDEN_ENTRIES.contains(&shown.as_str()) {
-            continue;
-        }
-        let prefix = prefix.trim_matches('/');
-        entries.push(if prefix.is_empty() {
-            shown
-        } else {
-            format!("{prefix}/{shown}")
-        });
-    }
-    let ignored = git_ignored(&root, &entries).await;
-    entries.retain(|e| !ignored.contains(e.trim_end_matches('/')));
-    entries.sort_by(|a, b| (!a.ends_with('/'), a).cmp(&(!b.ends_with('/'), b)));
+    let entries: Vec<String> = call(&tools, request).await?;
     Ok(HttpResponse::Ok().json(entries))
-}
-
-/// The entries git ignores (none when the workspace is not a repository).
-async fn git_ignored(root: &Path, entries: &[String]) -> std::collections::HashSet<String> {
-    use tokio::io::AsyncWriteExt;
-    if entries.is_empty() || !root.join(".git").exists() {
-        return Default::default();
-    }
-    let child = tokio::process::Command::new("git")
-        .args(["check-ignore", "--stdin"])
-        .current_dir(root)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn();
-    let Ok(mut child) = child else {
-        return Default::default();
-    };
-    if let Some(mut stdin) = child.stdin.take() {
-        let input: String = entries
-            .iter()
-            .map(|e| format!("{}\n", e.trim_end_matches('/')))
-            .collect();
-        let _ = stdin.write_all(input.as_bytes()).await;
-    }
-    match child.wait_with_output().await {
-        Ok(output) => String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect(),
-        Err(_) => Default::default(),
-    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -172,26 +139,20 @@ pub struct SelectFileQuery {
 /// The text of a workspace file as `{"code": ...}`.
 #[utoipa::path(get, path = "/api/conversations/{conversation_id}/select-file", tag = "files",
     params(("conversation_id" = String, Path), SelectFileQuery),
-    responses((status = 200, body = Object), (status = 415, description = "Binary file"), (status = 404), (status = 400)))]
+    responses((status = 200, body = Object), (status = 415, description = "Binary file"), (status = 413, description = "Larger than 8 MiB"), (status = 404), (status = 400)))]
 pub async fn select_file(
     user: CurrentUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
     query: web::Query<SelectFileQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let root = workspace_of(&state, &user, path).await?;
-    let file = resolve(&root, &query.file)?;
-    let bytes = tokio::fs::read(&file).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => ApiError::error(
-            StatusCode::NOT_FOUND,
-            format!("File not found: {}", query.file),
-        ),
-        _ => ApiError::error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("Error opening file: {e}"),
-        ),
-    })?;
-    let code = String::from_utf8(bytes).map_err(|_| {
+    let tools = tools_of(&state, &user, path).await?;
+    let request = Request::ReadFile {
+        path: query.file.clone(),
+        max_bytes: limits::MAX_READ_BYTES,
+    };
+    let content: FileContent = call(&tools, request).await?;
+    let code = String::from_utf8(content.data).map_err(|_| {
         ApiError::error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("Unable to open binary file: {}", query.file),
@@ -202,63 +163,24 @@ pub async fn select_file(
 
 /// The workspace as `workspace.zip` (the `.git` directory left out).
 #[utoipa::path(get, path = "/api/conversations/{conversation_id}/zip-directory", tag = "files",
-    params(("conversation_id" = String, Path)), responses((status = 200, content_type = "application/zip"), (status = 404)))]
+    params(("conversation_id" = String, Path)), responses((status = 200, content_type = "application/zip"), (status = 413, description = "The archive is larger than 40 MiB"), (status = 404)))]
 pub async fn zip_directory(
-    req: HttpRequest,
     user: CurrentUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let root = workspace_of(&state, &user, path).await?;
-    let tmp_dir = state.config.data_dir().join("tmp");
-    let archive = web::block(move || write_zip(&root, &tmp_dir))
-        .await
-        .map_err(|e| ApiError::internal(&e, json!({"detail": "Failed to zip workspace"})))?
-        .map_err(|e| ApiError::internal(&e, json!({"detail": "Failed to zip workspace"})))?;
-    let file = actix_files::NamedFile::open(&archive)
-        .map_err(|e| ApiError::internal(&e, json!({"detail": "Failed to zip workspace"})))?;
-    // The open handle keeps the data readable after the name is gone.
-    let _ = std::fs::remove_file(&archive);
-    // The `.zip` extension gives the `application/zip` content type.
-    Ok(file
-        .set_content_disposition(actix_web::http::header::ContentDisposition::attachment(
-            "workspace.zip",
+    let tools = tools_of(&state, &user, path).await?;
+    let request = Request::Zip {
+        max_bytes: limits::MAX_ZIP_BYTES,
+    };
+    let archive: ZipReply = call(&tools, request).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/zip")
+        .insert_header((
+            actix_web::http::header::CONTENT_DISPOSITION,
+            "attachment; filename=\"workspace.zip\"",
         ))
-        .into_response(&req))
-}
-
-fn write_zip(root: &Path, tmp_dir: &Path) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(tmp_dir)?;
-    let archive = tmp_dir.join(format!("workspace-{}.zip", uuid::Uuid::new_v4().simple()));
-    let file = std::fs::File::create(&archive)?;
-    let mut zip = zip::ZipWriter::new(file);
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let path = entry.path();
-            let kind = entry.file_type()?;
-            let relative = path.strip_prefix(root).map_err(std::io::Error::other)?;
-            let name = relative.to_string_lossy().replace('\\', "/");
-            if name == ".git" {
-                continue;
-            }
-            if kind.is_dir() {
-                zip.add_directory(format!("{name}/"), options)
-                    .map_err(std::io::Error::other)?;
-                stack.push(path);
-            } else if kind.is_file() {
-                zip.start_file(name, options)
-                    .map_err(std::io::Error::other)?;
-                let mut source = std::fs::File::open(&path)?;
-                std::io::copy(&mut source, &mut zip)?;
-            }
-        }
-    }
-    zip.finish().map_err(std::io::Error::other)?;
-    Ok(archive)
+        .body(archive.data))
 }
 
 /// Saves uploaded files (multipart field `files`) at the workspace root.
@@ -271,8 +193,11 @@ pub async fn upload_files(
     path: web::Path<String>,
     mut payload: Multipart,
 ) -> Result<HttpResponse, ApiError> {
-    let root = workspace_of(&state, &user, path).await?;
-    let limit = state.config.max_body_bytes;
+    let tools = tools_of(&state, &user, path).await?;
+    let limit = state
+        .config
+        .max_body_bytes
+        .min(usize::try_from(limits::MAX_UPLOAD_BYTES).unwrap_or(usize::MAX));
     let mut uploaded = Vec::new();
     let mut skipped = Vec::new();
     let mut total = 0usize;
@@ -302,48 +227,19 @@ pub async fn upload_files(
         if field.name() != Some("files") {
             continue;
         }
-        let plain = Path::new(&name)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned());
-        let target = match plain.filter(|n| !n.is_empty() && *n == name) {
-            Some(file_name) => resolve(&root, &file_name),
-            None => Err(ApiError::detail(StatusCode::BAD_REQUEST, "bad name")),
+        let request = Request::WriteFile {
+            name: name.clone(),
+            data: bytes,
         };
-        match target {
-            Ok(target) => match tokio::fs::write(&target, &bytes).await {
-                Ok(()) => uploaded.push(target.display().to_string()),
-                Err(e) => skipped.push(json!({"name": name, "reason": format!("could not be written: {e}")})),
-            },
-            Err(_) => skipped.push(json!({"name": name, "reason": "the file name must be a plain name inside the workspace"})),
+        match tools.call::<WriteReply>(request).await {
+            Ok(written) => uploaded.push(written.path),
+            Err(ToolCallError::Failed(failure)) => {
+                skipped.push(json!({"name": name, "reason": failure.message}))
+            }
+            Err(e) => return Err(tool_error(e)),
         }
     }
     Ok(HttpResponse::Ok().json(json!({"uploaded_files": uploaded, "skipped_files": skipped})))
-}
-
-async fn git(root: &Path, args: &[&str]) -> Result<std::process::Output, ApiError> {
-    tokio::process::Command::new("git")
-        .args(args)
-        .current_dir(root)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| {
-            ApiError::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("git failed: {e}"),
-            )
-        })
-}
-
-fn require_repo(root: &Path) -> Result<(), ApiError> {
-    if root.join(".git").exists() {
-        Ok(())
-    } else {
-        Err(ApiError::error(
-            StatusCode::NOT_FOUND,
-            "Not a git repository",
-        ))
-    }
 }
 
 /// Changed files against `HEAD`, untracked ones as added.
@@ -355,48 +251,9 @@ pub async fn git_changes(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let root = workspace_of(&state, &user, path).await?;
-    require_repo(&root)?;
-    let output = git(
-        &root,
-        &["status", "--porcelain=v1", "--untracked-files=all"],
-    )
-    .await?;
-    if !output.status.success() {
-        return Err(ApiError::error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        ));
-    }
-    let changes: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(parse_porcelain_line)
-        .map(|(status, path)| json!({"status": status, "path": path}))
-        .collect();
+    let tools = tools_of(&state, &user, path).await?;
+    let changes: Vec<GitChange> = call(&tools, Request::GitChanges).await?;
     Ok(HttpResponse::Ok().json(changes))
-}
-
-/// `(status letter, path)` of one `git status --porcelain=v1` line.
-pub fn parse_porcelain_line(line: &str) -> Option<(&'static str, String)> {
-    if line.len() < 4 {
-        return None;
-    }
-    let (code, path) = line.split_at(3);
-    let code = code.trim();
-    let status = match code {
-        "??" | "A" | "AM" => "A",
-        c if c.contains('D') => "D",
-        c if c.starts_with('R') => "R",
-        c if c.contains('U') => "U",
-        _ => "M",
-    };
-    let path = path
-        .rsplit(" -> ")
-        .next()
-        .unwrap_or(path)
-        .trim_matches('"')
-        .to_owned();
-    Some((status, path))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -415,46 +272,10 @@ pub async fn git_diff(
     path: web::Path<String>,
     query: web::Query<GitDiffQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let root = workspace_of(&state, &user, path).await?;
-    require_repo(&root)?;
-    let file = resolve(&root, &query.path)?;
-    let canonical_root = root.canonicalize().unwrap_or(root.clone());
-    let relative = file
-        .strip_prefix(&canonical_root)
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| query.path.clone());
-    let modified = tokio::fs::read_to_string(&file).await.unwrap_or_default();
-    let spec = format!("HEAD:{relative}");
-    let output = git(&root, &["show", spec.as_str()]).await?;
-    let original = if output.status.success() {
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    } else {
-        String::new()
+    let tools = tools_of(&state, &user, path).await?;
+    let request = Request::GitDiff {
+        path: query.path.clone(),
     };
-    Ok(HttpResponse::Ok().json(json!({"modified": modified, "original": original})))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn porcelain_lines_map_to_openhands_letters() {
-        assert_eq!(
-            parse_porcelain_line("?? new.txt"),
-            Some(("A", "new.txt".to_owned()))
-        );
-        assert_eq!(
-            parse_porcelain_line(" M src/a.rs"),
-            Some(("M", "src/a.rs".to_owned()))
-        );
-        assert_eq!(
-            parse_porcelain_line(" D gone.txt"),
-            Some(("D", "gone.txt".to_owned()))
-        );
-        assert_eq!(
-            parse_porcelain_line("R  old -> new"),
-            Some(("R", "new".to_owned()))
-        );
-    }
+    let diff: GitDiff = call(&tools, request).await?;
+    Ok(HttpResponse::Ok().json(diff))
 }

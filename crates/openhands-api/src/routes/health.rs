@@ -5,6 +5,7 @@ use crate::system_stats;
 use actix_web::{HttpResponse, web};
 use openhands_core::StoreError;
 use openhands_core::readiness::ReadinessChecks;
+use openhands_core::sandbox_host::{Isolation, UNISOLATED_WARNING};
 use serde_json::{Map, Value, json};
 use std::time::Duration;
 
@@ -110,11 +111,22 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
             }
         }
     }
-    if failed.is_empty() {
-        HttpResponse::Ok().json(json!({"status": "ok", "checks": checks}))
+    let mut warnings = ext.sandbox.warnings();
+    if ext.app_mode == "saas" && ext.sandbox.isolation() == Isolation::None {
+        warnings.push(UNISOLATED_WARNING.to_owned());
+    }
+    let mut body = if failed.is_empty() {
+        json!({"status": "ok", "checks": checks})
     } else {
-        HttpResponse::ServiceUnavailable()
-            .json(json!({"status": "error", "checks": checks, "failed": failed}))
+        json!({"status": "error", "checks": checks, "failed": failed})
+    };
+    if !warnings.is_empty() {
+        body["warnings"] = json!(warnings);
+    }
+    if failed.is_empty() {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
     }
 }
 

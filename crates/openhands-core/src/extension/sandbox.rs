@@ -1,22 +1,26 @@
 //! Where a conversation's tools run.
+//!
+//! A sandbox provides a *tool server* per conversation (`crate::tool_protocol`): the one
+//! process that touches the workspace. The agent's tools and the file routes both talk to
+//! it; the server itself never opens a path inside a workspace.
 
+use crate::repository::CloneTarget;
+use crate::sandbox_host::Isolation;
 use crate::scope::UserScope;
 use crate::secret::Secret;
-use crate::secrets::ProviderType;
+use crate::tool_protocol::ToolClient;
 use async_trait::async_trait;
-use std::path::PathBuf;
+use std::sync::Arc;
 
 /// What a conversation needs from its sandbox.
 #[derive(Debug, Clone)]
 pub struct SandboxSpec {
     pub scope: UserScope,
     pub conversation_id: String,
-    /// `owner/repo`, or a git URL (including `file://` and local paths).
-    pub repository: Option<String>,
+    /// The repository to clone on first use, already checked against the server's
+    /// repository policy (`crate::repository`).
+    pub clone: Option<CloneTarget>,
     pub branch: Option<String>,
-    pub git_provider: Option<ProviderType>,
-    /// Token to clone with, and its host.
-    pub git_token: Option<(Secret, Option<String>)>,
     /// Exported to the tools as environment variables.
     pub env: Vec<(String, Secret)>,
     pub git_user_name: Option<String>,
@@ -26,10 +30,8 @@ pub struct SandboxSpec {
 /// A sandbox ready for tools.
 #[derive(Debug, Clone)]
 pub struct PreparedSandbox {
-    /// The workspace the tools work in.
-    pub workspace_dir: PathBuf,
-    /// Environment for the tools, secrets included.
-    pub env: Vec<(String, Secret)>,
+    /// The conversation's tool server, configured with its environment.
+    pub tools: Arc<ToolClient>,
 }
 
 /// Why a sandbox could not be prepared. Messages never contain tokens.
@@ -41,23 +43,37 @@ pub enum SandboxError {
     Io(String),
 }
 
-/// Prepares and removes conversation sandboxes.
+/// Prepares, hands out and removes conversation sandboxes.
 ///
 /// Guarantees: a workspace belongs to one conversation of one scope; `prepare` is idempotent
 /// (preparing an existing workspace reuses it, so a restarted conversation keeps its files);
-/// tokens never appear in errors or logs.
+/// tokens never appear in errors or logs; after `release` or `remove` no process the
+/// conversation started is left (for isolated sandboxes).
 #[async_trait]
 pub trait Sandbox: Send + Sync {
-    /// Creates (or reuses) the workspace, cloning the repository on first use.
+    /// Starts (or reuses) the conversation's tool server for the agent, sets its
+    /// environment, and clones the repository on first use.
     async fn prepare(&self, spec: SandboxSpec) -> Result<PreparedSandbox, SandboxError>;
 
-    /// The workspace directory when it exists.
-    async fn workspace(
+    /// A tool server for the file routes: the conversation's running one, or one started
+    /// for a while when the workspace exists; `None` when there is no workspace.
+    async fn tools(
         &self,
         scope: &UserScope,
         conversation_id: &str,
-    ) -> Result<Option<PathBuf>, SandboxError>;
+    ) -> Result<Option<Arc<ToolClient>>, SandboxError>;
 
-    /// Deletes the workspace.
+    /// The conversation stopped: ends every process its sandbox started.
+    async fn release(&self, conversation_id: &str);
+
+    /// Deletes the workspace (after ending its processes).
     async fn remove(&self, scope: &UserScope, conversation_id: &str) -> Result<(), SandboxError>;
+
+    /// What this sandbox isolates.
+    fn isolation(&self) -> Isolation;
+
+    /// Problems that weaken the sandbox without stopping the server, for `/ready`.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

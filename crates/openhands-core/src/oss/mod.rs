@@ -29,5 +29,4 @@ pub use local_changes::LocalChangeFeed;
 pub use log_audit::LogAuditLog;
 pub use log_monitoring::LogMonitoringListener;
 pub use memory_rate_limiter::MemoryRateLimiter;
-pub use process_sandbox::{ProcessSandbox, clone_url};
 pub use stored_tokens::StoredProviderTokens;

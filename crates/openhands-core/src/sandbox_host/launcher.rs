@@ -31,6 +31,12 @@ pub trait ToolServerLauncher: Send + Sync + 'static {
 
     /// What this launcher isolates.
     fn isolation(&self) -> Isolation;
+
+    /// Problems that weaken the sandbox without stopping the server (no cgroups, running
+    /// as root), for the log and `/ready`.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A started tool server.

@@ -18,6 +18,8 @@ use tokio::sync::oneshot;
 
 /// How long the tool server gets to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closed connection waits for its owner to say why the tool server ended.
+const EXIT_REASON_WAIT: Duration = Duration::from_secs(2);
 
 type Reply = Result<serde_json::Value, ToolFailure>;
 type Writer = Box<dyn AsyncWrite + Send + Unpin>;
@@ -77,7 +79,22 @@ fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
 impl ToolClient {
     /// Waits for the tool server's [`Hello`] on `reader`, checks the version, and starts
     /// reading answers.
-    pub async fn connect<R, W>(mut reader: R, writer: W) -> Result<Self, ToolCallError>
+    pub async fn connect<R, W>(reader: R, writer: W) -> Result<Self, ToolCallError>
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+        W: AsyncWrite + Send + Unpin + 'static,
+    {
+        let (_never, exit) = oneshot::channel();
+        Self::connect_with_exit(reader, writer, exit).await
+    }
+
+    /// Like [`Self::connect`], for a tool server whose owner learns why it ended: when the
+    /// connection ends, waiting calls wait (briefly) for `exit` and fail with its reason.
+    pub async fn connect_with_exit<R, W>(
+        mut reader: R,
+        writer: W,
+        exit: oneshot::Receiver<Option<String>>,
+    ) -> Result<Self, ToolCallError>
     where
         R: AsyncRead + Send + Unpin + 'static,
         W: AsyncWrite + Send + Unpin + 'static,
@@ -100,7 +117,7 @@ impl ToolClient {
             )));
         }
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let reader = tokio::spawn(read_answers(reader, shared.clone()));
+        let reader = tokio::spawn(read_answers(reader, shared.clone(), exit));
         Ok(Self {
             hello,
             writer: tokio::sync::Mutex::new(Box::new(writer)),
@@ -176,7 +193,11 @@ impl ToolClient {
 }
 
 /// Hands each answer to its caller until the connection ends, then fails the rest.
-async fn read_answers<R: AsyncRead + Unpin>(mut reader: R, shared: Arc<Mutex<Shared>>) {
+async fn read_answers<R: AsyncRead + Unpin>(
+    mut reader: R,
+    shared: Arc<Mutex<Shared>>,
+    exit: oneshot::Receiver<Option<String>>,
+) {
     let reason = loop {
         let frame: ResponseFrame = match read_frame(&mut reader).await {
             Ok(frame) => frame,
@@ -193,7 +214,16 @@ async fn read_answers<R: AsyncRead + Unpin>(mut reader: R, shared: Arc<Mutex<Sha
             let _ = waiter.send(reply);
         }
     };
+    // The owner sees the process end just after the stream does; its reason is better.
+    let exit_reason = tokio::time::timeout(EXIT_REASON_WAIT, exit)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
     let mut shared = lock(&shared);
+    if shared.exit_reason.is_none() {
+        shared.exit_reason = exit_reason;
+    }
     shared.closed = Some(reason);
     // Dropping the senders fails every waiting call with `Disconnected`.
     shared.pending.clear();

@@ -2,8 +2,8 @@
 //! the model can act on.
 
 use crate::llm::ToolCall;
-use crate::tools::editor::EditorCommand;
 use crate::tools::{EDITOR_TOOL, EXECUTE_BASH_TOOL, FINISH_TOOL, THINK_TOOL};
+use openhands_core::tool_protocol::EditorCommand;
 use serde_json::{Map, Value};
 use std::time::Duration;
 

@@ -6,9 +6,8 @@
 //! conversation from stored events. Agent actions also carry `llm_metrics`.
 
 use crate::llm::{AssistantMessage, ToolCall};
-use crate::tools::bash::CommandOutput;
-use crate::tools::editor::{EditorCommand, EditorOutcome};
 use openhands_core::event::{EventBody, EventSource, NewEvent};
+use openhands_core::tool_protocol::{CommandOutput, EditorCommand, EditorOutcome};
 use serde_json::{Map, Value, json};
 
 pub(crate) const IMPL_SOURCE: &str = "oh_aci";

@@ -18,7 +18,7 @@ mod run_loop;
 use crate::llm::LlmConfig;
 use openhands_core::StoreError;
 use openhands_core::event::{Event, NewEvent};
-use std::path::PathBuf;
+use openhands_core::tool_protocol::ToolClient;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::Receiver;
@@ -28,7 +28,7 @@ pub const DEFAULT_MAX_ITERATIONS: u32 = 100;
 /// Command timeout used by [`AgentConfig::new`].
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Everything one agent run needs. Its `Debug` shows the names of `env`, never the values.
+/// Everything one agent run needs.
 #[derive(Clone)]
 pub struct AgentConfig {
     pub llm: LlmConfig,
@@ -39,10 +39,9 @@ pub struct AgentConfig {
     pub max_budget_per_task: Option<f64>,
     /// Ask the user before executing each tool action (not `think`/`finish`).
     pub confirmation_mode: bool,
-    /// Where the shell starts and the editor is confined to.
-    pub workspace_dir: PathBuf,
-    /// Exported to the shell (custom secrets etc.); never shown to the LLM.
-    pub env: Vec<(String, String)>,
+    /// The conversation's tool server (shells and editor), already configured with the
+    /// conversation's environment by its sandbox.
+    pub tools: Arc<ToolClient>,
     /// `owner/repo` the conversation works on, if any.
     pub repository: Option<String>,
     /// Extra instructions for this conversation, added to the system prompt.
@@ -58,11 +57,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("max_iterations", &self.max_iterations)
             .field("max_budget_per_task", &self.max_budget_per_task)
             .field("confirmation_mode", &self.confirmation_mode)
-            .field("workspace_dir", &self.workspace_dir)
-            .field(
-                "env",
-                &self.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
-            )
+            .field("workspace", &self.tools.workspace())
             .field("repository", &self.repository)
             .field("conversation_instructions", &self.conversation_instructions)
             .field("command_timeout", &self.command_timeout)
@@ -72,14 +67,13 @@ impl std::fmt::Debug for AgentConfig {
 
 impl AgentConfig {
     /// A config with the defaults: 100 iterations, no budget, no confirmation, 120 s commands.
-    pub fn new(llm: LlmConfig, workspace_dir: PathBuf) -> Self {
+    pub fn new(llm: LlmConfig, tools: Arc<ToolClient>) -> Self {
         Self {
             llm,
             max_iterations: DEFAULT_MAX_ITERATIONS,
             max_budget_per_task: None,
             confirmation_mode: false,
-            workspace_dir,
-            env: Vec::new(),
+            tools,
             repository: None,
             conversation_instructions: None,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
@@ -160,22 +154,45 @@ pub async fn run_agent(
         .await
 }
 
+/// A tool client whose server only says hello (with `workspace`), for unit tests that
+/// need a config but run no tool.
+#[cfg(test)]
+pub(crate) async fn hello_only_tools(workspace: &str) -> Arc<ToolClient> {
+    use openhands_core::tool_protocol::{Hello, PROTOCOL_VERSION, framing};
+    let (client_read, mut server_write) = tokio::io::duplex(4096);
+    let (_server_read, client_write) = tokio::io::duplex(4096);
+    let hello = Hello {
+        protocol: PROTOCOL_VERSION,
+        server: "hello-only".into(),
+        workspace: workspace.into(),
+    };
+    framing::write_frame(&mut server_write, &hello)
+        .await
+        .expect("hello written");
+    tokio::spawn(async move {
+        // Keeps the connection open for the test's lifetime.
+        let _keep = (server_write, _server_read);
+        std::future::pending::<()>().await
+    });
+    Arc::new(
+        ToolClient::connect(client_read, client_write)
+            .await
+            .expect("connects"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn debug_hides_env_values_and_the_api_key() {
+    #[tokio::test]
+    async fn debug_hides_the_api_key_and_shows_the_workspace() {
         let mut llm = LlmConfig::new("gpt-4o");
         llm.api_key = Some(openhands_core::secret::Secret::new("sk-hidden"));
-        let mut config = AgentConfig::new(llm, "/ws".into());
-        config.env = vec![("GITHUB_TOKEN".into(), "ghp_hidden".into())];
+        let config = AgentConfig::new(llm, hello_only_tools("/ws").await);
         let shown = format!("{config:?}");
-        assert!(shown.contains("GITHUB_TOKEN"));
-        assert!(
-            !shown.contains("ghp_hidden") && !shown.contains("sk-hidden"),
-            "{shown}"
-        );
+        assert!(shown.contains("\"/ws\""), "{shown}");
+        assert!(!shown.contains("sk-hidden"), "{shown}");
     }
 
     #[test]

@@ -4,7 +4,7 @@ use super::AgentConfig;
 
 /// The system prompt for `config`.
 pub(crate) fn system_prompt(config: &AgentConfig) -> String {
-    let workspace = config.workspace_dir.display();
+    let workspace = config.tools.workspace();
     let mut prompt = format!(
         "You are OpenHands agent, a careful and capable software engineer working in the \
 directory {workspace} through tools.
@@ -65,9 +65,10 @@ mod tests {
     use super::*;
     use crate::llm::LlmConfig;
 
-    #[test]
-    fn prompt_names_workspace_repository_and_instructions() {
-        let mut config = AgentConfig::new(LlmConfig::new("gpt-4o"), "/ws/project".into());
+    #[tokio::test]
+    async fn prompt_names_workspace_repository_and_instructions() {
+        let tools = crate::agent::hello_only_tools("/ws/project").await;
+        let mut config = AgentConfig::new(LlmConfig::new("gpt-4o"), tools);
         let plain = system_prompt(&config);
         assert!(plain.contains("/ws/project"));
         assert!(!plain.contains("<REPOSITORY>"));

@@ -11,10 +11,9 @@ use super::history::{self, Transcript};
 use super::prompt::system_prompt;
 use super::{AgentConfig, AgentInput, AgentIo, AgentOutcome};
 use crate::llm::{ChatResponse, LlmClient, LlmError, ToolCall, cost_usd};
-use crate::tools::bash::BashSession;
-use crate::tools::editor::FileEditor;
-use crate::tools::{ToolError, tool_specs_json};
+use crate::tools::tool_specs_json;
 use openhands_core::event::{Event, NewEvent};
+use openhands_core::tool_protocol::{CommandOutput, Done, EditorOutcome, Request, ToolCallError};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
@@ -26,6 +25,8 @@ const AWAITING_CONFIRMATION: &str = "awaiting_user_confirmation";
 const FINISHED: &str = "finished";
 const STOPPED: &str = "stopped";
 const ERROR: &str = "error";
+/// The tool server's shell session the agent's commands run in.
+const SHELL_SESSION: &str = "agent";
 
 /// Why the loop ends early.
 enum Exit {
@@ -93,8 +94,6 @@ pub(crate) struct Agent {
     resume_with_call: bool,
     /// Built on the first call and reused (it holds the connection pool).
     llm: Option<LlmClient>,
-    bash: Option<BashSession>,
-    editor: FileEditor,
     state: Option<&'static str>,
     last_error: String,
     iterations: u32,
@@ -119,7 +118,6 @@ impl Agent {
         Self {
             transcript: Transcript::new(&system_prompt(&config), &history),
             resume_with_call: history::awaits_reply(&history),
-            editor: FileEditor::new(config.workspace_dir.clone()),
             config,
             io,
             inputs: Inputs {
@@ -128,7 +126,6 @@ impl Agent {
                 closed: false,
             },
             llm: None,
-            bash: None,
             state: None,
             last_error: String::new(),
             iterations: 0,
@@ -141,9 +138,6 @@ impl Agent {
 
     pub async fn run(mut self) -> AgentOutcome {
         let result = self.main().await;
-        if let Some(bash) = self.bash.take() {
-            bash.close().await;
-        }
         match result {
             Ok(()) | Err(Exit::Closed) => match self.state {
                 Some(FINISHED) => AgentOutcome::Finished,
@@ -374,7 +368,11 @@ impl Agent {
                 let Some(cause) = self.confirm(build).await? else {
                     return Ok(false);
                 };
-                match self.editor.execute(cmd.clone()).await {
+                let request = Request::Edit {
+                    command: cmd.clone(),
+                };
+                let result = self.config.tools.call::<EditorOutcome>(request).await;
+                match result {
                     Ok(out) => {
                         self.emit(events::editor_observation(cause, &cmd, &out, ctx))
                             .await?
@@ -389,7 +387,7 @@ impl Agent {
     async fn tool_error(
         &mut self,
         cause: u64,
-        error: &ToolError,
+        error: &ToolCallError,
         ctx: &CallContext,
     ) -> Step<Event> {
         self.emit(events::error_observation(
@@ -448,28 +446,28 @@ impl Agent {
         }
     }
 
-    /// Runs a command in the (lazily started) shell; a `Stop` interrupts it.
+    /// Runs a command in the conversation's shell (started by the tool server on first
+    /// use; it keeps its state across turns); a `Stop` interrupts it.
     async fn run_command(
         &mut self,
         command: &str,
         timeout: std::time::Duration,
-    ) -> Step<Result<crate::tools::bash::CommandOutput, ToolError>> {
-        if self.bash.is_none() {
-            match BashSession::start(&self.config.workspace_dir, self.config.env.clone()).await {
-                Ok(bash) => self.bash = Some(bash),
-                Err(e) => return Ok(Err(e)),
-            }
-        }
-        let Some(bash) = self.bash.as_mut() else {
-            return Ok(Err(ToolError::Shell {
-                doing: "starting".into(),
-                reason: "no shell".into(),
-            }));
+    ) -> Step<Result<CommandOutput, ToolCallError>> {
+        let tools = self.config.tools.clone();
+        let request = Request::BashRun {
+            session: SHELL_SESSION.into(),
+            command: command.to_owned(),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
         };
-        match self.inputs.unless_stopped(bash.run(command, timeout)).await {
+        match self.inputs.unless_stopped(tools.call(request)).await {
             Some(result) => Ok(result),
             None => {
-                bash.interrupt().await;
+                let interrupt = Request::BashInterrupt {
+                    session: SHELL_SESSION.into(),
+                };
+                if let Err(e) = tools.call::<Done>(interrupt).await {
+                    tracing::debug!(error = %e, "interrupting the stopped command failed");
+                }
                 Err(Exit::Stopped)
             }
         }

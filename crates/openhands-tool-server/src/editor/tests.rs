@@ -41,7 +41,7 @@ fn read(ws: &Ws, rel: &str) -> String {
 #[tokio::test]
 async fn create_then_view_with_numbers_and_range() {
     let ws = ws();
-    let mut editor = FileEditor::new(ws.root.clone());
+    let mut editor = FileEditor::new(Workspace::new(&ws.root, None).expect("workspace"));
     let out = editor
         .execute(create("src/a.txt", "one\ntwo\nthree\n"))
         .await
@@ -89,7 +89,7 @@ async fn create_then_view_with_numbers_and_range() {
 #[tokio::test]
 async fn create_refuses_existing_file() {
     let ws = ws();
-    let mut editor = FileEditor::new(ws.root.clone());
+    let mut editor = FileEditor::new(Workspace::new(&ws.root, None).expect("workspace"));
     editor.execute(create("a.txt", "x")).await.expect("create");
     let again = editor.execute(create("a.txt", "y")).await;
     assert!(matches!(again, Err(ToolError::AlreadyExists { .. })));
@@ -104,7 +104,7 @@ async fn view_directory_lists_two_levels_without_hidden() {
     std::fs::write(ws.root.join("a/file.txt"), "").expect("write");
     std::fs::create_dir(ws.root.join(".git")).expect("mkdir");
     std::fs::write(ws.root.join(".hidden"), "").expect("write");
-    let mut editor = FileEditor::new(ws.root.clone());
+    let mut editor = FileEditor::new(Workspace::new(&ws.root, None).expect("workspace"));
     let out = editor
         .execute(EditorCommand::View {
             path: ".".into(),
@@ -127,7 +127,7 @@ async fn view_directory_lists_two_levels_without_hidden() {
 #[tokio::test]
 async fn str_replace_needs_exactly_one_occurrence() {
     let ws = ws();
-    let mut editor = FileEditor::new(ws.root.clone());
+    let mut editor = FileEditor::new(Workspace::new(&ws.root, None).expect("workspace"));
     editor
         .execute(create("f.py", "a = 1\nb = 2\na = 1\n"))
         .await
@@ -161,7 +161,7 @@ async fn str_replace_needs_exactly_one_occurrence() {
 #[tokio::test]
 async fn insert_after_line_and_at_top() {
     let ws = ws();
-    let mut editor = FileEditor::new(ws.root.clone());
+    let mut editor = FileEditor::new(Workspace::new(&ws.root, None).expect("workspace"));
     editor
         .execute(create("f.txt", "one\ntwo\n"))
         .await
@@ -184,7 +184,7 @@ async fn insert_after_line_and_at_top() {
 #[tokio::test]
 async fn undo_walks_back_through_history() {
     let ws = ws();
-    let mut editor = FileEditor::new(ws.root.clone());
+    let mut editor = FileEditor::new(Workspace::new(&ws.root, None).expect("workspace"));
     editor
         .execute(create("u.txt", "v1\n"))
         .await
@@ -219,7 +219,7 @@ async fn undo_walks_back_through_history() {
 #[tokio::test]
 async fn missing_files_and_directories_are_reported() {
     let ws = ws();
-    let mut editor = FileEditor::new(ws.root.clone());
+    let mut editor = FileEditor::new(Workspace::new(&ws.root, None).expect("workspace"));
     assert!(matches!(
         editor.execute(replace("nope.txt", "a", "b")).await,
         Err(ToolError::NotFound { .. })
@@ -235,7 +235,7 @@ async fn missing_files_and_directories_are_reported() {
 async fn paths_outside_the_workspace_are_refused_for_every_command() {
     let ws = ws();
     std::os::unix::fs::symlink(&ws.outside, ws.root.join("link.txt")).expect("symlink");
-    let mut editor = FileEditor::new(ws.root.clone());
+    let mut editor = FileEditor::new(Workspace::new(&ws.root, None).expect("workspace"));
     let outside_abs = ws.outside.display().to_string();
     let cmds = vec![
         EditorCommand::View {

@@ -2,138 +2,84 @@
 //!
 //! Commands: `view` (numbered lines, or a directory listing two levels deep without hidden
 //! entries), `create` (never overwrites), `str_replace` (the old text must occur exactly
-//! once), `insert` (after a line; 0 = top) and `undo_edit` (per-file history; undoing a
-//! `create` removes the file). Every path first goes through the workspace confinement of the
-//! private `path` module.
+//! once), `insert` (after a line; 0 = top) and `undo_edit` (per-file history, kept per
+//! connection; undoing a `create` removes the file). Every path first goes through the
+//! workspace confinement of [`crate::workspace`]; messages show paths as the tools see them.
 
-mod path;
 mod text;
 
-use crate::tools::ToolError;
-use crate::tools::output::{MAX_OUTPUT_CHARS, truncate_middle};
+use crate::error::ToolError;
+use crate::output::{MAX_OUTPUT_CHARS, truncate_middle};
+use crate::workspace::Workspace;
+use openhands_core::tool_protocol::{EditorCommand, EditorOutcome};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use text::{numbered, snippet};
 
-/// One editor command, as the LLM sends it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EditorCommand {
-    View {
-        path: String,
-        /// 1-based inclusive line range; `end == -1` means to the end of the file.
-        view_range: Option<(i64, i64)>,
-    },
-    Create {
-        path: String,
-        file_text: String,
-    },
-    StrReplace {
-        path: String,
-        old_str: String,
-        new_str: String,
-    },
-    Insert {
-        path: String,
-        insert_line: i64,
-        new_str: String,
-    },
-    UndoEdit {
-        path: String,
-    },
-}
-
-impl EditorCommand {
-    /// The command's name on the wire.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::View { .. } => "view",
-            Self::Create { .. } => "create",
-            Self::StrReplace { .. } => "str_replace",
-            Self::Insert { .. } => "insert",
-            Self::UndoEdit { .. } => "undo_edit",
-        }
-    }
-
-    /// The path as given.
-    pub fn path(&self) -> &str {
-        match self {
-            Self::View { path, .. }
-            | Self::Create { path, .. }
-            | Self::StrReplace { path, .. }
-            | Self::Insert { path, .. }
-            | Self::UndoEdit { path } => path,
-        }
-    }
-}
-
-/// What a command did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EditorOutcome {
-    /// The resolved absolute path.
-    pub path: String,
-    /// The text for the LLM.
-    pub output: String,
-    /// Content before the change (`None` for `view` and for new files).
-    pub old_content: Option<String>,
-    /// Content after the change (`None` for `view` and for removed files).
-    pub new_content: Option<String>,
-    /// Whether the file existed before the command.
-    pub prev_exist: bool,
-    /// Unified diff of the change (`None` for `view`).
-    pub diff: Option<String>,
+/// A resolved path: where it is and how it is shown.
+struct Target {
+    real: PathBuf,
+    shown: String,
 }
 
 /// The editor of one workspace, with its undo history.
 #[derive(Debug)]
 pub struct FileEditor {
-    root: PathBuf,
+    workspace: Workspace,
     /// Per file, the contents before each edit (`None`: the file did not exist).
     history: HashMap<PathBuf, Vec<Option<String>>>,
 }
 
 impl FileEditor {
-    /// An editor confined to `workspace_root`.
-    pub fn new(workspace_root: PathBuf) -> Self {
+    /// An editor confined to `workspace`.
+    pub fn new(workspace: Workspace) -> Self {
         Self {
-            root: workspace_root,
+            workspace,
             history: HashMap::new(),
         }
     }
 
     /// Runs `cmd`.
     pub async fn execute(&mut self, cmd: EditorCommand) -> Result<EditorOutcome, ToolError> {
-        let path = path::resolve_in_workspace(&self.root, cmd.path())?;
+        let real = self.workspace.resolve(cmd.path())?;
+        let path = &Target {
+            shown: self.workspace.show(&real),
+            real,
+        };
         match cmd {
-            EditorCommand::View { view_range, .. } => view(&path, view_range).await,
-            EditorCommand::Create { file_text, .. } => self.create(&path, file_text).await,
+            EditorCommand::View { view_range, .. } => view(&self.workspace, path, view_range).await,
+            EditorCommand::Create { file_text, .. } => self.create(path, file_text).await,
             EditorCommand::StrReplace {
                 old_str, new_str, ..
-            } => self.str_replace(&path, &old_str, &new_str).await,
+            } => self.str_replace(path, &old_str, &new_str).await,
             EditorCommand::Insert {
                 insert_line,
                 new_str,
                 ..
-            } => self.insert(&path, insert_line, &new_str).await,
-            EditorCommand::UndoEdit { .. } => self.undo(&path).await,
+            } => self.insert(path, insert_line, &new_str).await,
+            EditorCommand::UndoEdit { .. } => self.undo(path).await,
         }
     }
 
-    async fn create(&mut self, path: &Path, text: String) -> Result<EditorOutcome, ToolError> {
-        if tokio::fs::symlink_metadata(path).await.is_ok() {
+    async fn create(&mut self, path: &Target, text: String) -> Result<EditorOutcome, ToolError> {
+        if tokio::fs::symlink_metadata(&path.real).await.is_ok() {
             return Err(ToolError::AlreadyExists {
-                path: path.display().to_string(),
+                path: path.shown.clone(),
             });
         }
-        if let Some(parent) = path.parent() {
+        if let Some(parent) = path.real.parent() {
             tokio::fs::create_dir_all(parent)
                 .await
-                .map_err(|e| ToolError::io(parent, e))?;
+                .map_err(|e| ToolError::io(self.workspace.show(parent), e))?;
         }
         write(path, &text).await?;
-        self.history.entry(path.to_owned()).or_default().push(None);
+        self.history
+            .entry(path.real.clone())
+            .or_default()
+            .push(None);
         Ok(EditorOutcome {
-            path: path.display().to_string(),
-            output: format!("File created successfully at: {}", path.display()),
+            path: path.shown.clone(),
+            output: format!("File created successfully at: {}", path.shown),
             diff: Some(diff(path, "", &text)),
             old_content: None,
             new_content: Some(text),
@@ -143,7 +89,7 @@ impl FileEditor {
 
     async fn str_replace(
         &mut self,
-        path: &Path,
+        path: &Target,
         old_str: &str,
         new_str: &str,
     ) -> Result<EditorOutcome, ToolError> {
@@ -158,7 +104,7 @@ impl FileEditor {
         let start = match starts.as_slice() {
             [] => {
                 return Err(ToolError::NoMatch {
-                    path: path.display().to_string(),
+                    path: path.shown.clone(),
                     old_str: shown,
                 });
             }
@@ -169,7 +115,7 @@ impl FileEditor {
                     .map(|&i| text::line_of(&old, i).to_string())
                     .collect();
                 return Err(ToolError::MultipleMatches {
-                    path: path.display().to_string(),
+                    path: path.shown.clone(),
                     old_str: shown,
                     count: many.len(),
                     lines: lines.join(", "),
@@ -188,7 +134,7 @@ impl FileEditor {
 
     async fn insert(
         &mut self,
-        path: &Path,
+        path: &Target,
         insert_line: i64,
         new_str: &str,
     ) -> Result<EditorOutcome, ToolError> {
@@ -201,7 +147,7 @@ impl FileEditor {
                 ToolError::InvalidArgument(format!(
                     "`insert_line` {insert_line} is out of range: it must be between 0 and {} (the number of lines of {})",
                     lines.len(),
-                    path.display()
+                    path.shown
                 ))
             })?;
         let inserted = text::split_lines(new_str);
@@ -220,7 +166,7 @@ impl FileEditor {
     /// Writes `new`, records `old` for undo, and describes the change around the given lines.
     async fn commit(
         &mut self,
-        path: &Path,
+        path: &Target,
         old: String,
         new: String,
         first_line: usize,
@@ -228,16 +174,16 @@ impl FileEditor {
     ) -> Result<EditorOutcome, ToolError> {
         write(path, &new).await?;
         self.history
-            .entry(path.to_owned())
+            .entry(path.real.clone())
             .or_default()
             .push(Some(old.clone()));
         let output = format!(
             "The file {p} has been edited. Here's the result of running `cat -n` on a snippet of {p}:\n{}\nReview the changes and make sure they are as expected. Edit the file again if necessary.",
             snippet(&new, first_line, last_line),
-            p = path.display()
+            p = path.shown
         );
         Ok(EditorOutcome {
-            path: path.display().to_string(),
+            path: path.shown.clone(),
             output,
             diff: Some(diff(path, &old, &new)),
             old_content: Some(old),
@@ -246,13 +192,13 @@ impl FileEditor {
         })
     }
 
-    async fn undo(&mut self, path: &Path) -> Result<EditorOutcome, ToolError> {
+    async fn undo(&mut self, path: &Target) -> Result<EditorOutcome, ToolError> {
         let no_history = || ToolError::NoHistory {
-            path: path.display().to_string(),
+            path: path.shown.clone(),
         };
         let previous = self
             .history
-            .get_mut(path)
+            .get_mut(&path.real)
             .and_then(Vec::pop)
             .ok_or_else(no_history)?;
         let current = read_file(path).await.ok();
@@ -262,21 +208,21 @@ impl FileEditor {
                 format!(
                     "Last edit to {p} undone successfully. Here's the result of running `cat -n` on {p}:\n{}",
                     numbered(content, 1),
-                    p = path.display()
+                    p = path.shown
                 )
             }
             None => {
-                tokio::fs::remove_file(path)
+                tokio::fs::remove_file(&path.real)
                     .await
-                    .map_err(|e| ToolError::io(path, e))?;
+                    .map_err(|e| ToolError::io(&path.shown, e))?;
                 format!(
                     "Last edit to {} undone successfully: the file was created by it and has been removed.",
-                    path.display()
+                    path.shown
                 )
             }
         };
         Ok(EditorOutcome {
-            path: path.display().to_string(),
+            path: path.shown.clone(),
             output,
             diff: Some(diff(
                 path,
@@ -290,8 +236,12 @@ impl FileEditor {
     }
 }
 
-async fn view(path: &Path, range: Option<(i64, i64)>) -> Result<EditorOutcome, ToolError> {
-    let meta = tokio::fs::metadata(path)
+async fn view(
+    workspace: &Workspace,
+    path: &Target,
+    range: Option<(i64, i64)>,
+) -> Result<EditorOutcome, ToolError> {
+    let meta = tokio::fs::metadata(&path.real)
         .await
         .map_err(|e| not_found_or_io(path, e))?;
     let output = if meta.is_dir() {
@@ -300,10 +250,10 @@ async fn view(path: &Path, range: Option<(i64, i64)>) -> Result<EditorOutcome, T
                 "`view_range` is not allowed when `path` is a directory".into(),
             ));
         }
-        let listing = text::list_dir(path).await?;
+        let listing = text::list_dir(&path.real, |p| workspace.show(p)).await?;
         format!(
             "Here's the files and directories up to 2 levels deep in {}, excluding hidden items:\n{listing}",
-            path.display()
+            path.shown
         )
     } else {
         let content = read_file(path).await?;
@@ -318,12 +268,12 @@ async fn view(path: &Path, range: Option<(i64, i64)>) -> Result<EditorOutcome, T
             .join("\n");
         format!(
             "Here's the result of running `cat -n` on {}:\n{}",
-            path.display(),
+            path.shown,
             numbered(&selected, start)
         )
     };
     Ok(EditorOutcome {
-        path: path.display().to_string(),
+        path: path.shown.clone(),
         output: truncate_middle(&output, MAX_OUTPUT_CHARS, 0).0,
         old_content: None,
         new_content: None,
@@ -332,45 +282,45 @@ async fn view(path: &Path, range: Option<(i64, i64)>) -> Result<EditorOutcome, T
     })
 }
 
-fn not_found_or_io(path: &Path, e: std::io::Error) -> ToolError {
+fn not_found_or_io(path: &Target, e: std::io::Error) -> ToolError {
     if e.kind() == std::io::ErrorKind::NotFound {
         ToolError::NotFound {
-            path: path.display().to_string(),
+            path: path.shown.clone(),
         }
     } else {
-        ToolError::io(path, e)
+        ToolError::io(&path.shown, e)
     }
 }
 
-async fn read_file(path: &Path) -> Result<String, ToolError> {
-    let meta = tokio::fs::metadata(path)
+async fn read_file(path: &Target) -> Result<String, ToolError> {
+    let meta = tokio::fs::metadata(&path.real)
         .await
         .map_err(|e| not_found_or_io(path, e))?;
     if meta.is_dir() {
         return Err(ToolError::IsDirectory {
-            path: path.display().to_string(),
+            path: path.shown.clone(),
         });
     }
-    let bytes = tokio::fs::read(path)
+    let bytes = tokio::fs::read(&path.real)
         .await
-        .map_err(|e| ToolError::io(path, e))?;
+        .map_err(|e| ToolError::io(&path.shown, e))?;
     String::from_utf8(bytes).map_err(|_| ToolError::NotText {
-        path: path.display().to_string(),
+        path: path.shown.clone(),
     })
 }
 
-async fn write(path: &Path, content: &str) -> Result<(), ToolError> {
-    tokio::fs::write(path, content)
+async fn write(path: &Target, content: &str) -> Result<(), ToolError> {
+    tokio::fs::write(&path.real, content)
         .await
-        .map_err(|e| ToolError::io(path, e))
+        .map_err(|e| ToolError::io(&path.shown, e))
 }
 
-fn diff(path: &Path, old: &str, new: &str) -> String {
-    let name = path.display().to_string();
+fn diff(path: &Target, old: &str, new: &str) -> String {
+    let name = &path.shown;
     similar::TextDiff::from_lines(old, new)
         .unified_diff()
         .context_radius(3)
-        .header(&name, &name)
+        .header(name, name)
         .to_string()
 }
 

@@ -1,6 +1,6 @@
 //! Text helpers of the editor: line splitting, `cat -n` numbering, snippets, listings.
 
-use crate::tools::ToolError;
+use crate::error::ToolError;
 use std::path::Path;
 
 /// Lines shown before and after an edit in its snippet.
@@ -73,21 +73,20 @@ pub(super) fn check_range(start: i64, end: i64, len: usize) -> Result<(usize, us
     Ok((first, last))
 }
 
-/// Non-hidden entries of `dir` up to two levels deep, one per line, directories with a `/`.
-/// Symlinked directories are listed but not entered.
-pub(super) async fn list_dir(dir: &Path) -> Result<String, ToolError> {
+/// Non-hidden entries of `dir` up to two levels deep, one per line (as `show` names them),
+/// directories with a `/`. Symlinked directories are listed but not entered.
+pub(super) async fn list_dir(
+    dir: &Path,
+    show: impl Fn(&Path) -> String,
+) -> Result<String, ToolError> {
     let mut out = Vec::new();
     for (entry, is_dir) in entries(dir).await? {
-        out.push(format!(
-            "{}{}",
-            entry.display(),
-            if is_dir { "/" } else { "" }
-        ));
+        out.push(format!("{}{}", show(&entry), if is_dir { "/" } else { "" }));
         if is_dir {
             for (child, child_is_dir) in entries(&entry).await? {
                 out.push(format!(
                     "{}{}",
-                    child.display(),
+                    show(&child),
                     if child_is_dir { "/" } else { "" }
                 ));
             }
