@@ -5,6 +5,11 @@
 //! with `git -c` (which is not saved in the clone) echoes them when git asks. Helpers from
 //! other config files are reset first (`credential.helper=` empties the list), prompts are
 //! off, and the password is scrubbed from any text git prints before it is returned.
+//!
+//! Unlike the git of `crate::git`, a clone reads the system and user configuration (an
+//! image may set proxies or certificates there); the workspace is empty, so there is no
+//! repository configuration to distrust yet. On failure or timeout (git's whole process
+//! group is killed) whatever the clone left is removed.
 
 use crate::error::ToolError;
 use crate::git;

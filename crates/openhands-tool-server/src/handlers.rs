@@ -12,8 +12,8 @@ use crate::limits;
 use crate::session::Sessions;
 use crate::workspace::Workspace;
 use openhands_core::tool_protocol::{
-    CloneReply, CommandOutput, Done, EditorCommand, FileContent, Request, ToolFailure, WriteReply,
-    ZipReply,
+    CloneReply, CommandOutput, Done, EditorCommand, EditorOutcome, FileContent, Request,
+    ToolFailure, WriteReply, ZipReply,
 };
 use serde::Serialize;
 use std::path::Path;
@@ -227,10 +227,7 @@ impl State {
         Ok(out)
     }
 
-    async fn edit(
-        &self,
-        command: EditorCommand,
-    ) -> Result<openhands_core::tool_protocol::EditorOutcome, ToolError> {
+    async fn edit(&self, command: EditorCommand) -> Result<EditorOutcome, ToolError> {
         let writes = matches!(
             command,
             EditorCommand::Create { .. }

@@ -97,8 +97,9 @@ impl<L: ToolServerLauncher> Sandbox for ToolServerSandbox<L> {
             .await
             .map_err(|e| setup_error("configuring the sandbox", e))?;
         if let Some(target) = &spec.clone {
-            let reply: CloneReply = tools
-                .call(Request::Clone {
+            // The tool server writes the configured git identity into a fresh clone.
+            tools
+                .call::<CloneReply>(Request::Clone {
                     url: target.url.clone(),
                     branch: spec.branch.clone(),
                     credentials: target.credentials.clone(),
@@ -108,17 +109,6 @@ impl<L: ToolServerLauncher> Sandbox for ToolServerSandbox<L> {
                 .map_err(|e| {
                     SandboxError::Setup(format!("cloning {} failed: {e}", target.display))
                 })?;
-            if reply.cloned {
-                // The identity is written into the fresh repository.
-                tools
-                    .call::<Done>(Request::Configure {
-                        env: Vec::new(),
-                        git_user_name: spec.git_user_name.clone(),
-                        git_user_email: spec.git_user_email.clone(),
-                    })
-                    .await
-                    .map_err(|e| setup_error("configuring the repository", e))?;
-            }
         }
         Ok(PreparedSandbox { tools })
     }
