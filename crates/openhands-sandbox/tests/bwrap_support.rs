@@ -120,11 +120,13 @@ pub struct Sandbox {
     pub startup: Duration,
 }
 
-/// A conversation id of its own for each sandbox (tests share cgroup parents).
+/// A conversation id of its own for each sandbox: tests run in parallel processes that
+/// share cgroup parents, so the id carries the process id too.
 pub fn conversation_id() -> String {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
     format!(
-        "conv-{}",
+        "conv-{}-{}",
+        std::process::id(),
         NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     )
 }

@@ -10,7 +10,9 @@
 //! PostgreSQL), `saas_auth` (authenticated routes of a SaaS server on PostgreSQL),
 //! `webhooks` (signed GitHub deliveries recorded by a SaaS server on PostgreSQL),
 //! `cluster` (three SaaS replicas on PostgreSQL and Redis: cross-replica delivery and
-//! takeover after `kill -9`), `stats`, `rss`, `targets` and `report`.
+//! takeover after `kill -9`), `sandbox` (tool servers in `saas.bwrap` and `oss.process`
+//! sandboxes: start, round trip, idle memory, agent events/s), `stats`, `rss`, `targets`
+//! and `report`.
 
 mod agent;
 mod client;
@@ -24,6 +26,7 @@ mod psql;
 mod report;
 mod rss;
 mod saas_auth;
+mod sandbox;
 mod scenarios;
 mod server;
 mod stats;
@@ -116,6 +119,15 @@ pub struct BenchArgs {
     /// iterating on the clustered conversation manager.
     #[arg(long, conflicts_with_all = ["skip_cluster", "only_agent", "only_webhooks"])]
     only_cluster: bool,
+    /// Skip the sandbox figures (tool servers in bubblewrap and as plain processes: start
+    /// to first output, call round trip, memory per idle sandbox, agent events/s); the
+    /// report still lists them, as skipped.
+    #[arg(long)]
+    skip_sandbox: bool,
+    /// Run only the sandbox figures and print them (results files are left alone), for
+    /// iterating on the sandbox and the tool server.
+    #[arg(long, conflicts_with_all = ["skip_sandbox", "only_agent", "only_webhooks", "only_cluster"])]
+    only_sandbox: bool,
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
@@ -160,6 +172,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         println!("{}", report::render_webhooks_only(&webhooks));
         return Ok(());
     }
+    if args.only_sandbox {
+        let tool_server = tool_server_binary(args, &target_dir)?;
+        let sandbox = runtime
+            .block_on(sandbox::measure(&config, tool_server))
+            .context("sandbox figures")?;
+        println!("{}", report::render_sandbox_only(&sandbox));
+        return Ok(());
+    }
     if args.only_cluster {
         let services = cluster::check_services().context("the cluster figures")?;
         let cluster = runtime
@@ -168,7 +188,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         println!("{}", report::render_cluster_only(&cluster));
         return Ok(());
     }
-    let results = runtime.block_on(measure(args, &config, agent_data_dir))?;
+    let tool_server = tool_server_binary(args, &target_dir)?;
+    let results = runtime.block_on(measure(args, &config, agent_data_dir, tool_server))?;
 
     let markdown = report::write(&bench_dir, &results)?;
     println!("{markdown}");
@@ -219,12 +240,29 @@ fn server_binary(args: &BenchArgs, target_dir: &Path) -> Result<PathBuf> {
     Ok(binary)
 }
 
+/// The tool server of the sandbox figures, built like the server, or why they are skipped.
+fn tool_server_binary(
+    args: &BenchArgs,
+    target_dir: &Path,
+) -> Result<std::result::Result<PathBuf, String>> {
+    if args.skip_sandbox {
+        return Ok(Err("--skip-sandbox".to_owned()));
+    }
+    sandbox::tool_server_binary(
+        args.skip_build || args.binary.is_some(),
+        args.binary.as_deref(),
+        target_dir,
+    )
+}
+
 /// Every measurement, in order: set-up, start-up runs, load and memory, then
-/// the agent measurements on a fresh server over `agent_data_dir`.
+/// the agent measurements on a fresh server over `agent_data_dir`, the sandbox figures
+/// with `tool_server`, and the SQL, SaaS, webhook and cluster figures.
 async fn measure(
     args: &BenchArgs,
     config: &ServerConfig,
     agent_data_dir: PathBuf,
+    tool_server: std::result::Result<PathBuf, String>,
 ) -> Result<Results> {
     eprintln!(
         "==> set-up: settings and {} conversations",
@@ -267,6 +305,10 @@ async fn measure(
         Some(agent::measure(config, agent_data_dir).await?)
     };
 
+    let sandbox = sandbox::measure(config, tool_server)
+        .await
+        .context("sandbox figures")?;
+
     let bench_dir = config
         .log_file
         .parent()
@@ -301,7 +343,7 @@ async fn measure(
     };
 
     let startup_ms_median = stats::median(&startup_ms_runs);
-    let targets = targets::evaluate(
+    let mut targets = targets::evaluate(
         &scenario_results,
         targets::ServerFigures {
             startup_ms_median,
@@ -313,6 +355,7 @@ async fn measure(
         webhooks.as_ref(),
         cluster.as_ref(),
     );
+    targets.extend(sandbox::report::targets(&sandbox));
     Ok(Results {
         generated_at: unix_now(),
         machine: Machine {
@@ -331,6 +374,7 @@ async fn measure(
         saas,
         webhooks,
         cluster,
+        sandbox,
         targets,
     })
 }

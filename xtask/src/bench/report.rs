@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::agent::AgentResults;
 use super::cluster::ClusterResults;
 use super::saas_auth::SaasResults;
+use super::sandbox::SandboxResults;
 use super::store::StoreResults;
 use super::targets::Target;
 use super::webhooks::WebhookResults;
@@ -64,6 +65,9 @@ pub struct Results {
     /// takeover time after `kill -9`; `null` with `--skip-cluster` (or without
     /// PostgreSQL or Redis).
     pub cluster: Option<ClusterResults>,
+    /// Tool servers in `saas.bwrap` and `oss.process` sandboxes: start, round trip, idle
+    /// memory, agent events/s. Always present: a figure not measured says why.
+    pub sandbox: SandboxResults,
     pub targets: Vec<Target>,
 }
 
@@ -139,7 +143,16 @@ pub fn render_markdown(results: &Results) -> String {
     if let Some(cluster) = &results.cluster {
         render_cluster(&mut md, cluster);
     }
+    super::sandbox::report::render(&mut md, &results.sandbox);
     render_targets(&mut md, &results.targets);
+    md
+}
+
+/// The sandbox table alone, for `--only-sandbox` runs, with its targets.
+pub fn render_sandbox_only(sandbox: &SandboxResults) -> String {
+    let mut md = String::new();
+    super::sandbox::report::render(&mut md, sandbox);
+    render_targets(&mut md, &super::sandbox::report::targets(sandbox));
     md
 }
 
@@ -147,14 +160,11 @@ fn render_targets(md: &mut String, targets: &[Target]) {
     let _ = writeln!(md, "\n| target | goal | value | met |");
     let _ = writeln!(md, "| --- | --- | ---: | :---: |");
     for t in targets {
-        let mark = if t.met { "✅" } else { "❌" };
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} | {mark} |",
-            t.name,
-            t.target,
-            optional(t.value, 2)
-        );
+        let (value, mark) = match &t.skipped {
+            Some(reason) => (format!("skipped: {}", one_line(reason)), "⏭️"),
+            None => (optional(t.value, 2), if t.met { "✅" } else { "❌" }),
+        };
+        let _ = writeln!(md, "| {} | {} | {value} | {mark} |", t.name, t.target);
     }
 }
 
@@ -370,6 +380,11 @@ fn render_agent(md: &mut String, agent: &AgentResults) {
     );
 }
 
+/// `text` as one table cell: no line breaks, no column separators.
+pub(super) fn one_line(text: &str) -> String {
+    text.replace(['\n', '\r'], " ").replace('|', "/")
+}
+
 fn optional(value: Option<f64>, decimals: usize) -> String {
     value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.decimals$}"))
 }
@@ -413,18 +428,21 @@ mod tests {
             saas: None,
             webhooks: None,
             cluster: None,
+            sandbox: SandboxResults::skipped("--skip-sandbox"),
             targets: vec![
                 Target {
                     name: "idle RSS".to_owned(),
                     target: "< 30 MB".to_owned(),
                     value: Some(14.5),
                     met: true,
+                    skipped: None,
                 },
                 Target {
                     name: "GET /api/conversations throughput".to_owned(),
                     target: ">= 10000 req/s".to_owned(),
                     value: Some(200.0),
                     met: false,
+                    skipped: None,
                 },
             ],
         }
@@ -499,6 +517,15 @@ mod tests {
                 },
             },
         }
+    }
+
+    #[test]
+    fn sandbox_figures_show_even_when_skipped() {
+        let md = render_markdown(&sample());
+        assert!(
+            md.contains("| start to first output, saas.bwrap, p50 / p99 / max"),
+            "{md}"
+        );
     }
 
     #[test]
@@ -690,6 +717,7 @@ mod tests {
             "saas",
             "webhooks",
             "cluster",
+            "sandbox",
             "targets",
         ] {
             assert!(value.get(field).is_some(), "missing {field}");

@@ -23,6 +23,10 @@ pub struct Target {
     /// The measured value; `None` when the run did not produce it.
     pub value: Option<f64>,
     pub met: bool,
+    /// Why the measurement did not run (no `bwrap`, a `--skip-*` flag); such a target is
+    /// not met, and the report says so instead of showing a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 /// The whole-server figures the targets look at besides the scenarios.
@@ -33,7 +37,7 @@ pub struct ServerFigures {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Goal {
+pub(super) enum Goal {
     AtLeast(f64),
     Below(f64),
 }
@@ -228,12 +232,21 @@ fn agent_targets(agent: &AgentResults) -> [Target; 3] {
     ]
 }
 
-fn target(name: &str, goal: Goal, unit: &str, value: Option<f64>) -> Target {
+pub(super) fn target(name: &str, goal: Goal, unit: &str, value: Option<f64>) -> Target {
     Target {
         name: name.to_owned(),
         target: goal.describe(unit),
         value,
         met: value.is_some_and(|v| goal.met_by(v)),
+        skipped: None,
+    }
+}
+
+/// A target whose measurement did not run, and why.
+pub(super) fn skipped_target(name: &str, goal: Goal, unit: &str, reason: &str) -> Target {
+    Target {
+        skipped: Some(reason.to_owned()),
+        ..target(name, goal, unit, None)
     }
 }
 

@@ -3,15 +3,16 @@
 //! server's and not a model's.
 //!
 //! Requests do not name their conversation, so the policy is global and set per
-//! measurement: a shared budget of `think` calls ("answer `think` for the next N
-//! calls"), and `finish` for every call once it is spent. A hyper server rather
-//! than hand-written HTTP because the server's client (reqwest) keeps connections
-//! alive and pipelines requests on them.
+//! measurement: a shared budget of steps ("answer `think` for the next N calls"), and
+//! `finish` for every call once it is spent. A step is `think` unless the measurement
+//! asks for `execute_bash` running `true` (the sandbox figures: a step that reaches the
+//! conversation's tool server). A hyper server rather than hand-written HTTP because the
+//! server's client (reqwest) keeps connections alive and pipelines requests on them.
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -36,6 +37,8 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(10);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tool {
     Think,
+    /// `execute_bash` with the command `true`.
+    Bash,
     Finish,
 }
 
@@ -55,6 +58,8 @@ struct Policy {
     served: AtomicU64,
     /// Milliseconds to wait before each answer (0: answer at once).
     answer_delay_ms: AtomicU64,
+    /// Steps are `execute_bash` (`true`) rather than `think`.
+    bash_steps: AtomicBool,
 }
 
 impl Policy {
@@ -65,10 +70,23 @@ impl Policy {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
                 left.checked_sub(1)
             });
-        if spent.is_ok() {
-            Tool::Think
-        } else {
+        if spent.is_err() {
             Tool::Finish
+        } else if self.bash_steps.load(Ordering::Acquire) {
+            Tool::Bash
+        } else {
+            Tool::Think
+        }
+    }
+}
+
+impl Tool {
+    /// The function name and arguments of a call to this tool.
+    fn call(self, call: u64) -> (&'static str, serde_json::Value) {
+        match self {
+            Tool::Think => ("think", json!({"thought": format!("bench step {call}")})),
+            Tool::Bash => ("execute_bash", json!({"command": "true"})),
+            Tool::Finish => ("finish", json!({"message": "bench task done"})),
         }
     }
 }
@@ -101,6 +119,11 @@ impl FakeLlm {
     /// Answers `think` for the next `calls` requests, then `finish`.
     pub fn set_think_budget(&self, calls: u64) {
         self.policy.think_budget.store(calls, Ordering::Release);
+    }
+
+    /// Makes the budget's steps `execute_bash` running `true` (`false`: `think`).
+    pub fn set_bash_steps(&self, bash: bool) {
+        self.policy.bash_steps.store(bash, Ordering::Release);
     }
 
     /// Completions answered so far.
@@ -172,10 +195,7 @@ fn respond(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 
 /// A chat-completions response whose only choice calls `tool` (call id `call_<call>`).
 pub fn completion_body(call: u64, tool: Tool) -> String {
-    let (name, arguments) = match tool {
-        Tool::Think => ("think", json!({"thought": format!("bench step {call}")})),
-        Tool::Finish => ("finish", json!({"message": "bench task done"})),
-    };
+    let (name, arguments) = tool.call(call);
     json!({
         "id": format!("chatcmpl-bench-{call}"),
         "object": "chat.completion",
@@ -214,6 +234,20 @@ mod tests {
         assert_eq!(policy.next_tool(), Tool::Think);
         assert_eq!(policy.next_tool(), Tool::Finish);
         assert_eq!(policy.next_tool(), Tool::Finish, "stays spent");
+        policy.bash_steps.store(true, Ordering::Release);
+        policy.think_budget.store(1, Ordering::Release);
+        assert_eq!(policy.next_tool(), Tool::Bash);
+        assert_eq!(policy.next_tool(), Tool::Finish);
+    }
+
+    #[test]
+    fn bash_steps_run_true() -> Result<()> {
+        let body: Value = serde_json::from_str(&completion_body(3, Tool::Bash))?;
+        let function = &body["choices"][0]["message"]["tool_calls"][0]["function"];
+        assert_eq!(function["name"], "execute_bash");
+        let args: Value = serde_json::from_str(function["arguments"].as_str().context("args")?)?;
+        assert_eq!(args["command"], "true");
+        Ok(())
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! readings, so the conversation left by the first measurement does not count.
 
 // The cluster measurements (`super::cluster`) drive the same fake LLM, API calls
-// and watchers, so these are shared with the rest of the bench.
+// and watchers, and the sandbox figures (`super::sandbox`) the same events/s run, so
+// these are shared with the rest of the bench.
 pub(super) mod api;
 mod arrival;
 pub(super) mod events;
@@ -18,7 +19,7 @@ pub(super) mod fake_llm;
 pub(super) mod fanout;
 pub(super) mod fd_limit;
 mod memory;
-mod throughput;
+pub(super) mod throughput;
 pub(super) mod watcher;
 mod watcher_threads;
 
