@@ -626,3 +626,30 @@ async fn stop_interrupts_a_running_command() {
         Some("state:stopped")
     );
 }
+
+#[tokio::test]
+async fn the_deployments_command_timeout_caps_what_the_llm_asks_for() {
+    let ws = tempfile::tempdir().expect("workspace");
+    let server = ScriptedLlm::start([ScriptedReply::tool_call(
+        "execute_bash",
+        json!({"command": "sleep 30; echo woke", "timeout": 600}),
+    )])
+    .await
+    .expect("server");
+    let config = AgentConfig {
+        max_command_timeout: Some(Duration::from_millis(300)),
+        ..config(&server, ws.path()).await
+    };
+    let run = start(config, first_message("sleep"));
+    run.wait_for_state("finished", 1).await;
+    let io = run.io.clone();
+    assert_eq!(run.close().await, AgentOutcome::Finished);
+    let events = io.events();
+    let run_observation = events
+        .iter()
+        .find(|e| event_kind(e) == "observation:run")
+        .expect("a run observation");
+    let (content, extras) = extras(run_observation);
+    assert_eq!(extras["metadata"]["exit_code"], -1, "{content}");
+    assert!(!content.contains("woke"), "{content}");
+}

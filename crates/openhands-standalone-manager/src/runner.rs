@@ -133,6 +133,8 @@ pub struct Task {
     pub event_store: Arc<dyn EventStore>,
     pub sandbox: Arc<dyn Sandbox>,
     pub repository_policy: RepositoryPolicy,
+    /// `sandbox.limits.command_timeout_seconds` (zero: no cap).
+    pub max_command_timeout: Duration,
     /// Called once the sandbox is ready and the agent about to run.
     pub on_running: Box<dyn FnOnce() + Send>,
 }
@@ -152,6 +154,7 @@ impl Task {
             event_store,
             sandbox,
             repository_policy,
+            max_command_timeout,
             on_running,
         } = self;
         let emit = |event: NewEvent| {
@@ -221,6 +224,7 @@ impl Task {
             repository: request.metadata.selected_repository.clone(),
             conversation_instructions: request.conversation_instructions.clone(),
             command_timeout: Duration::from_secs(120),
+            max_command_timeout: Some(max_command_timeout).filter(|t| !t.is_zero()),
         };
         let mut pending: Option<AgentInput> = None;
         loop {

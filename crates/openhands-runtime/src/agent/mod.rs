@@ -48,6 +48,9 @@ pub struct AgentConfig {
     pub conversation_instructions: Option<String>,
     /// Default timeout of one shell command (the LLM may ask for another per call).
     pub command_timeout: Duration,
+    /// Longest any command may run, whatever the LLM asks for (the deployment's
+    /// `sandbox.limits.command_timeout_seconds`); `None`: no cap.
+    pub max_command_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -61,6 +64,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("repository", &self.repository)
             .field("conversation_instructions", &self.conversation_instructions)
             .field("command_timeout", &self.command_timeout)
+            .field("max_command_timeout", &self.max_command_timeout)
             .finish()
     }
 }
@@ -77,6 +81,7 @@ impl AgentConfig {
             repository: None,
             conversation_instructions: None,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            max_command_timeout: None,
         }
     }
 

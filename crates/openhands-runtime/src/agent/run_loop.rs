@@ -353,6 +353,10 @@ impl Agent {
                     return Ok(false);
                 };
                 let timeout = timeout.unwrap_or(self.config.command_timeout);
+                let timeout = self
+                    .config
+                    .max_command_timeout
+                    .map_or(timeout, |cap| timeout.min(cap));
                 let result = self.run_command(&command, timeout).await?;
                 match result {
                     Ok(out) => {
