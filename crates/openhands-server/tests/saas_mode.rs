@@ -268,3 +268,56 @@ async fn db_copy_moves_a_sqlite_box_to_postgres() {
     let info = server.get(&format!("/api/conversations/{id}")).await;
     assert_eq!(info.status(), 200);
 }
+
+#[tokio::test]
+async fn a_saas_server_clones_only_provider_repositories_and_refuses_the_rest_with_a_code() {
+    let server = TestServer::spawn_with(|c| {
+        c.config_class = "saas".into();
+        c.plugins.user_auth = Some("oss.local_user".into());
+        c.database.migrate_on_start = true;
+    })
+    .await;
+    let res = server
+        .post_json(
+            "/api/settings",
+            &json!({"llm_model": "openai/gpt-4o", "llm_api_key": "sk-saas-secret"}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let other_workspace = server.data_dir().join("workspaces/another-users-conversation");
+    for (repository, code) in [
+        (other_workspace.display().to_string(), "repository_local_path"),
+        (
+            format!("file://{}", other_workspace.display()),
+            "repository_scheme",
+        ),
+        ("git@github.com:octo/repo.git".into(), "repository_scheme"),
+        ("ssh://git@github.com/octo/repo".into(), "repository_scheme"),
+        (
+            "https://internal.corp.example/octo/repo".into(),
+            "repository_host",
+        ),
+        ("https://169.254.169.254/latest".into(), "repository_host"),
+        ("octo/../../etc".into(), "repository_invalid"),
+    ] {
+        let res = server
+            .post_json(
+                "/api/conversations",
+                &json!({"repository": repository, "initial_user_msg": "x"}),
+            )
+            .await;
+        assert_eq!(res.status(), 400, "{repository}");
+        let got = json_body(res).await;
+        assert_eq!(got["msg_id"], code, "{repository}: {got}");
+        assert!(
+            got["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{got}"
+        );
+    }
+    let listed = json_body(server.get("/api/conversations").await).await;
+    assert_eq!(
+        listed["results"].as_array().map(Vec::len),
+        Some(0),
+        "a refused request stores nothing: {listed}"
+    );
+}
