@@ -3,8 +3,11 @@
 //! The repository is the agent's, so its `.git/config` is hostile input: every such git
 //! runs with `core.fsmonitor=false` and `core.hooksPath=/dev/null` on its command line
 //! (which outranks any config file), without the system config, with a clean environment
-//! (PATH, HOME, LANG) and with a timeout. Reading `HEAD:path` uses `cat-file`, which never
-//! runs textconv filters.
+//! (PATH, HOME, LANG) and with a timeout. `status` hashes racily-changed files through the
+//! `filter.<driver>.clean`/`process` commands that `.gitattributes` names, so every filter
+//! command the repository configures is blanked on the command line too
+//! ([`filter_overrides`]). Reading `HEAD:path` uses `cat-file`, which never runs textconv
+//! filters.
 
 use crate::error::ToolError;
 use crate::workspace::Workspace;
@@ -57,9 +60,35 @@ pub fn command(root: &Path) -> Command {
     git
 }
 
-/// Runs a hardened git with `args` and waits for it.
+/// `-c` arguments that blank every filter command the repository's config names (an
+/// empty command is no filter), and make none of them required.
+async fn filter_overrides(root: &Path) -> Vec<String> {
+    let listed = command(root)
+        .args(["config", "--name-only", "--get-regexp", r"^filter\."])
+        .output();
+    let Ok(Ok(output)) = tokio::time::timeout(GIT_TIMEOUT, listed).await else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|key| {
+            let (driver, setting) = key.rsplit_once('.')?;
+            match setting {
+                "clean" | "smudge" | "process" => Some(format!("{driver}.{setting}=")),
+                "required" => Some(format!("{driver}.required=false")),
+                _ => None,
+            }
+        })
+        .flat_map(|setting| ["-c".to_owned(), setting])
+        .collect()
+}
+
+/// Runs a hardened git with `args` (and the repository's filters blanked) and waits for it.
 async fn run(root: &Path, args: &[&str]) -> Result<std::process::Output, ToolError> {
-    let output = command(root).args(args).output();
+    let output = command(root)
+        .args(filter_overrides(root).await)
+        .args(args)
+        .output();
     tokio::time::timeout(GIT_TIMEOUT, output)
         .await
         .map_err(|_| {

@@ -121,6 +121,51 @@ async fn a_hostile_fsmonitor_in_git_config_is_not_run() {
     );
 }
 
+#[tokio::test]
+async fn hostile_filter_drivers_in_git_config_are_not_run() {
+    let server = start(&[]).await;
+    let ws = &server.ws;
+    repo_with(
+        ws,
+        &[("a.txt", "a\n"), (".gitattributes", "*.txt filter=evil\n")],
+    );
+    // Same size, same second as the index: git must hash the content, through the filter.
+    std::fs::write(ws.join("a.txt"), "b\n").expect("write");
+    let marker = server.outside.join("filter-ran");
+    let command = format!("touch '{}'; cat", marker.display());
+    git(ws, &["config", "filter.evil.clean", &command]);
+    git(ws, &["config", "filter.evil.smudge", &command]);
+    git(ws, &["config", "filter.evil.required", "true"]);
+    // The planted filter runs under a plain git status, so its absence below means something.
+    std::process::Command::new("git")
+        .args(["status", "--short"])
+        .current_dir(ws)
+        .output()
+        .expect("git status");
+    assert!(
+        marker.exists(),
+        "precondition: plain git runs the clean filter"
+    );
+    std::fs::remove_file(&marker).expect("rm marker");
+
+    let changes: Vec<GitChange> = server.call(Request::GitChanges).await.expect("changes");
+    assert_eq!(changes, [change("M", "a.txt")]);
+    let _: GitDiff = server
+        .call(Request::GitDiff {
+            path: "a.txt".into(),
+        })
+        .await
+        .expect("diff");
+    let _: Vec<String> = server
+        .call(Request::ListFiles { path: "".into() })
+        .await
+        .expect("list");
+    assert!(
+        !marker.exists(),
+        "the tool server's git ran the planted filter"
+    );
+}
+
 /// A bare repository with one commit, as a `file://` URL.
 fn bare_repo(dir: &Path) -> String {
     let source = dir.join("source");

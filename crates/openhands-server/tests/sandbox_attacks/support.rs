@@ -76,9 +76,7 @@ impl Attack {
     /// A server in OSS mode (no login in the way) with the sandbox under test, after
     /// `adjust` changed its config.
     pub async fn start(adjust: impl FnOnce(&mut Config)) -> Self {
-        let llm = ScriptedLlm::start(Vec::new())
-            .await
-            .expect("scripted LLM");
+        let llm = ScriptedLlm::start(Vec::new()).await.expect("scripted LLM");
         let server = TestServer::spawn_with(|config| {
             config.plugins.sandbox = Some(sandbox_under_test());
             config.sandbox.bwrap_path = BWRAP.into();
