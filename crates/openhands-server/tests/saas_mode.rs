@@ -284,9 +284,14 @@ async fn a_saas_server_clones_only_provider_repositories_and_refuses_the_rest_wi
         )
         .await;
     assert_eq!(res.status(), 200);
-    let other_workspace = server.data_dir().join("workspaces/another-users-conversation");
+    let other_workspace = server
+        .data_dir()
+        .join("workspaces/another-users-conversation");
     for (repository, code) in [
-        (other_workspace.display().to_string(), "repository_local_path"),
+        (
+            other_workspace.display().to_string(),
+            "repository_local_path",
+        ),
         (
             format!("file://{}", other_workspace.display()),
             "repository_scheme",

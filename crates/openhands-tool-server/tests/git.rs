@@ -4,7 +4,7 @@
 mod common;
 
 use base64::Engine;
-use common::{git, repo_with, start};
+use common::{Server, git, repo_with, start};
 use openhands_core::tool_protocol::{
     CloneReply, Done, FailureCode, GitChange, GitCredentials, GitDiff, Request,
 };
@@ -73,6 +73,36 @@ async fn changes_and_diffs_follow_git() {
     );
 }
 
+/// Checks that a plain `git status` in `ws` runs what `planted` names (it touches
+/// `marker`), so the tool server not running it means something; then calls the routes
+/// that run git and checks `marker` stays absent.
+async fn planted_command_is_not_run(server: &Server, marker: &Path, planted: &str) {
+    std::process::Command::new("git")
+        .args(["status", "--short"])
+        .current_dir(&server.ws)
+        .output()
+        .expect("git status");
+    assert!(
+        marker.exists(),
+        "precondition: plain git runs the {planted}"
+    );
+    std::fs::remove_file(marker).expect("rm marker");
+
+    let changes: Vec<GitChange> = server.call(Request::GitChanges).await.expect("changes");
+    assert_eq!(changes, [change("M", "a.txt")]);
+    let _: Vec<String> = server
+        .call(Request::ListFiles { path: "".into() })
+        .await
+        .expect("list");
+    let _: GitDiff = server
+        .call(Request::GitDiff {
+            path: "a.txt".into(),
+        })
+        .await
+        .expect("diff");
+    assert!(!marker.exists(), "the tool server's git ran the {planted}");
+}
+
 #[tokio::test]
 async fn a_hostile_fsmonitor_in_git_config_is_not_run() {
     let server = start(&[]).await;
@@ -91,34 +121,7 @@ async fn a_hostile_fsmonitor_in_git_config_is_not_run() {
         ws,
         &["config", "core.fsmonitor", &hook.display().to_string()],
     );
-    // The planted config works on a plain git, so its absence below means something.
-    std::process::Command::new("git")
-        .args(["status", "--short"])
-        .current_dir(ws)
-        .output()
-        .expect("git status");
-    assert!(
-        marker.exists(),
-        "precondition: plain git runs the fsmonitor hook"
-    );
-    std::fs::remove_file(&marker).expect("rm marker");
-
-    let changes: Vec<GitChange> = server.call(Request::GitChanges).await.expect("changes");
-    assert_eq!(changes, [change("M", "a.txt")]);
-    let _: Vec<String> = server
-        .call(Request::ListFiles { path: "".into() })
-        .await
-        .expect("list");
-    let _: GitDiff = server
-        .call(Request::GitDiff {
-            path: "a.txt".into(),
-        })
-        .await
-        .expect("diff");
-    assert!(
-        !marker.exists(),
-        "the tool server's git ran the planted fsmonitor"
-    );
+    planted_command_is_not_run(&server, &marker, "fsmonitor hook").await;
 }
 
 #[tokio::test]
@@ -136,34 +139,7 @@ async fn hostile_filter_drivers_in_git_config_are_not_run() {
     git(ws, &["config", "filter.evil.clean", &command]);
     git(ws, &["config", "filter.evil.smudge", &command]);
     git(ws, &["config", "filter.evil.required", "true"]);
-    // The planted filter runs under a plain git status, so its absence below means something.
-    std::process::Command::new("git")
-        .args(["status", "--short"])
-        .current_dir(ws)
-        .output()
-        .expect("git status");
-    assert!(
-        marker.exists(),
-        "precondition: plain git runs the clean filter"
-    );
-    std::fs::remove_file(&marker).expect("rm marker");
-
-    let changes: Vec<GitChange> = server.call(Request::GitChanges).await.expect("changes");
-    assert_eq!(changes, [change("M", "a.txt")]);
-    let _: GitDiff = server
-        .call(Request::GitDiff {
-            path: "a.txt".into(),
-        })
-        .await
-        .expect("diff");
-    let _: Vec<String> = server
-        .call(Request::ListFiles { path: "".into() })
-        .await
-        .expect("list");
-    assert!(
-        !marker.exists(),
-        "the tool server's git ran the planted filter"
-    );
+    planted_command_is_not_run(&server, &marker, "clean filter").await;
 }
 
 /// A bare repository with one commit, as a `file://` URL.
