@@ -91,3 +91,42 @@ fn config_prints_effective_values_with_secrets_redacted() {
     assert_eq!(config["session_api_key"], "**********");
     assert_eq!(config["port"], 0, "OPENHANDS_PORT wins over PORT");
 }
+
+/// `openhands tool-server` is the sandbox's tool server from this same binary (the
+/// fallback when no `openhands-tool-server` sits next to it): it speaks the tool protocol.
+#[tokio::test]
+async fn the_tool_server_subcommand_speaks_the_tool_protocol() {
+    use openhands_core::tool_protocol::{CommandOutput, Request, ToolClient};
+    let workspace = tempfile::tempdir().expect("workspace");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_openhands"))
+        .arg("tool-server")
+        .arg("--workspace")
+        .arg(workspace.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run openhands tool-server");
+    let stdout = child.stdout.take().expect("stdout");
+    let stdin = child.stdin.take().expect("stdin");
+    let tools = ToolClient::connect(stdout, stdin)
+        .await
+        .expect("the subcommand says hello");
+    assert_eq!(
+        tools.workspace(),
+        workspace.path().display().to_string().as_str()
+    );
+    let out: CommandOutput = tools
+        .call(Request::BashRun {
+            session: "s".into(),
+            command: "echo made > f.txt && cat f.txt".into(),
+            timeout_ms: 10_000,
+        })
+        .await
+        .expect("the command runs");
+    assert_eq!(out.exit_code, 0, "{}", out.output);
+    assert!(out.output.contains("made"), "{}", out.output);
+    assert!(workspace.path().join("f.txt").is_file());
+}
