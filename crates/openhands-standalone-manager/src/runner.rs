@@ -78,7 +78,12 @@ fn clone_of(
     request: &StartRequest,
     policy: &RepositoryPolicy,
 ) -> Result<Option<CloneTarget>, String> {
-    let Some(repository) = &request.metadata.selected_repository else {
+    let Some(repository) = request
+        .metadata
+        .selected_repository
+        .as_ref()
+        .filter(|r| !r.trim().is_empty())
+    else {
         return Ok(None);
     };
     let provider = request.metadata.git_provider;

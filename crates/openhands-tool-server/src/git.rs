@@ -50,6 +50,10 @@ pub fn command(root: &Path) -> Command {
     .env_clear()
     .envs(base_env(root))
     .env("GIT_CONFIG_NOSYSTEM", "1")
+    // Never a repository above the workspace (a data dir inside a checkout), and git's
+    // messages in English, which the error mapping reads.
+    .env("GIT_CEILING_DIRECTORIES", root.parent().unwrap_or(root))
+    .env("LC_ALL", "C")
     .env("GIT_TERMINAL_PROMPT", "0")
     // Status does not refresh the index: no lock fights with the agent's own git.
     .env("GIT_OPTIONAL_LOCKS", "0")

@@ -6,7 +6,7 @@ mod common;
 use base64::Engine;
 use common::{Server, git, repo_with, start};
 use openhands_core::tool_protocol::{
-    CloneReply, Done, FailureCode, GitChange, GitCredentials, GitDiff, Request,
+    CloneReply, Done, FailureCode, GitChange, GitCredentials, GitDiff, Request, ToolCallError,
 };
 use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -327,4 +327,20 @@ async fn a_clone_that_hangs_stops_at_its_timeout_and_leaves_nothing() {
     );
     assert_eq!(std::fs::read_dir(&server.ws).expect("ws").count(), 0);
     silent.abort();
+}
+
+/// A workspace inside someone else's checkout (a data dir under a git working tree) whose
+/// own `.git` is broken must not report the outer repository's files.
+#[tokio::test]
+async fn a_repository_above_the_workspace_is_never_used() {
+    let server = start(&[]).await;
+    let root = server.ws.parent().expect("parent").to_owned();
+    repo_with(&root, &[("outer.txt", "outer\n")]);
+    std::fs::write(root.join("outer.txt"), "changed outside\n").expect("write");
+    std::fs::create_dir(server.ws.join(".git")).expect("broken .git");
+    let refused = server.call::<Vec<GitChange>>(Request::GitChanges).await;
+    match refused {
+        Err(ToolCallError::Failed(f)) => assert_eq!(f.code, FailureCode::NotARepository, "{f:?}"),
+        other => panic!("expected NotARepository, got {other:?}"),
+    }
 }
