@@ -75,11 +75,16 @@ pub struct ReplaySource {
 }
 
 impl ReplaySource {
-    /// Reads the next page in a task of its own. A store read may queue for a lock the
-    /// agent also takes (the file store's per-conversation id lock); a future polled only
-    /// when the client's socket has room could be granted that lock and then sit on it,
-    /// stalling the agent behind a slow watcher. A task always runs to the end.
-    fn page_after(&self, last_sent: i64) -> BoxFuture<'static, Result<EventPage, StoreError>> {
+    /// Reads the next `limit` events in a task of its own. A store read may queue for a
+    /// lock the agent also takes (the file store's per-conversation id lock); a future
+    /// polled only when the client's socket has room could be granted that lock and then
+    /// sit on it, stalling the agent behind a slow watcher. A task always runs to the end.
+    /// The streamed trajectory reads its pages through here for the same reason.
+    pub(crate) fn page_after(
+        &self,
+        last_sent: i64,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<EventPage, StoreError>> {
         let store = Arc::clone(&self.store);
         let scope = self.scope.clone();
         let id = self.conversation_id.clone();
@@ -88,7 +93,7 @@ impl ReplaySource {
             start_id: u64::try_from(last_sent.saturating_add(1)).unwrap_or(0),
             end_id: None,
             reverse: false,
-            limit: REPLAY_PAGE,
+            limit,
         };
         let read = tokio::spawn(async move { store.read(&scope, &id, query).await });
         Box::pin(async move {
@@ -169,7 +174,7 @@ impl EventFeed {
             connection: AtomicWaker::new(),
         });
         Self {
-            page: Some(replay.page_after(last_sent)),
+            page: Some(replay.page_after(last_sent, REPLAY_PAGE)),
             replay,
             live: BroadcastStream::new(live),
             control,
@@ -267,7 +272,7 @@ impl EventFeed {
                         }
                     }
                     self.page = (page.has_more && !page.events.is_empty())
-                        .then(|| self.replay.page_after(self.last_sent));
+                        .then(|| self.replay.page_after(self.last_sent, REPLAY_PAGE));
                     if self.buf.len() >= FLUSH_AT {
                         // Hand this out first; the next poll continues the replay.
                         cx.waker().wake_by_ref();

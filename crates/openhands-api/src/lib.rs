@@ -8,18 +8,23 @@
 pub mod agent_control;
 pub mod audit;
 pub mod body;
+pub mod body_timeout;
 pub mod contribution;
 pub mod error;
 pub mod event_feed;
+pub mod methods;
 pub mod middleware;
 pub mod openapi;
+pub mod origin;
 pub mod rate_limit;
 pub mod redirect;
 pub mod routes;
 pub mod sealed_cookie;
 pub mod spa;
 pub mod state;
+pub mod strict_json;
 pub mod system_stats;
+pub mod trajectory;
 pub mod user;
 
 pub use state::AppState;

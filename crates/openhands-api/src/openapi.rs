@@ -23,7 +23,7 @@ use utoipa::OpenApi;
         conversations::create_conversation, conversations::list_conversations,
         conversations::get_conversation, conversations::rename_conversation,
         conversations::delete_conversation, events::read_events,
-        control::start, control::stop, control::message, control::post_event, control::trajectory,
+        control::start, control::stop, control::message, control::post_event, crate::trajectory::trajectory,
         files::list_files, files::select_file, files::zip_directory, files::upload_files,
         files::git_changes, files::git_diff,
     ),

@@ -145,6 +145,11 @@ pub struct Config {
     pub rate_limit_fail_mode: RateLimitFailMode,
     /// Largest accepted request body in bytes. Env: `OPENHANDS_MAX_BODY_BYTES`.
     pub max_body_bytes: usize,
+    /// How long the server waits for the next piece of a request body, in milliseconds,
+    /// before it gives up (408 on JSON routes) and closes the connection; `0` waits forever. A body that
+    /// stops arriving would otherwise hold its connection (and a file descriptor) for good.
+    /// Env: `OPENHANDS_BODY_READ_TIMEOUT_MS`.
+    pub body_read_timeout_ms: u64,
     /// Running conversations per user. Env: `MAX_CONCURRENT_CONVERSATIONS`.
     pub max_concurrent_conversations: u32,
     /// Conversations older than this are hidden from lists. Env: `CONVERSATION_MAX_AGE_SECONDS`.
@@ -219,6 +224,7 @@ impl Default for Config {
             user_rate_limit: UserRateLimitSetting::Auto,
             rate_limit_fail_mode: RateLimitFailMode::Open,
             max_body_bytes: 10 * 1024 * 1024,
+            body_read_timeout_ms: 30_000,
             max_concurrent_conversations: 3,
             conversation_max_age_seconds: 864_000,
             watcher_buffer: 256,

@@ -23,7 +23,8 @@ pub enum InvalidConversationId {
 
 /// Checks a conversation id the way OpenHands does: at most 100 characters, no NUL or
 /// other control character, no `..`, `/` or `\`. Ids reach file paths, so this is a
-/// security boundary.
+/// security boundary. U+FFFD is refused too: it is what a path segment that was not UTF-8
+/// (`%FF`) decodes to, and no id we hand out contains it.
 pub fn validate_conversation_id(id: &str) -> Result<(), InvalidConversationId> {
     if id.is_empty() {
         return Err(InvalidConversationId::Empty);
@@ -34,7 +35,10 @@ pub fn validate_conversation_id(id: &str) -> Result<(), InvalidConversationId> {
     if id == "." || id.contains("..") || id.contains('/') || id.contains('\\') {
         return Err(InvalidConversationId::PathTraversal);
     }
-    if id.chars().any(|c| c.is_control()) {
+    if id
+        .chars()
+        .any(|c| c.is_control() || c == char::REPLACEMENT_CHARACTER)
+    {
         return Err(InvalidConversationId::BadCharacters);
     }
     Ok(())
@@ -242,6 +246,15 @@ mod tests {
             Err(InvalidConversationId::TooLong)
         );
         assert!(validate_conversation_id(&"a".repeat(100)).is_ok());
+    }
+
+    #[test]
+    fn an_id_that_was_not_utf8_is_refused() {
+        // `%FF` in a path decodes (lossily) to U+FFFD.
+        assert_eq!(
+            validate_conversation_id("\u{FFFD}"),
+            Err(InvalidConversationId::BadCharacters)
+        );
     }
 
     #[test]

@@ -27,6 +27,11 @@ pub enum StoreError {
     /// The input was refused by the store.
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// The backend cannot be reached right now (a lost or refused database connection,
+    /// an exhausted pool): worth retrying shortly, unlike [`StoreError::Backend`]. The API
+    /// answers it with 503 and `Retry-After`.
+    #[error("storage backend unavailable: {0}")]
+    Unavailable(String),
     /// Any other backend failure (database, network).
     #[error("storage backend failed: {0}")]
     Backend(String),

@@ -85,6 +85,13 @@ pub fn clone_target(
     policy: &RepositoryPolicy,
 ) -> Result<CloneTarget, RepositoryRefused> {
     let repository = repository.trim();
+    if repository.is_empty() {
+        // Not `https://github.com/.git`: an empty name is no repository at all.
+        return Err(refused(
+            "repository_invalid",
+            "repository is empty; leave it out to start without a repository".into(),
+        ));
+    }
     let provider = provider.unwrap_or(ProviderType::Github);
     let credentials = token.map(|(secret, _)| GitCredentials {
         username: token_username(provider).to_owned(),
@@ -256,6 +263,17 @@ mod tests {
         ] {
             let refused = clone_target(repository, None, None, &policy).expect_err(repository);
             assert_eq!(refused.code, code, "{repository}: {}", refused.message);
+        }
+    }
+
+    #[test]
+    fn an_empty_name_is_refused_under_every_policy() {
+        for policy in [RepositoryPolicy::Local, hosted()] {
+            for repository in ["", "   ", "\n"] {
+                let refused = clone_target(repository, None, None, &policy).expect_err(repository);
+                assert_eq!(refused.code, "repository_invalid");
+                assert!(refused.message.contains("empty"), "{}", refused.message);
+            }
         }
     }
 

@@ -96,21 +96,70 @@ impl Default for Settings {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct FieldError {
-    pub field: &'static str,
+    /// The field's path, dotted for nested values (`mcp_config.sse_servers.0`).
+    pub field: String,
     pub message: String,
 }
 
+/// What a string holding U+0000 is told.
+pub const NUL_REFUSED: &str = "must not contain NUL characters (U+0000)";
+
+/// The dotted path of the first string in `value` (an object key or a string value) that
+/// holds U+0000, if any; `""` when `value` itself is such a string.
+///
+/// Input is checked with this before it is stored: PostgreSQL text columns refuse NUL
+/// (the write, or a later copy into another column, would fail with a 500), environment
+/// variables and HTTP headers cannot carry it, and no setting or message needs one. So a
+/// NUL is refused up front with a 422 naming the field, on every database alike.
+pub fn nul_path(value: &Value) -> Option<String> {
+    let join = |head: &str, tail: String| {
+        if tail.is_empty() {
+            head.to_owned()
+        } else {
+            format!("{head}.{tail}")
+        }
+    };
+    match value {
+        Value::String(text) => text.contains('\0').then(String::new),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_path(item).map(|tail| join(&i.to_string(), tail))),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            if key.contains('\0') {
+                return Some(key.replace('\0', "\\0"));
+            }
+            nul_path(item).map(|tail| join(key, tail))
+        }),
+        _ => None,
+    }
+}
+
 impl Settings {
-    /// Checks the rules OpenHands enforces on input.
+    /// Checks the rules OpenHands enforces on input, and that no string holds a NUL
+    /// ([`nul_path`]).
     pub fn validate(&self) -> Result<(), FieldError> {
         if let Some(size) = self
             .condenser_max_size
             .filter(|s| *s < MIN_CONDENSER_MAX_SIZE)
         {
             return Err(FieldError {
-                field: "condenser_max_size",
+                field: "condenser_max_size".into(),
                 message: format!("must be at least {MIN_CONDENSER_MAX_SIZE}, got {size}"),
             });
+        }
+        let nul = |field: String| FieldError {
+            field,
+            message: NUL_REFUSED.into(),
+        };
+        // The plain fields as they are stored; the secret ones are not serialized.
+        if let Some(path) = serde_json::to_value(self).ok().as_ref().and_then(nul_path) {
+            return Err(nul(path));
+        }
+        for (field, secret) in SECRET_FIELDS.iter().zip(self.secrets()) {
+            if secret.is_some_and(|s| s.expose().contains('\0')) {
+                return Err(nul((*field).to_owned()));
+            }
         }
         Ok(())
     }
@@ -305,6 +354,31 @@ mod tests {
             .expect_err("invalid");
         assert_eq!(err.field, "condenser_max_size");
         assert!(parse(r#"{"condenser_max_size":20}"#).validate().is_ok());
+    }
+
+    #[test]
+    fn a_nul_anywhere_is_refused_naming_the_field() {
+        for (input, field) in [
+            (r#"{"llm_model":"gpt\u0000"}"#, "llm_model"),
+            (r#"{"llm_api_key":"sk\u0000"}"#, "llm_api_key"),
+            (
+                r#"{"mcp_config":{"stdio_servers":[{"args":["ok","a\u0000"]}]}}"#,
+                "mcp_config.stdio_servers.0.args.1",
+            ),
+        ] {
+            let err = parse(input).validate().expect_err(input);
+            assert_eq!(err.field, field, "{input}");
+            assert!(err.to_string().contains("NUL"), "{err}");
+        }
+        assert!(
+            parse(r#"{"llm_model":"gpt","language":"fr"}"#)
+                .validate()
+                .is_ok()
+        );
+        assert_eq!(
+            nul_path(&serde_json::json!({"k\u{0}": 1})).as_deref(),
+            Some("k\\0")
+        );
     }
 
     #[test]

@@ -15,7 +15,9 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{Compress, Condition, from_fn};
 use actix_web::{App, web};
 use anyhow::Context;
-use openhands_api::{AppState, contribution, middleware, routes, spa};
+use openhands_api::body_timeout::BodyReadTimeout;
+use openhands_api::origin::OriginCheck;
+use openhands_api::{AppState, contribution, methods, middleware, routes, spa};
 use openhands_core::config::{Config, RateLimitSetting};
 use openhands_core::crypto::Cipher;
 use openhands_core::registry::{self, PluginContext};
@@ -78,6 +80,8 @@ fn check_isolation(config: &Config, app_mode: &str, isolation: Isolation) -> any
 
 /// The application: OpenHands' middleware order (rate limit -> cache control -> CORS ->
 /// routes) inside our request log, then the API routes, then the web app as the fallback.
+/// Inside CORS, the cross-site check refuses state-changing requests from other sites'
+/// pages (so its 403 carries CORS headers), and request bodies get a read timeout.
 pub fn create_app(
     state: web::Data<AppState>,
 ) -> App<
@@ -95,13 +99,20 @@ pub fn create_app(
     App::new()
         .app_data(state)
         .app_data(openhands_api::query_config())
+        // Before `routes::configure`: the streamed trajectory answers the route first.
         .configure(routes::configure)
         .configure(move |cfg| {
             let mounted = contribution::configure_enabled(cfg, &contributions);
             tracing::debug!(?mounted, "route contributions mounted");
         })
+        // After every route: the web app, and OPTIONS's `Allow` (see `methods`).
+        .service(methods::fallback())
         .default_service(web::to(spa::fallback))
+        // Innermost, so the router serves HEAD as GET.
+        .wrap(from_fn(methods::head_and_options))
+        .wrap(BodyReadTimeout::from_millis(config.body_read_timeout_ms))
         .wrap(from_fn(middleware::session_cookies))
+        .wrap(OriginCheck::new(&config))
         .wrap(middleware::cors(&config.permitted_cors_origins))
         .wrap(from_fn(middleware::cache_control))
         .wrap(from_fn(middleware::security_headers))

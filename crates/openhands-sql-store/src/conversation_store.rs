@@ -10,7 +10,7 @@
 use crate::database::Database;
 use crate::entity::conversation_metadata::{ActiveModel, Column, Entity, Model};
 use crate::entity::event;
-use crate::error::{backend, corrupt};
+use crate::error::{backend, corrupt, retry_read};
 use crate::scope::ScopeKey;
 use async_trait::async_trait;
 use base64::Engine;
@@ -90,6 +90,33 @@ fn to_row(key: &ScopeKey, meta: &ConversationMetadata) -> Result<ActiveModel, St
     })
 }
 
+/// Refuses a NUL in the text columns that carry user input, on both databases alike:
+/// PostgreSQL cannot store one, and SQLite would keep what PostgreSQL refuses.
+fn refuse_nul(meta: &ConversationMetadata) -> Result<(), StoreError> {
+    let columns = [
+        ("conversation_id", Some(&meta.conversation_id)),
+        ("title", meta.title.as_ref()),
+        ("selected_repository", meta.selected_repository.as_ref()),
+        ("selected_branch", meta.selected_branch.as_ref()),
+        ("llm_model", meta.llm_model.as_ref()),
+        ("sandbox_id", meta.sandbox_id.as_ref()),
+        ("conversation_version", meta.conversation_version.as_ref()),
+        (
+            "conversation_instructions",
+            meta.conversation_instructions.as_ref(),
+        ),
+    ];
+    match columns
+        .iter()
+        .find(|(_, value)| value.is_some_and(|v| v.contains('\0')))
+    {
+        Some((column, _)) => Err(StoreError::Invalid(format!(
+            "{WHAT}.{column} must not contain NUL characters (U+0000)"
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn from_row(row: Model) -> Result<ConversationMetadata, StoreError> {
     let pr_number = serde_json::from_str(&row.pr_number)
         .map_err(|e| corrupt(WHAT, format!("pr_number: {e}")))?;
@@ -152,6 +179,7 @@ impl ConversationStore for SqlConversationStore {
                 "metadata user does not match the caller".into(),
             ));
         }
+        refuse_nul(metadata)?;
         let updated = [
             Column::Title,
             Column::SelectedRepository,
@@ -196,13 +224,16 @@ impl ConversationStore for SqlConversationStore {
         scope: &UserScope,
         conversation_id: &str,
     ) -> Result<Option<ConversationMetadata>, StoreError> {
-        Entity::find_by_id(conversation_id.to_owned())
-            .filter(scoped(&ScopeKey::of(scope)))
-            .one(self.db.connection())
-            .await
-            .map_err(backend)?
-            .map(from_row)
-            .transpose()
+        let key = ScopeKey::of(scope);
+        retry_read(|| {
+            Entity::find_by_id(conversation_id.to_owned())
+                .filter(scoped(&key))
+                .one(self.db.connection())
+        })
+        .await
+        .map_err(backend)?
+        .map(from_row)
+        .transpose()
     }
 
     async fn delete(&self, scope: &UserScope, conversation_id: &str) -> Result<bool, StoreError> {
@@ -255,11 +286,11 @@ impl ConversationStore for SqlConversationStore {
         if let Some(trigger) = enum_text(&query.trigger) {
             select = select.filter(Column::Trigger.eq(trigger));
         }
-        let rows = select
+        let select = select
             .order_by_desc(Column::CreatedAt)
             .order_by_asc(Column::ConversationId)
-            .limit(crate::paging::limit_plus_one(query.limit))
-            .all(self.db.connection())
+            .limit(crate::paging::limit_plus_one(query.limit));
+        let rows = retry_read(|| select.clone().all(self.db.connection()))
             .await
             .map_err(backend)?;
         let more = rows.len() > query.limit;

@@ -12,7 +12,7 @@
 
 use crate::database::{Database, lock_key};
 use crate::entity::event::{ActiveModel, Column, Entity};
-use crate::error::{backend, corrupt};
+use crate::error::{backend, corrupt, retry_read};
 use crate::scope::ScopeKey;
 use async_trait::async_trait;
 use openhands_core::event::{Event, EventPage, EventQuery, NewEvent, event_timestamp_now};
@@ -212,9 +212,8 @@ impl EventStore for SqlEventStore {
         } else {
             select.order_by_asc(Column::Id)
         };
-        let rows = select
-            .limit(crate::paging::limit_plus_one(query.limit))
-            .all(self.db.connection())
+        let select = select.limit(crate::paging::limit_plus_one(query.limit));
+        let rows = retry_read(|| select.clone().all(self.db.connection()))
             .await
             .map_err(backend)?;
         let has_more = rows.len() > query.limit;

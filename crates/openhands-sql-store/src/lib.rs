@@ -20,6 +20,10 @@
 //!   field as associated data ([`sealing`]); a tampered row is an error, never garbage.
 //! * **One pool.** The four stores built for one database URL share one connection pool
 //!   ([`server_database`], one pool per server).
+//! * **Failures that say what to do.** A lost or refused connection is
+//!   `StoreError::Unavailable` (the API's 503 with `Retry-After`), and the stores' reads
+//!   try once more on a fresh connection first; a NUL in a text column is
+//!   `StoreError::Invalid`, refused by name in conversation metadata on both databases.
 
 pub mod conversation_store;
 pub mod copy;

@@ -9,7 +9,7 @@
 
 use crate::database::{Database, lock_key};
 use crate::entity::{custom_secret, provider_token};
-use crate::error::{backend, corrupt};
+use crate::error::{backend, corrupt, retry_read};
 use crate::scope::ScopeKey;
 use crate::sealing;
 use async_trait::async_trait;
@@ -47,13 +47,16 @@ impl SqlSecretsStore {
         conn: &C,
         key: &ScopeKey,
     ) -> Result<BTreeMap<String, CustomSecret>, StoreError> {
-        let rows = custom_secret::Entity::find()
-            .filter(custom_secret::Column::UserId.eq(&key.user_id))
-            .filter(custom_secret::Column::OrgId.eq(&key.org_id))
-            .order_by_asc(custom_secret::Column::Name)
-            .all(conn)
-            .await
-            .map_err(backend)?;
+        // In a transaction a lost connection fails the second try at once, harmlessly.
+        let rows = retry_read(|| {
+            custom_secret::Entity::find()
+                .filter(custom_secret::Column::UserId.eq(&key.user_id))
+                .filter(custom_secret::Column::OrgId.eq(&key.org_id))
+                .order_by_asc(custom_secret::Column::Name)
+                .all(conn)
+        })
+        .await
+        .map_err(backend)?;
         rows.into_iter()
             .map(|row| {
                 let value = self
@@ -75,12 +78,14 @@ impl SqlSecretsStore {
         conn: &C,
         key: &ScopeKey,
     ) -> Result<BTreeMap<ProviderType, ProviderToken>, StoreError> {
-        let rows = provider_token::Entity::find()
-            .filter(provider_token::Column::UserId.eq(&key.user_id))
-            .filter(provider_token::Column::OrgId.eq(&key.org_id))
-            .all(conn)
-            .await
-            .map_err(backend)?;
+        let rows = retry_read(|| {
+            provider_token::Entity::find()
+                .filter(provider_token::Column::UserId.eq(&key.user_id))
+                .filter(provider_token::Column::OrgId.eq(&key.org_id))
+                .all(conn)
+        })
+        .await
+        .map_err(backend)?;
         let mut tokens = BTreeMap::new();
         for row in rows {
             let provider = parse_provider(&row.provider)?;

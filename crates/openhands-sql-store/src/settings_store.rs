@@ -7,7 +7,7 @@
 
 use crate::database::{Database, lock_key};
 use crate::entity::user_settings::{ActiveModel, Column, Entity};
-use crate::error::{backend, corrupt};
+use crate::error::{backend, corrupt, retry_read};
 use crate::scope::ScopeKey;
 use async_trait::async_trait;
 use openhands_core::crypto::Cipher;
@@ -39,11 +39,21 @@ impl SqlSettingsStore {
         key: &ScopeKey,
         for_update: bool,
     ) -> Result<Option<Settings>, StoreError> {
-        let mut query = Entity::find_by_id((key.user_id.clone(), key.org_id.clone()));
-        if for_update {
-            query = query.lock_exclusive();
-        }
-        let Some(row) = query.one(conn).await.map_err(backend)? else {
+        let query = || {
+            let query = Entity::find_by_id((key.user_id.clone(), key.org_id.clone()));
+            if for_update {
+                query.lock_exclusive()
+            } else {
+                query
+            }
+        };
+        let row = if for_update {
+            // Inside the write transaction: its connection cannot be swapped for another.
+            query().one(conn).await
+        } else {
+            retry_read(|| query().one(conn)).await
+        };
+        let Some(row) = row.map_err(backend)? else {
             return Ok(None);
         };
         let value = serde_json::from_str(&row.settings).map_err(|e| corrupt(WHAT, e))?;

@@ -105,6 +105,11 @@ impl ToolError {
             Self::InvalidArgument(_) => FailureCode::InvalidArgument,
             Self::TooLarge(_) => FailureCode::TooLarge,
             Self::NotARepository => FailureCode::NotARepository,
+            // `.git` is there but holds no repository (a clone that has only begun, or an
+            // agent's `mkdir .git`): git's own words, as the routes answer 404, not 500.
+            Self::Command(message) if message.contains("not a git repository") => {
+                FailureCode::NotARepository
+            }
             Self::CloneFailed(_) => FailureCode::CloneFailed,
             Self::Io { .. } | Self::Command(_) => FailureCode::Io,
         }
@@ -134,5 +139,15 @@ mod tests {
         });
         assert_eq!(failure.code, FailureCode::OutsideWorkspace);
         assert!(failure.message.contains("outside the workspace"));
+    }
+
+    #[test]
+    fn git_saying_there_is_no_repository_is_not_a_repository() {
+        let failure = ToolFailure::from(ToolError::Command(
+            "fatal: not a git repository (or any of the parent directories): .git".into(),
+        ));
+        assert_eq!(failure.code, FailureCode::NotARepository);
+        let failure = ToolFailure::from(ToolError::Command("fatal: bad object HEAD".into()));
+        assert_eq!(failure.code, FailureCode::Io);
     }
 }

@@ -11,7 +11,6 @@ use crate::user::CurrentUser;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use openhands_core::conversation::{ConversationMetadata, ConversationStatus};
-use openhands_core::event::EventQuery;
 use openhands_core::secrets::ProviderType;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -23,7 +22,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(&format!("{base}/stop"), web::post().to(stop))
         .route(&format!("{base}/message"), web::post().to(message))
         .route(&format!("{base}/events"), web::post().to(post_event))
-        .route(&format!("{base}/trajectory"), web::get().to(trajectory));
+        .route(
+            &format!("{base}/trajectory"),
+            web::get().to(crate::trajectory::trajectory),
+        );
 }
 
 /// How a route answers for a conversation that does not exist (OpenHands' shapes differ).
@@ -178,34 +180,4 @@ pub async fn post_event(
     })?;
     deliver(&state, user.scope(), metadata, action).await?;
     Ok(HttpResponse::Ok().json(json!({"success": true})))
-}
-
-/// Every stored event of the conversation.
-#[utoipa::path(get, path = "/api/conversations/{conversation_id}/trajectory", tag = "conversations",
-    params(("conversation_id" = String, Path)), responses((status = 200, body = Object), (status = 404)))]
-pub async fn trajectory(
-    user: CurrentUser,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let id = conversation_id_from(path)?;
-    owned(&state, &user, &id, Missing::Detail).await?;
-    let query = EventQuery {
-        start_id: 0,
-        end_id: None,
-        reverse: false,
-        limit: usize::MAX,
-    };
-    let page = state
-        .ext
-        .event_store
-        .read(user.scope(), &id, query)
-        .await
-        .map_err(|e| {
-            ApiError::internal(
-                &e,
-                json!({"trajectory": null, "error": "Failed to read events"}),
-            )
-        })?;
-    Ok(HttpResponse::Ok().json(json!({"trajectory": page.events})))
 }

@@ -1,7 +1,10 @@
 //! `/api/conversations`: create, list, get, rename, delete.
 //!
 //! Creating records the metadata and the first user message, then starts the agent, which
-//! answers that message.
+//! answers that message. A blank `repository` is no repository, and no string of the
+//! request may hold a NUL (422 naming it). Paging accepts `limit` 0 to 100 as the events
+//! route does (0 is an empty page), and answers anything else `400 {"detail": "Invalid
+//! limit"}` like it.
 
 use crate::agent_control::start_agent;
 use crate::body::JsonBody;
@@ -48,7 +51,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// A suggested task that becomes the first message.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SuggestedTask {
     pub git_provider: Option<ProviderType>,
     pub task_type: String,
@@ -74,7 +77,7 @@ impl SuggestedTask {
 }
 
 /// A request to create a microagent in a repository.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CreateMicroagent {
     pub repo: String,
     #[serde(default)]
@@ -84,7 +87,7 @@ pub struct CreateMicroagent {
 }
 
 /// `POST /api/conversations` body (OpenHands' `InitSessionRequest`); unknown keys are refused.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InitSessionRequest {
     #[serde(default)]
@@ -127,8 +130,8 @@ pub struct ConversationResponse {
 pub struct ListQuery {
     /// Opaque cursor from `next_page_id`.
     pub page_id: Option<String>,
-    /// 1 to 100, default 20.
-    pub limit: Option<usize>,
+    /// 0 to 100, default 20 (0: an empty page).
+    pub limit: Option<i64>,
     pub selected_repository: Option<String>,
     pub conversation_trigger: Option<ConversationTrigger>,
     /// Accepted for compatibility; there are no sub-conversations here.
@@ -162,22 +165,31 @@ fn manager_failure(err: openhands_core::extension::ManagerError) -> ApiError {
 }
 
 fn store_failure(err: StoreError) -> ApiError {
-    ApiError::internal(
-        &err,
+    ApiError::store(
+        err,
         json!({"status": "error", "message": "Storage failed; see the server log"}),
     )
+}
+
+/// `Some` text that is not blank, trimmed.
+fn non_blank(text: Option<String>) -> Option<String> {
+    text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty())
 }
 
 /// Creates a conversation from the user's settings.
 #[utoipa::path(post, path = "/api/conversations", tag = "conversations", request_body = InitSessionRequest, responses(
     (status = 200, body = ConversationResponse),
-    (status = 400, description = "No settings (`CONFIGURATION$SETTINGS_NOT_FOUND`) or no LLM key (`STATUS$ERROR_LLM_AUTHENTICATION`)"),
-    (status = 422, description = "Unknown or invalid field")))]
+    (status = 400, description = "No settings (`CONFIGURATION$SETTINGS_NOT_FOUND`), no LLM key (`STATUS$ERROR_LLM_AUTHENTICATION`) or a repository that cannot be cloned"),
+    (status = 422, description = "Unknown or invalid field, or a NUL character in a string"),
+    (status = 503, description = "Storage unavailable for now; `Retry-After` says when to retry")))]
 pub async fn create_conversation(
     user: CurrentUser,
     state: web::Data<AppState>,
     JsonBody(mut request): JsonBody<InitSessionRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    ApiError::refuse_nul_in(&request)?;
+    request.repository = non_blank(request.repository.take());
+    request.selected_branch = non_blank(request.selected_branch.take());
     let scope = user.scope().clone();
     let conversation_id = match request.conversation_id.take() {
         Some(_) if !state.config.allow_set_conversation_id => {
@@ -288,6 +300,10 @@ pub async fn create_conversation(
                 format!("{what} already exists"),
                 "CONVERSATION$ALREADY_EXISTS",
             ),
+            // E.g. a NUL in the model name of settings stored before NUL was refused.
+            StoreError::Invalid(message) => {
+                ApiError::status_error(StatusCode::BAD_REQUEST, message, "STATUS$ERROR")
+            }
             other => store_failure(other),
         })?;
     if let Some(text) = initial_message.filter(|t| !t.trim().is_empty()) {
@@ -325,19 +341,30 @@ pub async fn create_conversation(
 /// `conversation_max_age_seconds`.
 #[utoipa::path(get, path = "/api/conversations", tag = "conversations", params(ListQuery), responses(
     (status = 200, body = ConversationInfoResultSet),
-    (status = 400, description = "Invalid `limit` or `page_id`")))]
+    (status = 400, description = "Invalid `limit` or `page_id`", example = json!({"detail": "Invalid limit"})),
+    (status = 422, description = "A query parameter is malformed or holds a NUL character"),
+    (status = 503, description = "Storage unavailable for now; `Retry-After` says when to retry")))]
 pub async fn list_conversations(
     user: CurrentUser,
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::detail(
-            StatusCode::BAD_REQUEST,
-            format!("Invalid limit: expected 1 to {MAX_LIMIT}, got {limit}"),
-        ));
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT as i64);
+    let Some(limit) = usize::try_from(limit).ok().filter(|l| *l <= MAX_LIMIT) else {
+        return Err(ApiError::detail(StatusCode::BAD_REQUEST, "Invalid limit"));
+    };
+    for (name, value) in [
+        ("page_id", &query.page_id),
+        ("selected_repository", &query.selected_repository),
+    ] {
+        ApiError::refuse_nul("query", name, value.as_deref().unwrap_or_default())?;
+    }
+    if limit == 0 {
+        return Ok(HttpResponse::Ok().json(ConversationInfoResultSet {
+            results: Vec::new(),
+            next_page_id: None,
+        }));
     }
     let max_age = chrono::Duration::seconds(
         i64::try_from(state.config.conversation_max_age_seconds).unwrap_or(i64::MAX / 1000),
@@ -391,7 +418,8 @@ pub async fn list_conversations(
 #[utoipa::path(get, path = "/api/conversations/{conversation_id}", tag = "conversations",
     params(("conversation_id" = String, Path)), responses(
     (status = 200, body = Option<ConversationInfo>),
-    (status = 400, description = "Invalid conversation id")))]
+    (status = 400, description = "Invalid conversation id"),
+    (status = 503, description = "Storage unavailable for now; `Retry-After` says when to retry")))]
 pub async fn get_conversation(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -424,7 +452,7 @@ pub async fn get_conversation(
     params(("conversation_id" = String, Path)), request_body = UpdateConversationRequest, responses(
     (status = 200, body = bool),
     (status = 404, description = "`CONVERSATION$NOT_FOUND`"),
-    (status = 422, description = "Title empty or longer than 200 characters")))]
+    (status = 422, description = "Title empty, longer than 200 characters or holding a NUL character")))]
 pub async fn rename_conversation(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -432,6 +460,7 @@ pub async fn rename_conversation(
     JsonBody(body): JsonBody<UpdateConversationRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = conversation_id_from(path)?;
+    ApiError::refuse_nul("body", "title", &body.title)?;
     let title = body.title.trim();
     let length = title.chars().count();
     if length == 0 || length > MAX_TITLE_LEN {
@@ -463,8 +492,8 @@ pub async fn rename_conversation(
         .save(scope, &meta)
         .await
         .map_err(|e| {
-            ApiError::internal(
-                &e,
+            ApiError::store(
+                e,
                 json!({"status": "error", "message": "Failed to update conversation", "msg_id": "CONVERSATION$UPDATE_ERROR"}),
             )
         })?;

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use std::sync::Arc;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let base = "/api/conversations/{conversation_id}";
@@ -52,7 +52,7 @@ pub async fn tools_of(
         .conversation_store
         .get(user.scope(), &id)
         .await
-        .map_err(|e| ApiError::internal(&e, json!({"error": "Storage failed"})))?
+        .map_err(|e| ApiError::store(e, json!({"error": "Storage failed"})))?
         .is_some();
     if !exists {
         return Err(ApiError::detail(
@@ -242,9 +242,22 @@ pub async fn upload_files(
     Ok(HttpResponse::Ok().json(json!({"uploaded_files": uploaded, "skipped_files": skipped})))
 }
 
-/// Changed files against `HEAD`, untracked ones as added.
+/// One changed file as `git/changes` lists it (the tool protocol's `GitChange`); only the
+/// OpenAPI document uses this type.
+#[derive(ToSchema)]
+#[schema(as = GitChange)]
+#[allow(dead_code)]
+struct GitChangeSchema {
+    /// `A` (added or untracked), `M`, `D`, `R` or `U`.
+    status: String,
+    /// Relative to the workspace.
+    path: String,
+}
+
+/// Changed files against `HEAD`, untracked ones as added; 404 when the workspace holds no
+/// repository (none was cloned, or the clone failed and left it empty).
 #[utoipa::path(get, path = "/api/conversations/{conversation_id}/git/changes", tag = "files",
-    params(("conversation_id" = String, Path)), responses((status = 200, body = Object,
+    params(("conversation_id" = String, Path)), responses((status = 200, body = Vec<GitChangeSchema>,
     example = json!([{"status": "M", "path": "src/main.rs"}])), (status = 404, description = "Not a git repository")))]
 pub async fn git_changes(
     user: CurrentUser,

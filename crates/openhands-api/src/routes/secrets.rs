@@ -102,8 +102,22 @@ fn change_error(err: StoreError, fallback: &str) -> ApiError {
         StoreError::NotFound(what) => {
             ApiError::error(StatusCode::NOT_FOUND, format!("{what} not found"))
         }
-        other => ApiError::internal(&other, json!({"error": fallback})),
+        StoreError::Invalid(message) => ApiError::detail(StatusCode::BAD_REQUEST, message),
+        other => ApiError::store(other, json!({"error": fallback})),
     }
+}
+
+/// Refuses a NUL in a secret's name, value or description (422 naming the field).
+fn refuse_nul(
+    name: &str,
+    value: Option<&Secret>,
+    description: Option<&str>,
+) -> Result<(), ApiError> {
+    ApiError::refuse_nul("body", "name", name)?;
+    if let Some(value) = value {
+        ApiError::refuse_nul("body", "value", value.expose())?;
+    }
+    ApiError::refuse_nul("body", "description", description.unwrap_or_default())
 }
 
 /// An audit entry for a secret change by `user` (never with the value).
@@ -123,7 +137,7 @@ pub async fn list_secrets(
         .secrets_store
         .load(user.scope())
         .await
-        .map_err(|e| ApiError::internal(&e, json!({"error": "Failed to get secret names"})))?
+        .map_err(|e| ApiError::store(e, json!({"error": "Failed to get secret names"})))?
         .unwrap_or_default();
     let custom_secrets = secrets
         .custom_secrets
@@ -147,6 +161,7 @@ pub async fn create_secret(
     state: web::Data<AppState>,
     JsonBody(body): JsonBody<CustomSecretModel>,
 ) -> Result<HttpResponse, ApiError> {
+    refuse_nul(&body.name, Some(&body.value), body.description.as_deref())?;
     check_secret_name(&body.name)?;
     let name = body.name.clone();
     state
@@ -183,6 +198,7 @@ pub async fn update_secret(
     path: web::Path<String>,
     JsonBody(body): JsonBody<CustomSecretWithoutValueModel>,
 ) -> Result<HttpResponse, ApiError> {
+    refuse_nul(&body.name, None, body.description.as_deref())?;
     check_secret_name(&body.name)?;
     let name = path.into_inner();
     let new_name = body.name.clone();
@@ -249,6 +265,17 @@ pub async fn add_git_providers(
     state: web::Data<AppState>,
     JsonBody(body): JsonBody<PostProviderModel>,
 ) -> Result<HttpResponse, ApiError> {
+    for (provider, token) in &body.provider_tokens {
+        let field = |name: &str| format!("provider_tokens.{}.{name}", provider.as_str());
+        let secret = token.token.as_ref().map(Secret::expose);
+        for (name, value) in [
+            ("token", secret),
+            ("host", token.host.as_deref()),
+            ("user_id", token.user_id.as_deref()),
+        ] {
+            ApiError::refuse_nul("body", &field(name), value.unwrap_or_default())?;
+        }
+    }
     let providers: Vec<Value> = body
         .provider_tokens
         .keys()
@@ -260,8 +287,8 @@ pub async fn add_git_providers(
         .replace_provider_tokens(user.scope(), body.provider_tokens)
         .await
         .map_err(|e| {
-            ApiError::internal(
-                &e,
+            ApiError::store(
+                e,
                 json!({"error": "Something went wrong storing git providers"}),
             )
         })?;
@@ -285,10 +312,7 @@ pub async fn unset_provider_tokens(
         .replace_provider_tokens(user.scope(), BTreeMap::new())
         .await
         .map_err(|e| {
-            ApiError::internal(
-                &e,
-                json!({"error": "Something went wrong unsetting tokens"}),
-            )
+            ApiError::store(e, json!({"error": "Something went wrong unsetting tokens"}))
         })?;
     audit::record(
         &state,

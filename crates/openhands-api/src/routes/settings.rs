@@ -25,7 +25,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[utoipa::path(get, path = "/api/settings", tag = "settings", responses(
     (status = 200, body = GetSettingsModel),
     (status = 404, description = "No settings stored", example = json!({"error": "Settings not found"})),
-    (status = 401, description = "Session key missing or wrong")))]
+    (status = 401, description = "Session key missing or wrong"),
+    (status = 503, description = "Storage unavailable for now; `Retry-After` says when to retry")))]
 pub async fn get_settings(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -49,31 +50,31 @@ fn json_body(body: Bytes) -> HttpResponse {
 
 /// The `GET /api/settings` body, read from the stores.
 async fn load_settings_body(state: &AppState, scope: &UserScope) -> Result<Bytes, ApiError> {
-    let failed = |e: &dyn std::fmt::Display| {
-        ApiError::internal(e, json!({"error": "Something went wrong loading settings"}))
-    };
+    let body = || json!({"error": "Something went wrong loading settings"});
+    let failed = |e| ApiError::store(e, body());
     let (settings, secrets) = tokio::join!(
         state.ext.settings_store.load(scope),
         state.ext.secrets_store.load(scope)
     );
     let settings = settings
-        .map_err(|e| failed(&e))?
+        .map_err(failed)?
         .ok_or_else(|| ApiError::error(StatusCode::NOT_FOUND, "Settings not found"))?;
     let provider_tokens_set = secrets
-        .map_err(|e| failed(&e))?
+        .map_err(failed)?
         .unwrap_or_default()
         .provider_tokens_set();
     let model = GetSettingsModel::new(settings, Some(provider_tokens_set));
     serde_json::to_vec(&model)
         .map(Bytes::from)
-        .map_err(|e| failed(&e))
+        .map_err(|e| ApiError::internal(&e, body()))
 }
 
 /// Replaces the settings; `llm_api_key`, `llm_model`, `llm_base_url`, `search_api_key` and
 /// `user_consents_to_analytics` keep their stored value when left out.
 #[utoipa::path(post, path = "/api/settings", tag = "settings", request_body = Settings, responses(
     (status = 200, example = json!({"message": "Settings stored"})),
-    (status = 422, description = "A field is invalid; `detail[0].loc` names it")))]
+    (status = 422, description = "A field is invalid (a NUL character in any string, too); `detail[0].loc` names it"),
+    (status = 503, description = "Storage unavailable for now; `Retry-After` says when to retry")))]
 pub async fn post_settings(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -81,17 +82,14 @@ pub async fn post_settings(
 ) -> Result<HttpResponse, ApiError> {
     incoming
         .validate()
-        .map_err(|e| ApiError::validation(e.field, e.to_string(), "value_error"))?;
+        .map_err(|e| ApiError::validation(&e.field, e.to_string(), "value_error"))?;
     state
         .ext
         .settings_store
         .store_merged(user.scope(), incoming)
         .await
         .map_err(|e| {
-            ApiError::internal(
-                &e,
-                json!({"error": "Something went wrong storing settings"}),
-            )
+            ApiError::store(e, json!({"error": "Something went wrong storing settings"}))
         })?;
     Ok(HttpResponse::Ok().json(json!({"message": "Settings stored"})))
 }

@@ -6,7 +6,9 @@
 //! dicts (a `message`, or `change_agent_state` to confirm, reject or stop), pings are
 //! answered, and the server pings every [`PING_EVERY`] to keep idle connections open.
 //! Browsers cannot set headers on a WebSocket, so `session_api_key` may come as a query
-//! parameter.
+//! parameter. Browsers do send `Origin`, and no CORS rule stops a page on another site from
+//! opening a WebSocket: [`crate::origin::OriginCheck`] refuses such upgrades before this
+//! handler runs.
 
 use super::conversations::conversation_id_from;
 use crate::agent_control::{deliver, parse_action};
@@ -31,7 +33,10 @@ use tokio_util::codec::Decoder;
 
 /// How often the server pings an idle socket.
 const PING_EVERY: Duration = Duration::from_secs(20);
-/// The largest message a client may send (a user message with its text).
+/// The largest message a client may send (a user message with its text). The codec's
+/// `max_size` bounds each frame; a message sent as a text frame and continuation frames is
+/// bounded here as it is reassembled (it was not: 400 MiB of continuations grew the server
+/// from 37 to 910 MB). Either way the socket is closed with 1009 (message too big).
 const MAX_CLIENT_MESSAGE: usize = 1024 * 1024;
 /// Frames the reading side may queue for the feed before it stops reading.
 const CONTROL_QUEUE: usize = 16;
@@ -184,11 +189,19 @@ impl ClientSide {
             }
             Frame::Continuation(Item::Continue(bytes)) => {
                 if let Some(parts) = fragments.as_mut() {
+                    if parts.len() + bytes.len() > MAX_CLIENT_MESSAGE {
+                        self.close_for(&ProtocolError::Overflow).await;
+                        return false;
+                    }
                     parts.extend_from_slice(&bytes);
                 }
                 return true;
             }
             Frame::Continuation(Item::Last(bytes)) => match fragments.take() {
+                Some(parts) if parts.len() + bytes.len() > MAX_CLIENT_MESSAGE => {
+                    self.close_for(&ProtocolError::Overflow).await;
+                    return false;
+                }
                 Some(mut parts) => {
                     parts.extend_from_slice(&bytes);
                     parts.freeze()

@@ -109,6 +109,8 @@ fn build_index(sessions: &std::path::Path) -> Result<Index, StoreError> {
         if name.starts_with('.') {
             continue;
         }
+        // Start-up is this directory's first use: clear what a killed writer left.
+        crate::fs_atomic::remove_stale_temp_files(&entry.path());
         let path = entry.path().join("metadata.json");
         let Ok(bytes) = std::fs::read(&path) else {
             continue;

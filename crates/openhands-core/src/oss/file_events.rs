@@ -1,7 +1,8 @@
 //! `oss.file_events`: one file per event, `sessions/<id>/events/<n>.json`, as OpenHands.
 //!
 //! Appends to one conversation are serialized by a per-conversation lock, which also holds
-//! the next id (found once by scanning the directory), so ids have no gaps or repeats. An
+//! the next id (found once by scanning the directory, which also removes the temporary
+//! files a killed writer left), so ids have no gaps or repeats. An
 //! event file is written atomically before `append` returns; it survives a process crash but
 //! is not `fsync`ed (see [`crate::fs_atomic::Durability`]).
 
@@ -9,7 +10,9 @@ use super::layout::{check_writable, conversation_dir, sessions_dir};
 use crate::error::StoreError;
 use crate::event::{Event, EventPage, EventQuery, NewEvent, event_timestamp_now};
 use crate::extension::EventStore;
-use crate::fs_atomic::{Durability, read_optional, write_atomic_async_with};
+use crate::fs_atomic::{
+    Durability, read_optional, remove_stale_temp_files_async, write_atomic_async_with,
+};
 use crate::scope::UserScope;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -47,6 +50,8 @@ impl FileEventStore {
         if let Some(id) = *cached {
             return Ok(id);
         }
+        // The directory's first use since start-up: clear what a killed writer left.
+        remove_stale_temp_files_async(dir.to_owned()).await;
         let mut next = 0;
         match tokio::fs::read_dir(dir).await {
             Ok(mut entries) => {

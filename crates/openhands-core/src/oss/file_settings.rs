@@ -4,7 +4,7 @@ use super::layout::{UserCache, check_writable, parse_json, user_dir};
 use crate::crypto::Cipher;
 use crate::error::StoreError;
 use crate::extension::SettingsStore;
-use crate::fs_atomic::{read_optional, write_atomic_async};
+use crate::fs_atomic::{read_optional, remove_stale_temp_files_async, write_atomic_async};
 use crate::scope::UserScope;
 use crate::settings::Settings;
 use async_trait::async_trait;
@@ -51,6 +51,8 @@ impl SettingsStore for FileSettingsStore {
         if let Some(hit) = self.cache.get(scope) {
             return Ok(hit);
         }
+        // First use of this user's directory since start-up.
+        remove_stale_temp_files_async(user_dir(&self.root, scope)?).await;
         let loaded = self.load_from_disk(scope).await?;
         self.cache.put(scope, loaded.clone());
         Ok(loaded)
