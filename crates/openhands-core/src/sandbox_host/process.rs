@@ -68,15 +68,11 @@ pub fn locate_tool_server(configured: Option<&str>) -> Result<ToolServerProgram,
 #[derive(Debug, Clone)]
 pub struct ProcessLauncher {
     program: ToolServerProgram,
-    max_workspace_bytes: u64,
 }
 
 impl ProcessLauncher {
     pub fn new(program: ToolServerProgram) -> Self {
-        Self {
-            program,
-            max_workspace_bytes: 0,
-        }
+        Self { program }
     }
 }
 
@@ -102,11 +98,6 @@ impl ToolServerLauncher for ProcessLauncher {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        if self.max_workspace_bytes > 0 {
-            command
-                .arg("--max-workspace-bytes")
-                .arg(self.max_workspace_bytes.to_string());
-        }
         let child = command.spawn().map_err(|e| {
             SandboxError::Setup(format!(
                 "starting the tool server {} failed: {e}",
