@@ -9,6 +9,7 @@ pub mod agent_control;
 pub mod audit;
 pub mod body;
 pub mod body_timeout;
+pub mod client_ip;
 pub mod contribution;
 pub mod error;
 pub mod event_feed;

@@ -101,9 +101,8 @@ pub async fn rate_limit(
             .await
             .map(ServiceResponse::map_into_left_body);
     };
-    let key = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
+    let key = crate::client_ip::client_ip(req.request())
+        .map(|ip| ip.to_string())
         .unwrap_or_else(|| "unknown".to_owned());
     match limiter.check(RateKey::Ip(&key)).await {
         RateDecision::Unlimited => next

@@ -143,6 +143,13 @@ pub struct Config {
     /// answer: `open` (serve, log a warning) or `closed` (503 with `Retry-After`).
     /// Env: `OPENHANDS_RATE_LIMIT_FAIL_MODE`.
     pub rate_limit_fail_mode: RateLimitFailMode,
+    /// Addresses or CIDR networks of the reverse proxies in front of the server
+    /// (comma-separated in env). Only a peer in this list may name the client in
+    /// `X-Forwarded-For` / `Forwarded` (the right-most address that is not a listed proxy
+    /// is the client, for the audit log and the per-IP rate limit); empty (the default)
+    /// trusts no forwarding header. Env: `OPENHANDS_TRUSTED_PROXIES`.
+    #[serde(deserialize_with = "comma_list")]
+    pub trusted_proxies: Vec<String>,
     /// Largest accepted request body in bytes. Env: `OPENHANDS_MAX_BODY_BYTES`.
     pub max_body_bytes: usize,
     /// How long the server waits for the next piece of a request body, in milliseconds,
@@ -168,6 +175,12 @@ pub struct Config {
     /// Env: `OPENHANDS_WEBHOOK_WORKER`.
     #[serde(deserialize_with = "flexible_bool")]
     pub webhook_worker: bool,
+    /// SaaS mode: hosts (`ollama.internal`), addresses (`127.0.0.1`) or networks
+    /// (`10.0.0.0/8`) the LLM client may reach although they are loopback, private or
+    /// otherwise internal (comma-separated in env). Users' `llm_base_url` values resolving
+    /// to other internal addresses are refused. Env: `OPENHANDS_LLM_EGRESS_ALLOW`.
+    #[serde(deserialize_with = "egress_allow_list")]
+    pub llm_egress_allow: Vec<String>,
     /// Sandbox settings.
     pub sandbox: SandboxConfig,
     /// The SQL database of SaaS mode (unused by the OSS file stores).
@@ -223,6 +236,7 @@ impl Default for Config {
             rate_limit: RateLimitSetting::PerSecond(10),
             user_rate_limit: UserRateLimitSetting::Auto,
             rate_limit_fail_mode: RateLimitFailMode::Open,
+            trusted_proxies: Vec::new(),
             max_body_bytes: 10 * 1024 * 1024,
             body_read_timeout_ms: 30_000,
             max_concurrent_conversations: 3,
@@ -230,6 +244,7 @@ impl Default for Config {
             watcher_buffer: 256,
             settings_cache_seconds: 30,
             webhook_worker: true,
+            llm_egress_allow: Vec::new(),
             sandbox: SandboxConfig::default(),
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
@@ -568,6 +583,13 @@ pub(crate) fn flexible_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::
             _ => Err(serde::de::Error::custom(format!("found `{t}`, {expected}"))),
         },
     }
+}
+
+/// [`comma_list`] whose entries [`crate::net_policy::AllowList::parse`] accepts.
+fn egress_allow_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let items = comma_list(d)?;
+    crate::net_policy::AllowList::parse(&items).map_err(serde::de::Error::custom)?;
+    Ok(items)
 }
 
 /// Accepts a list or a comma-separated string; blanks are dropped.

@@ -23,6 +23,7 @@ pub mod event;
 pub mod extension;
 pub mod fs_atomic;
 pub mod git_oauth_config;
+pub mod net_policy;
 pub mod oss;
 pub mod readiness;
 pub mod registry;

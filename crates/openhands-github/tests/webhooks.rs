@@ -583,6 +583,33 @@ async fn a_labelled_issue_starts_one_conversation_and_its_end_posts_one_comment(
 }
 
 #[tokio::test]
+async fn the_same_signed_body_under_a_second_delivery_id_starts_nothing() {
+    let mut env = Env::start().await;
+    env.store_settings().await;
+    env.link_account().await;
+    let payload = env.fixture("issues_labeled");
+
+    assert_eq!(
+        env.deliver("issues", "d-first", &payload).await.status(),
+        202
+    );
+    // A replay: the captured body and its valid signature, under a new delivery id.
+    let res = env.deliver("issues", "d-replayed", &payload).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        json_body(res).await,
+        json!({"message": "duplicate delivery ignored"})
+    );
+
+    env.wait_for("d-first", "done").await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let rows = env.rows().await;
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(env.conversations().await.len(), 1);
+    assert_eq!(callbacks::list(&env.db).await.expect("callbacks").len(), 1);
+}
+
+#[tokio::test]
 async fn comments_on_an_issue_and_on_a_pull_request_each_start_one_conversation() {
     let mut env = Env::start().await;
     env.store_settings().await;

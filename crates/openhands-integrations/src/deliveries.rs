@@ -1,6 +1,13 @@
 //! The delivery log: insert (deduplicated per provider), claim due rows, record outcomes,
 //! list and replay. Every status change is one `UPDATE ... WHERE status = <expected>`, so two
 //! workers never process the same delivery at once.
+//!
+//! Deduplication has two keys. The provider's delivery id catches its own redeliveries, but
+//! it is an unsigned header: a captured delivery (body and valid signature) replays under any
+//! new id. So the SHA-256 of the signed body is kept too ([`payload_hash`]), and a second
+//! delivery of the same body within [`PAYLOAD_WINDOW`] is a duplicate as well: refused when
+//! it is recorded, and (should two batches race) skipped by the worker, which runs only the
+//! earliest row of a body ([`earlier_with_same_payload`]).
 
 use crate::entity::{ActiveModel, Column, Entity, Model};
 use chrono::{DateTime, Utc};
@@ -12,6 +19,24 @@ use sea_orm::{
 };
 use std::collections::HashSet;
 use std::fmt;
+use std::fmt::Write as _;
+
+/// How long a signed body counts as seen: the same body again within this window (under any
+/// delivery id) is a duplicate. Long enough for any replay of a captured delivery that a
+/// provider's own retries would not explain; short enough that the lookup stays small.
+pub const PAYLOAD_WINDOW: chrono::Duration = chrono::Duration::hours(24);
+
+/// Hex SHA-256 of a webhook body, exactly as received (the bytes the signature covers).
+pub fn payload_hash(body: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, body);
+    digest
+        .as_ref()
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, byte| {
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
+}
 
 /// A delivery's place in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +105,8 @@ pub enum DeliveryError {
 pub enum Recorded {
     /// A new row, with its id.
     New(String),
-    /// The provider sent this delivery id before.
+    /// The provider sent this delivery id before, or the same signed body within
+    /// [`PAYLOAD_WINDOW`].
     Duplicate,
 }
 
@@ -107,6 +133,7 @@ pub async fn record(
         headers: Set(serde_json::to_string(headers).unwrap_or_else(|_| "[]".to_owned())),
         job_summary: Set(None),
         conversation_id: Set(None),
+        payload_hash: Set(None),
     };
     match Entity::insert(row).exec(db.connection()).await {
         Ok(_) => Ok(Recorded::New(id)),
@@ -125,12 +152,15 @@ pub struct NewDelivery {
     pub payload: String,
     /// The headers kept with the delivery (never signatures or credentials).
     pub headers: Vec<(String, String)>,
+    /// [`payload_hash`] of the signed body; `None` skips the body check.
+    pub payload_hash: Option<String>,
 }
 
 /// Stores `deliveries` as `queued` in one statement (one round trip, one commit):
 /// `INSERT ... ON CONFLICT (provider, delivery_id) DO NOTHING RETURNING id`. In order, each
 /// is `New` with its row id, or `Duplicate` when its delivery id was stored before (also by
-/// an earlier delivery of the same batch).
+/// an earlier delivery of the same batch), or its body was within [`PAYLOAD_WINDOW`] (looked
+/// up first; such a delivery is not stored).
 pub async fn record_many(
     db: &Database,
     deliveries: &[NewDelivery],
@@ -139,13 +169,22 @@ pub async fn record_many(
         return Ok(Vec::new());
     }
     let now = Utc::now();
-    let ids: Vec<String> = deliveries
+    let mut seen = bodies_seen(db, deliveries, now).await?;
+    // `None`: a repeated body, not inserted.
+    let ids: Vec<Option<String>> = deliveries
         .iter()
-        .map(|_| uuid::Uuid::new_v4().to_string())
+        .map(|delivery| {
+            let repeated = delivery
+                .payload_hash
+                .as_ref()
+                .is_some_and(|hash| !seen.insert((delivery.provider.clone(), hash.clone())));
+            (!repeated).then(|| uuid::Uuid::new_v4().to_string())
+        })
         .collect();
-    let rows = ids
+    let rows: Vec<ActiveModel> = ids
         .iter()
         .zip(deliveries)
+        .filter_map(|(id, delivery)| Some((id.as_ref()?, delivery)))
         .map(|(id, delivery)| ActiveModel {
             id: Set(id.clone()),
             provider: Set(delivery.provider.clone()),
@@ -161,25 +200,87 @@ pub async fn record_many(
             ),
             job_summary: Set(None),
             conversation_id: Set(None),
-        });
-    let inserted = Entity::insert_many(rows)
-        .on_conflict_do_nothing_on([Column::Provider, Column::DeliveryId])
-        .exec_with_returning_keys(db.connection())
-        .await?;
-    let stored: HashSet<String> = match inserted {
-        TryInsertResult::Inserted(keys) => keys.into_iter().collect(),
-        TryInsertResult::Empty | TryInsertResult::Conflicted => HashSet::new(),
+            payload_hash: Set(delivery.payload_hash.clone()),
+        })
+        .collect();
+    let stored: HashSet<String> = if rows.is_empty() {
+        HashSet::new()
+    } else {
+        let inserted = Entity::insert_many(rows)
+            .on_conflict_do_nothing_on([Column::Provider, Column::DeliveryId])
+            .exec_with_returning_keys(db.connection())
+            .await?;
+        match inserted {
+            TryInsertResult::Inserted(keys) => keys.into_iter().collect(),
+            TryInsertResult::Empty | TryInsertResult::Conflicted => HashSet::new(),
+        }
     };
     Ok(ids
         .into_iter()
-        .map(|id| {
-            if stored.contains(&id) {
-                Recorded::New(id)
-            } else {
-                Recorded::Duplicate
-            }
+        .map(|id| match id {
+            Some(id) if stored.contains(&id) => Recorded::New(id),
+            _ => Recorded::Duplicate,
         })
         .collect())
+}
+
+/// `(provider, payload_hash)` of the stored deliveries within [`PAYLOAD_WINDOW`] whose body
+/// is one of `deliveries`'.
+async fn bodies_seen(
+    db: &Database,
+    deliveries: &[NewDelivery],
+    now: DateTime<Utc>,
+) -> Result<HashSet<(String, String)>, DeliveryError> {
+    let hashes: HashSet<&str> = deliveries
+        .iter()
+        .filter_map(|d| d.payload_hash.as_deref())
+        .collect();
+    if hashes.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let found: Vec<(String, Option<String>)> = Entity::find()
+        .select_only()
+        .column(Column::Provider)
+        .column(Column::PayloadHash)
+        .filter(Column::PayloadHash.is_in(hashes))
+        .filter(Column::ReceivedAt.gte(now - PAYLOAD_WINDOW))
+        .into_tuple()
+        .all(db.connection())
+        .await?;
+    Ok(found
+        .into_iter()
+        .filter_map(|(provider, hash)| Some((provider, hash?)))
+        .collect())
+}
+
+/// The delivery id of an earlier row (by arrival, then row id) of the same provider with
+/// `row`'s body within [`PAYLOAD_WINDOW`]: when there is one, `row` is a replay that raced
+/// it into the log (two batches in flight) and must start nothing.
+pub async fn earlier_with_same_payload(
+    db: &Database,
+    row: &Model,
+) -> Result<Option<String>, DeliveryError> {
+    let Some(hash) = row.payload_hash.as_deref() else {
+        return Ok(None);
+    };
+    let found: Vec<(String, String, DateTime<Utc>)> = Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .column(Column::DeliveryId)
+        .column(Column::ReceivedAt)
+        .filter(Column::Provider.eq(row.provider.as_str()))
+        .filter(Column::PayloadHash.eq(hash))
+        .filter(Column::Id.ne(row.id.as_str()))
+        .filter(Column::ReceivedAt.gte(row.received_at - PAYLOAD_WINDOW))
+        .filter(Column::ReceivedAt.lte(row.received_at))
+        .into_tuple()
+        .all(db.connection())
+        .await?;
+    Ok(found
+        .into_iter()
+        .filter(|(id, _, at)| (*at, id.as_str()) < (row.received_at, row.id.as_str()))
+        .min_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)))
+        .map(|(_, delivery_id, _)| delivery_id))
 }
 
 /// How long a claim holds a delivery. A row still `processing` after this (its server died

@@ -22,6 +22,10 @@ pub struct Model {
     pub headers: String,
     pub job_summary: Option<String>,
     pub conversation_id: Option<String>,
+    /// Hex SHA-256 of the signed body; a second delivery with the same hash within
+    /// [`crate::deliveries::PAYLOAD_WINDOW`] is a duplicate, whatever its delivery id.
+    /// `None` for rows from before the column (and deliveries recorded without one).
+    pub payload_hash: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -28,6 +28,7 @@ enum WebhookDeliveries {
     Headers,
     JobSummary,
     ConversationId,
+    PayloadHash,
 }
 
 #[async_trait::async_trait]
@@ -222,6 +223,61 @@ impl MigrationTrait for DeliveryStorageMigration {
     }
 }
 
+/// `webhook_deliveries.payload_hash`: the signed body's SHA-256, so a captured delivery
+/// replayed under a new (unsigned) delivery id is recognised; indexed with the provider and
+/// the arrival time for the window lookup.
+pub struct PayloadHashMigration;
+
+impl MigrationName for PayloadHashMigration {
+    fn name(&self) -> &str {
+        "m20261207_000104_integrations_delivery_payload_hash"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for PayloadHashMigration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(WebhookDeliveries::Table)
+                    .add_column(text_null(WebhookDeliveries::PayloadHash))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_webhook_deliveries_payload_hash")
+                    .table(WebhookDeliveries::Table)
+                    .col(WebhookDeliveries::Provider)
+                    .col(WebhookDeliveries::PayloadHash)
+                    .col(WebhookDeliveries::ReceivedAt)
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(
+                Index::drop()
+                    .name("idx_webhook_deliveries_payload_hash")
+                    .table(WebhookDeliveries::Table)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(WebhookDeliveries::Table)
+                    .drop_column(WebhookDeliveries::PayloadHash)
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
 inventory::submit! {
     openhands_migrations::ProviderMigrations {
         provider: "integrations",
@@ -230,6 +286,7 @@ inventory::submit! {
                 Box::new(Migration),
                 Box::new(CallbacksMigration),
                 Box::new(DeliveryStorageMigration),
+                Box::new(PayloadHashMigration),
             ]
         },
     }

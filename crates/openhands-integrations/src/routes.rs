@@ -8,7 +8,9 @@
 //! - 400 `invalid_payload`: the provider's `check_payload` refused the verified body (e.g. a
 //!   GitHub delivery without an installation id); nothing is stored.
 //! - 400 `missing_delivery_id`: the provider's delivery id header is absent.
-//! - 200 `{"message": "duplicate delivery ignored"}`: the delivery id was seen before.
+//! - 200 `{"message": "duplicate delivery ignored"}`: the delivery id was seen before, or
+//!   the same signed body arrived within the last 24 hours under another delivery id (a
+//!   replay: the id is not signed); nothing is stored.
 //! - 202 `{"message": "accepted", "id": ...}`: stored as `queued`.
 
 use crate::deliveries::{NewDelivery, Recorded};
@@ -190,6 +192,7 @@ async fn receive(
             delivery_id: delivery_id.clone(),
             payload,
             headers: stored,
+            payload_hash: Some(crate::deliveries::payload_hash(&body)),
         })
         .await
         .map_err(|e| {

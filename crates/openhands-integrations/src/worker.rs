@@ -130,6 +130,22 @@ async fn process(runtime: &Arc<Runtime>, row: Model) -> Result<(), deliveries::D
         );
         return deliveries::finish(db, &row.id, Status::Dead, None, None, Some(&error), None).await;
     };
+    // Normally refused when recorded; this catches a replay recorded by a concurrent batch.
+    if let Some(first) = deliveries::earlier_with_same_payload(db, &row).await? {
+        tracing::warn!(delivery = %row.id, provider = %row.provider, first_delivery = %first,
+            "webhook body already delivered under another delivery id; ignored");
+        let summary = format!("duplicate of delivery {first} (the same signed body)");
+        return deliveries::finish(
+            db,
+            &row.id,
+            Status::Ignored,
+            Some(&summary),
+            None,
+            None,
+            None,
+        )
+        .await;
+    }
     let headers = WebhookHeaders(serde_json::from_str(&row.headers).unwrap_or_default());
     let job = match integration.parse(&headers, row.payload.as_bytes()) {
         Ok(Some(job)) => job,

@@ -50,6 +50,8 @@ fn shared_env(database_url: &str, redis: &RedisForTest) -> Vec<(&'static str, St
         ("OPENHANDS_CLUSTER__RENEW_INTERVAL_MS", "200".into()),
         ("OPENHANDS_RATE_LIMIT", "off".into()),
         ("OPENHANDS_USER_RATE_LIMIT", "off".into()),
+        // The scripted LLM listens on loopback, which SaaS mode refuses by default.
+        ("OPENHANDS_LLM_EGRESS_ALLOW", "127.0.0.1".into()),
         ("RUST_LOG", "warn,openhands_cluster_manager=info".into()),
     ]
 }

@@ -250,6 +250,7 @@ impl ConversationManager for StandaloneConversationManager {
             event_store: self.services.event_store.clone(),
             sandbox: self.services.sandbox.clone(),
             repository_policy: self.services.repository_policy.clone(),
+            llm_egress_allow: self.config.llm_egress_allow.clone(),
             max_command_timeout: Duration::from_secs(
                 self.config.sandbox.limits.command_timeout_seconds,
             ),

@@ -6,11 +6,12 @@ use openhands_core::event::{EventBody, EventQuery, EventSource, NewEvent};
 use openhands_core::extension::{
     ConversationInput, EventStore, Sandbox, SandboxSpec, StartRequest,
 };
+use openhands_core::net_policy::AllowList;
 use openhands_core::repository::{CloneTarget, RepositoryPolicy, clone_target};
 use openhands_core::secret::Secret;
 use openhands_core::secrets::{ProviderType, UserSecrets};
 use openhands_runtime::agent::{AgentConfig, AgentInput, AgentOutcome, run_agent};
-use openhands_runtime::llm::LlmConfig;
+use openhands_runtime::llm::{LlmConfig, LlmEgress};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -138,6 +139,9 @@ pub struct Task {
     pub event_store: Arc<dyn EventStore>,
     pub sandbox: Arc<dyn Sandbox>,
     pub repository_policy: RepositoryPolicy,
+    /// `llm_egress_allow`: what a hosted server's LLM client may reach besides public
+    /// addresses.
+    pub llm_egress_allow: Vec<String>,
     /// `sandbox.limits.command_timeout_seconds` (zero: no cap).
     pub max_command_timeout: Duration,
     /// Called once the sandbox is ready and the agent about to run.
@@ -159,6 +163,7 @@ impl Task {
             event_store,
             sandbox,
             repository_policy,
+            llm_egress_allow,
             max_command_timeout,
             on_running,
         } = self;
@@ -220,6 +225,14 @@ impl Task {
                     .clone()
                     .filter(|u| !u.trim().is_empty()),
                 api_key: settings.llm_api_key.clone(),
+                // On a hosted (multi-user) server the base URL is user input: public
+                // addresses only. The list was checked at start-up; a bad one allows nothing.
+                egress: match repository_policy {
+                    RepositoryPolicy::Hosted { .. } => {
+                        LlmEgress::Public(AllowList::parse(&llm_egress_allow).unwrap_or_default())
+                    }
+                    RepositoryPolicy::Local => LlmEgress::Any,
+                },
                 ..LlmConfig::default()
             },
             max_iterations,

@@ -40,7 +40,9 @@ pub struct TestServer {
 }
 
 /// A config for tests: fresh data dir, rate limits (per IP and per user) off, no web app
-/// directory.
+/// directory, and the LLM client allowed to reach loopback, where tests' scripted LLMs
+/// listen (SaaS mode refuses internal LLM addresses otherwise; tests of that refusal clear
+/// `llm_egress_allow`).
 pub fn test_config(data_dir: &Path) -> Config {
     Config {
         file_store_path: data_dir.display().to_string(),
@@ -48,6 +50,7 @@ pub fn test_config(data_dir: &Path) -> Config {
         rate_limit: RateLimitSetting::Off,
         user_rate_limit: UserRateLimitSetting::Off,
         web_dir: data_dir.join("no-web-dist").display().to_string(),
+        llm_egress_allow: vec!["127.0.0.1".into()],
         ..Config::default()
     }
 }

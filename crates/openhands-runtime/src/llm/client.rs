@@ -5,14 +5,19 @@
 //! `Retry-After` (seconds, capped at 60 s) when it sends one. Not retried: other 4xx — 401/403
 //! become [`LlmError::Authentication`], 400 [`LlmError::BadRequest`]. Bodies put into errors are
 //! cut to an excerpt and have the API key replaced by `[REDACTED]`.
+//!
+//! Not retried either: a host refused by the egress check ([`LlmEgress::Public`]) and a body
+//! over `max_response_bytes`. Redirects are not followed (a 3xx is an [`LlmError::Http`]).
 
 use super::config::LlmConfig;
+use super::egress::{CheckedResolver, LlmEgress, check_url, refused_in};
 use super::error::LlmError;
 use super::request::{MessageLog, request_bytes, tools_json};
 use super::wire::{ChatMessage, ChatResponse, ToolSpec, parse_response};
+use openhands_core::net_policy::AllowList;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Longest `Retry-After` we honour.
@@ -20,20 +25,49 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Longest body excerpt kept in an error.
 const BODY_EXCERPT_CHARS: usize = 500;
 
-/// The process-wide HTTP client: one connection pool and one set of buffers shared by every
+/// The process-wide HTTP clients: one connection pool and one set of buffers shared by every
 /// conversation, so an idle conversation holds no connection of its own. The per-model timeout
-/// is set on each request instead.
-static SHARED_HTTP: OnceLock<reqwest::Client> = OnceLock::new();
+/// is set on each request instead. Checked clients carry their allow-list in their resolver;
+/// the last one built is kept (a server has one list).
+static OPEN_HTTP: OnceLock<reqwest::Client> = OnceLock::new();
+static CHECKED_HTTP: Mutex<Option<(AllowList, reqwest::Client)>> = Mutex::new(None);
 
-fn shared_http() -> Result<reqwest::Client, LlmError> {
-    if let Some(client) = SHARED_HTTP.get() {
-        return Ok(client.clone());
-    }
-    let client = reqwest::Client::builder()
+/// Redirects are never followed: a redirect could lead a checked client's request, key
+/// included, anywhere.
+fn builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none())
+}
+
+fn build(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, LlmError> {
+    builder
         .build()
-        .map_err(|e| LlmError::InvalidConfig(format!("HTTP client: {e}")))?;
-    // Another thread may have won the race; either client is as good.
-    Ok(SHARED_HTTP.get_or_init(|| client).clone())
+        .map_err(|e| LlmError::InvalidConfig(format!("HTTP client: {e}")))
+}
+
+fn shared_http(egress: &LlmEgress) -> Result<reqwest::Client, LlmError> {
+    match egress {
+        LlmEgress::Any => {
+            if let Some(client) = OPEN_HTTP.get() {
+                return Ok(client.clone());
+            }
+            let client = build(builder())?;
+            // Another thread may have won the race; either client is as good.
+            Ok(OPEN_HTTP.get_or_init(|| client).clone())
+        }
+        LlmEgress::Public(allow) => {
+            let mut cached = CHECKED_HTTP.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, client)) = cached.as_ref().filter(|(list, _)| list == allow) {
+                return Ok(client.clone());
+            }
+            // No proxy: a proxy would resolve the name itself, past the resolver's check.
+            let resolver = CheckedResolver {
+                allow: allow.clone(),
+            };
+            let client = build(builder().no_proxy().dns_resolver(Arc::new(resolver)))?;
+            *cached = Some((allow.clone(), client.clone()));
+            Ok(client)
+        }
+    }
 }
 
 /// A client for one model on one endpoint (cheap: the HTTP client is shared).
@@ -54,14 +88,19 @@ enum Attempt {
 }
 
 impl LlmClient {
-    /// Builds a client; fails on an empty model id or an HTTP client that cannot be built.
+    /// Builds a client; fails on an empty model id, an HTTP client that cannot be built, or
+    /// (with [`LlmEgress::Public`]) an endpoint on an internal IP literal.
     pub fn new(config: LlmConfig) -> Result<Self, LlmError> {
         if config.model.trim().is_empty() {
             return Err(LlmError::InvalidConfig("the model id is empty".into()));
         }
-        let http = shared_http()?;
+        let endpoint = config.endpoint();
+        if let LlmEgress::Public(allow) = &config.egress {
+            check_url(&endpoint, allow)?;
+        }
+        let http = shared_http(&config.egress)?;
         Ok(Self {
-            endpoint: config.endpoint(),
+            endpoint,
             config,
             http,
         })
@@ -140,6 +179,9 @@ impl LlmClient {
                 ))));
             }
             Err(e) => {
+                if let Some(refused) = refused_in(&e) {
+                    return Err(refused.into());
+                }
                 return Ok(Attempt::Retry {
                     reason: self.redact(&transport_error(&e)),
                     retry_after: None,
@@ -148,8 +190,14 @@ impl LlmClient {
         };
         let status = response.status();
         let retry_after = retry_after(response.headers());
-        let text = match response.text().await {
-            Ok(text) => text,
+        let text = match read_capped(response, self.config.max_response_bytes).await {
+            Ok(Some(text)) => text,
+            Ok(None) => {
+                return Err(LlmError::ResponseTooLarge {
+                    url: self.endpoint.clone(),
+                    limit: self.config.max_response_bytes,
+                });
+            }
             Err(e) => {
                 return Ok(Attempt::Retry {
                     reason: self.redact(&transport_error(&e)),
@@ -216,6 +264,26 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .parse()
         .ok()?;
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs).min(MAX_RETRY_AFTER))
+}
+
+/// The body as text (invalid UTF-8 replaced), or `None` when it is longer than `limit` bytes;
+/// read chunk by chunk, so an endless body costs at most `limit` bytes of memory.
+async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Option<String>, reqwest::Error> {
+    let declared = response.content_length().unwrap_or(0);
+    if usize::try_from(declared).map_or(true, |n| n > limit) {
+        return Ok(None);
+    }
+    let mut body = Vec::with_capacity(usize::try_from(declared).unwrap_or(0));
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// A transport error with its cause chain (reqwest's top-level message is terse).

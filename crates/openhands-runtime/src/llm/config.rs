@@ -10,6 +10,7 @@
 //! * without a `base_url`, requests go to OpenAI (`https://api.openai.com/v1`) and any
 //!   provider prefix is stripped.
 
+use super::egress::LlmEgress;
 use openhands_core::secret::Secret;
 use std::time::Duration;
 
@@ -17,6 +18,9 @@ use std::time::Duration;
 pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 
 const CHAT_COMPLETIONS: &str = "/chat/completions";
+
+/// Default cap on a response body: far above any chat completion, far below memory trouble.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Configuration of an [`crate::llm::LlmClient`].
 #[derive(Debug, Clone)]
@@ -33,10 +37,16 @@ pub struct LlmConfig {
     pub initial_backoff: Duration,
     /// Timeout of one HTTP request.
     pub timeout: Duration,
+    /// Which addresses the client may connect to ([`LlmEgress::Public`] on a multi-user
+    /// server, where `base_url` is user input).
+    pub egress: LlmEgress,
+    /// Largest response body read; a longer one fails the call.
+    pub max_response_bytes: usize,
 }
 
 impl LlmConfig {
-    /// A config with the default retry policy (4 retries from 500 ms, 120 s timeout).
+    /// A config with the default retry policy (4 retries from 500 ms, 120 s timeout), any
+    /// address reachable and responses up to [`DEFAULT_MAX_RESPONSE_BYTES`].
     pub fn new(model: impl Into<String>) -> Self {
         Self {
             model: model.into(),
@@ -45,6 +55,8 @@ impl LlmConfig {
             max_retries: 4,
             initial_backoff: Duration::from_millis(500),
             timeout: Duration::from_secs(120),
+            egress: LlmEgress::Any,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 

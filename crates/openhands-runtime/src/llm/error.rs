@@ -35,6 +35,15 @@ pub enum LlmError {
         attempts: u32,
         last: String,
     },
+    /// The base URL's host is, or resolves to, an internal address this server may not reach.
+    #[error(
+        "the LLM base URL is refused: {0}; this server only reaches public addresses \
+         (an operator can allow hosts or networks with `llm_egress_allow`)"
+    )]
+    EgressRefused(#[from] super::egress::Refused),
+    /// The response body was longer than `max_response_bytes`.
+    #[error("LLM response from {url} is larger than {limit} bytes; it was cut off")]
+    ResponseTooLarge { url: String, limit: usize },
     /// The answer was not a chat-completions response we understand.
     #[error("LLM response from {url} could not be decoded: {reason}")]
     Decode { url: String, reason: String },
