@@ -8,8 +8,8 @@
 //! Teredo) are unpacked, so `::ffff:127.0.0.1` is as refused as `127.0.0.1`. An operator can
 //! let chosen hosts or networks through with an [`AllowList`].
 //!
-//! The ranges duplicate `openhands-sandbox`'s `egress::ranges` (written for the sandbox's
-//! egress proxy, which core must not depend on); the two should become one.
+//! The sandbox's egress proxy (`openhands-sandbox`'s `egress::ranges`) classifies with the
+//! same tables ([`classify_v4`], [`classify_v6`], [`embedded_v4`]).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
@@ -36,55 +36,97 @@ fn in6(a: Ipv6Addr, net: u128, prefix: u8) -> bool {
     u128::from(a) & m == net & m
 }
 
-fn refusal_v4(a: Ipv4Addr) -> Option<&'static str> {
-    const TABLE: &[([u8; 4], u8, &str)] = &[
-        ([0, 0, 0, 0], 32, "unspecified"),
-        ([0, 0, 0, 0], 8, "this-network"),
-        ([127, 0, 0, 0], 8, "loopback"),
-        ([10, 0, 0, 0], 8, "private"),
-        ([172, 16, 0, 0], 12, "private"),
-        ([192, 168, 0, 0], 16, "private"),
-        ([100, 64, 0, 0], 10, "shared (CGNAT)"),
-        ([169, 254, 169, 254], 32, "cloud metadata"),
-        ([169, 254, 0, 0], 16, "link-local"),
+/// Why an address is internal: the ranges a server or sandbox must not reach by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressKind {
+    Unspecified,
+    ThisNetwork,
+    Loopback,
+    Private,
+    SharedAddressSpace,
+    CloudMetadata,
+    LinkLocal,
+    SiteLocal,
+    UniqueLocal,
+    Multicast,
+    Broadcast,
+    Reserved,
+}
+
+impl AddressKind {
+    /// The kind in words (`"loopback"`, `"cloud metadata"`, ...).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Unspecified => "unspecified",
+            Self::ThisNetwork => "this-network",
+            Self::Loopback => "loopback",
+            Self::Private => "private",
+            Self::SharedAddressSpace => "shared (CGNAT)",
+            Self::CloudMetadata => "cloud metadata",
+            Self::LinkLocal => "link-local",
+            Self::SiteLocal => "site-local",
+            Self::UniqueLocal => "unique-local",
+            Self::Multicast => "multicast",
+            Self::Broadcast => "broadcast",
+            Self::Reserved => "reserved",
+        }
+    }
+}
+
+/// The kind of an internal IPv4 address, or `None` for an ordinary public one.
+pub fn classify_v4(a: Ipv4Addr) -> Option<AddressKind> {
+    use AddressKind as K;
+    const TABLE: &[([u8; 4], u8, AddressKind)] = &[
+        ([0, 0, 0, 0], 32, K::Unspecified),
+        ([0, 0, 0, 0], 8, K::ThisNetwork),
+        ([127, 0, 0, 0], 8, K::Loopback),
+        ([10, 0, 0, 0], 8, K::Private),
+        ([172, 16, 0, 0], 12, K::Private),
+        ([192, 168, 0, 0], 16, K::Private),
+        ([100, 64, 0, 0], 10, K::SharedAddressSpace),
+        ([169, 254, 169, 254], 32, K::CloudMetadata),
+        ([169, 254, 0, 0], 16, K::LinkLocal),
         // IETF protocol assignments (192.0.0.192 is Oracle Cloud's metadata service).
-        ([192, 0, 0, 0], 24, "reserved"),
-        ([192, 0, 2, 0], 24, "reserved"),
-        ([198, 18, 0, 0], 15, "reserved"),
-        ([198, 51, 100, 0], 24, "reserved"),
-        ([203, 0, 113, 0], 24, "reserved"),
-        ([224, 0, 0, 0], 4, "multicast"),
-        ([255, 255, 255, 255], 32, "broadcast"),
-        ([240, 0, 0, 0], 4, "reserved"),
+        ([192, 0, 0, 0], 24, K::Reserved),
+        ([192, 0, 2, 0], 24, K::Reserved),
+        ([198, 18, 0, 0], 15, K::Reserved),
+        ([198, 51, 100, 0], 24, K::Reserved),
+        ([203, 0, 113, 0], 24, K::Reserved),
+        ([224, 0, 0, 0], 4, K::Multicast),
+        ([255, 255, 255, 255], 32, K::Broadcast),
+        ([240, 0, 0, 0], 4, K::Reserved),
     ];
     TABLE
         .iter()
         .find(|(net, prefix, _)| in4(a, *net, *prefix))
-        .map(|(_, _, reason)| *reason)
+        .map(|(_, _, kind)| *kind)
 }
 
-fn refusal_v6(a: Ipv6Addr) -> Option<&'static str> {
-    const TABLE: &[(u128, u8, &str)] = &[
-        (0, 128, "unspecified"),
-        (1, 128, "loopback"),
+/// The kind of an internal IPv6 address, or `None` for an ordinary public one. Does not
+/// look at embedded IPv4 addresses; [`embedded_v4`] does.
+pub fn classify_v6(a: Ipv6Addr) -> Option<AddressKind> {
+    use AddressKind as K;
+    const TABLE: &[(u128, u8, AddressKind)] = &[
+        (0, 128, K::Unspecified),
+        (1, 128, K::Loopback),
         // fd00:ec2::254, AWS's IPv6 metadata service (inside the unique-local range).
         (
             0xfd00_0ec2_0000_0000_0000_0000_0000_0254,
             128,
-            "cloud metadata",
+            K::CloudMetadata,
         ),
-        (0xfe80 << 112, 10, "link-local"),
-        (0xfec0 << 112, 10, "site-local"),
-        (0xfc00 << 112, 7, "unique-local"),
-        (0xff00 << 112, 8, "multicast"),
-        (0x0100 << 112, 64, "reserved"),
-        (0x2001_0db8 << 96, 32, "reserved"),
-        (0x0064_ff9b_0001 << 80, 48, "reserved"), // local-use NAT64
+        (0xfe80 << 112, 10, K::LinkLocal),
+        (0xfec0 << 112, 10, K::SiteLocal),
+        (0xfc00 << 112, 7, K::UniqueLocal),
+        (0xff00 << 112, 8, K::Multicast),
+        (0x0100 << 112, 64, K::Reserved),          // discard-only
+        (0x2001_0db8 << 96, 32, K::Reserved),      // documentation
+        (0x0064_ff9b_0001 << 80, 48, K::Reserved), // local-use NAT64
     ];
     TABLE
         .iter()
         .find(|(net, prefix, _)| in6(a, *net, *prefix))
-        .map(|(_, _, reason)| *reason)
+        .map(|(_, _, kind)| *kind)
 }
 
 /// The IPv4 address an IPv6 address stands for or routes to, if it embeds one:
@@ -113,10 +155,11 @@ pub fn embedded_v4(a: Ipv6Addr) -> Option<Ipv4Addr> {
 /// Why `ip` must not be reached by default (`"loopback"`, `"private"`, `"cloud metadata"`,
 /// ...), or `None` for an ordinary public address.
 pub fn refusal(ip: IpAddr) -> Option<&'static str> {
-    match ip {
-        IpAddr::V4(a) => refusal_v4(a),
-        IpAddr::V6(a) => refusal_v6(a).or_else(|| embedded_v4(a).and_then(refusal_v4)),
-    }
+    let kind = match ip {
+        IpAddr::V4(a) => classify_v4(a),
+        IpAddr::V6(a) => classify_v6(a).or_else(|| embedded_v4(a).and_then(classify_v4)),
+    };
+    kind.map(AddressKind::describe)
 }
 
 /// A network: `addr/prefix`, or one address.

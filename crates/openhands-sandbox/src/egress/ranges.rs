@@ -10,6 +10,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::decision::RefusalReason;
+use openhands_core::net_policy;
 
 /// A network: an address and a prefix length, with no host bits set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,93 +73,37 @@ fn mask128(prefix: u8) -> u128 {
         .unwrap_or(0)
 }
 
-fn in4(a: Ipv4Addr, net: [u8; 4], prefix: u8) -> bool {
-    let m = mask32(prefix);
-    u32::from(a) & m == u32::from(Ipv4Addr::from(net)) & m
-}
-
-fn in6(a: Ipv6Addr, net: u128, prefix: u8) -> bool {
-    let m = mask128(prefix);
-    u128::from(a) & m == net & m
-}
-
-/// Why an IPv4 address is refused by default, or `None` for an ordinary public address.
+/// Why an IPv4 address is refused by default, or `None` for an ordinary public address
+/// (core's table, shared with the server's own egress checks).
 pub(crate) fn classify_v4(a: Ipv4Addr) -> Option<RefusalReason> {
-    use RefusalReason as R;
-    let table: &[([u8; 4], u8, RefusalReason)] = &[
-        ([0, 0, 0, 0], 32, R::Unspecified),
-        ([0, 0, 0, 0], 8, R::ThisNetwork),
-        ([127, 0, 0, 0], 8, R::Loopback),
-        ([10, 0, 0, 0], 8, R::Private),
-        ([172, 16, 0, 0], 12, R::Private),
-        ([192, 168, 0, 0], 16, R::Private),
-        ([100, 64, 0, 0], 10, R::SharedAddressSpace),
-        ([169, 254, 169, 254], 32, R::CloudMetadata),
-        ([169, 254, 0, 0], 16, R::LinkLocal),
-        // IETF protocol assignments (192.0.0.192 is Oracle Cloud's metadata service).
-        ([192, 0, 0, 0], 24, R::Reserved),
-        ([192, 0, 2, 0], 24, R::Reserved),
-        ([198, 18, 0, 0], 15, R::Reserved),
-        ([198, 51, 100, 0], 24, R::Reserved),
-        ([203, 0, 113, 0], 24, R::Reserved),
-        ([224, 0, 0, 0], 4, R::Multicast),
-        ([255, 255, 255, 255], 32, R::Broadcast),
-        ([240, 0, 0, 0], 4, R::Reserved),
-    ];
-    table
-        .iter()
-        .find(|(net, prefix, _)| in4(a, *net, *prefix))
-        .map(|(_, _, reason)| *reason)
+    net_policy::classify_v4(a).map(RefusalReason::from)
 }
 
 /// Why an IPv6 address is refused by default, or `None` for an ordinary public address.
 /// Does not look at embedded IPv4 addresses; [`embedded_v4`] does.
 pub(crate) fn classify_v6(a: Ipv6Addr) -> Option<RefusalReason> {
-    use RefusalReason as R;
-    let table: &[(u128, u8, RefusalReason)] = &[
-        (0, 128, R::Unspecified),
-        (1, 128, R::Loopback),
-        // fd00:ec2::254, AWS's IPv6 metadata service (inside the ULA range).
-        (
-            0xfd00_0ec2_0000_0000_0000_0000_0000_0254,
-            128,
-            R::CloudMetadata,
-        ),
-        (0xfe80 << 112, 10, R::LinkLocal),
-        (0xfec0 << 112, 10, R::Private), // deprecated site-local
-        (0xfc00 << 112, 7, R::UniqueLocal),
-        (0xff00 << 112, 8, R::Multicast),
-        (0x0100 << 112, 64, R::Reserved),          // discard-only
-        (0x2001_0db8 << 96, 32, R::Reserved),      // documentation
-        (0x0064_ff9b_0001 << 80, 48, R::Reserved), // local-use NAT64: a private translator
-    ];
-    table
-        .iter()
-        .find(|(net, prefix, _)| in6(a, *net, *prefix))
-        .map(|(_, _, reason)| *reason)
+    net_policy::classify_v6(a).map(RefusalReason::from)
 }
 
-/// The IPv4 address an IPv6 address stands for or routes to, if it embeds one:
-/// IPv4-mapped (`::ffff:a.b.c.d`), IPv4-translated (`::ffff:0:a.b.c.d`), IPv4-compatible
-/// (`::a.b.c.d`), well-known NAT64 (`64:ff9b::a.b.c.d`), 6to4 (`2002:aabb:ccdd::`) and
-/// Teredo (the client address, stored inverted).
-pub(crate) fn embedded_v4(a: Ipv6Addr) -> Option<Ipv4Addr> {
-    let bits = u128::from(a);
-    let low32 = Ipv4Addr::from((bits & 0xffff_ffff) as u32);
-    if in6(a, 0xffff << 32, 96) || in6(a, 0xffff << 48, 96) || in6(a, 0, 96) {
-        // `::` and `::1` are in ::/96 too; they embed 0.0.0.0 and 0.0.0.1, both refused.
-        return Some(low32);
+pub(crate) use net_policy::embedded_v4;
+
+impl From<net_policy::AddressKind> for RefusalReason {
+    fn from(kind: net_policy::AddressKind) -> Self {
+        use net_policy::AddressKind as K;
+        match kind {
+            K::Unspecified => Self::Unspecified,
+            K::ThisNetwork => Self::ThisNetwork,
+            K::Loopback => Self::Loopback,
+            K::Private | K::SiteLocal => Self::Private,
+            K::SharedAddressSpace => Self::SharedAddressSpace,
+            K::CloudMetadata => Self::CloudMetadata,
+            K::LinkLocal => Self::LinkLocal,
+            K::UniqueLocal => Self::UniqueLocal,
+            K::Multicast => Self::Multicast,
+            K::Broadcast => Self::Broadcast,
+            K::Reserved => Self::Reserved,
+        }
     }
-    if in6(a, 0x0064_ff9b << 96, 96) {
-        return Some(low32);
-    }
-    if in6(a, 0x2002 << 112, 16) {
-        return Some(Ipv4Addr::from(((bits >> 80) & 0xffff_ffff) as u32));
-    }
-    if in6(a, 0x2001_0000 << 96, 32) {
-        return Some(Ipv4Addr::from(!((bits & 0xffff_ffff) as u32)));
-    }
-    None
 }
 
 /// Why `ip` is refused by default, and the embedded IPv4 address that made it so (if it
