@@ -22,6 +22,29 @@ pub struct RouteContribution {
 
 inventory::collect!(RouteContribution);
 
+/// The OpenAPI description of routes a provider crate adds, merged into `/openapi.json`
+/// whenever `enabled` says the routes are mounted, so the document describes the server
+/// that serves it. A crate submits one next to its [`RouteContribution`], usually with the
+/// same `enabled`, and `document` built from its handlers' `#[utoipa::path]` annotations
+/// (`<ItsApiDoc as utoipa::OpenApi>::openapi`).
+pub struct OpenApiContribution {
+    /// Stable dotted name, e.g. `saas.orgs`.
+    pub name: &'static str,
+    pub enabled: fn(&AppState) -> bool,
+    pub document: fn() -> utoipa::openapi::OpenApi,
+}
+
+inventory::collect!(OpenApiContribution);
+
+impl OpenApiContribution {
+    /// Every linked contribution, sorted by name.
+    pub fn registered() -> Vec<&'static OpenApiContribution> {
+        let mut all: Vec<_> = inventory::iter::<OpenApiContribution>.into_iter().collect();
+        all.sort_unstable_by_key(|c| c.name);
+        all
+    }
+}
+
 impl RouteContribution {
     /// Every linked contribution, sorted by name.
     pub fn registered() -> Vec<&'static RouteContribution> {

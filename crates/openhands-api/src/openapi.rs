@@ -1,5 +1,7 @@
 //! The OpenAPI document, generated from the handlers' `#[utoipa::path]` annotations and the
 //! types' `ToSchema` derives, rendered once at start-up and served at `/openapi.json`.
+//! Provider crates add their routes' descriptions with
+//! [`OpenApiContribution`](crate::contribution::OpenApiContribution).
 
 use crate::routes::{
     control, conversations, events, files, health, options, runtime, secrets, settings,
@@ -38,9 +40,16 @@ use utoipa::OpenApi;
 )]
 pub struct ApiDoc;
 
-/// The document as JSON bytes.
-pub fn render() -> Vec<u8> {
-    ApiDoc::openapi()
+/// The document of this server as JSON bytes: the open API's routes, plus those of every
+/// contribution mounted for `state` (SaaS routes, integrations).
+pub fn render(state: &AppState) -> Vec<u8> {
+    let mut document = ApiDoc::openapi();
+    for contribution in crate::contribution::OpenApiContribution::registered() {
+        if (contribution.enabled)(state) {
+            document.merge((contribution.document)());
+        }
+    }
+    document
         .to_json()
         .map(String::into_bytes)
         .unwrap_or_else(|e| {

@@ -20,14 +20,16 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(config: Arc<Config>, ext: Extensions) -> Self {
-        Self {
+        let mut state = Self {
             config,
             ext,
             started: Instant::now(),
             last_request_ms: AtomicU64::new(0),
-            openapi_json: crate::openapi::render(),
+            openapi_json: Vec::new(),
             cpu_sampler: crate::system_stats::CpuSampler::default(),
-        }
+        };
+        state.openapi_json = crate::openapi::render(&state);
+        state
     }
 
     /// Records that a request arrived now.
