@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 #[derive(Debug)]
 pub enum StartError {
     SettingsMissing,
+    /// The server runs `max_running_conversations` already (the manager's message).
+    AtCapacity(String),
     Failed(String),
 }
 
@@ -21,9 +23,34 @@ impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StartError::SettingsMissing => f.write_str("Settings not found"),
-            StartError::Failed(message) => f.write_str(message),
+            StartError::AtCapacity(message) | StartError::Failed(message) => f.write_str(message),
         }
     }
+}
+
+impl StartError {
+    /// The answer to a start that failed: a full server is [`capacity_reached`] on every
+    /// route; anything else is what `otherwise` builds in the route's own shape.
+    pub fn into_api_error(self, otherwise: impl FnOnce(StartError) -> ApiError) -> ApiError {
+        match self {
+            StartError::AtCapacity(message) => capacity_reached(&message),
+            other => otherwise(other),
+        }
+    }
+}
+
+/// Seconds a client is asked to wait before starting a conversation again on a full server.
+pub const CAPACITY_RETRY_AFTER_SECONDS: u32 = 30;
+
+/// 503 `{"detail", "code": "capacity_reached"}` with `Retry-After`: the server (or cluster)
+/// runs the most conversations `max_running_conversations` allows. Not a failure of this
+/// request, so not logged as one; nothing was stopped to make room.
+pub fn capacity_reached(message: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({"detail": message, "code": "capacity_reached"}),
+    )
+    .with_header("retry-after", CAPACITY_RETRY_AFTER_SECONDS.to_string())
 }
 
 /// Starts (or finds running) the agent of a stored conversation with the user's current
@@ -54,7 +81,10 @@ pub async fn start_agent(
             conversation_instructions,
         })
         .await
-        .map_err(|e| failed(&e))
+        .map_err(|e| match e {
+            ManagerError::CapacityReached { .. } => StartError::AtCapacity(e.to_string()),
+            other => failed(&other),
+        })
 }
 
 /// A user action from a client, in OpenHands' action-dict shape.
@@ -160,10 +190,12 @@ pub async fn deliver(
                     )
                 })?;
             start_agent(state, scope, metadata).await.map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    json!({"success": false, "error": format!("Failed to start conversation: {e}")}),
-                )
+                e.into_api_error(|e| {
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        json!({"success": false, "error": format!("Failed to start conversation: {e}")}),
+                    )
+                })
             })?;
             Ok(())
         }

@@ -9,10 +9,15 @@
 //! other extractors with their own 400; either way actix closes the connection, since the
 //! body was not read to its end.
 //!
+//! A client can still drip a byte just inside every timeout and hold the connection for
+//! hours. So once the handler has waited as long as one timeout in all, the body must have
+//! arrived at `body_min_bytes_per_second` on average over the waiting time, or it fails the
+//! same way.
+//!
 //! The clock runs only while a handler waits: a handler that authenticates first does not
-//! eat into the client's time, and a slow but steady upload is never cut off. Requests
-//! without a body cost nothing, and WebSocket upgrades are exempt (their "body" is the
-//! socket, kept alive by pings).
+//! eat into the client's time, and a slow but steady upload above the minimum rate is never
+//! cut off. Requests without a body cost nothing, and WebSocket upgrades are exempt (their
+//! "body" is the socket, kept alive by pings).
 
 use actix_web::HttpMessage;
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
@@ -27,17 +32,29 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
+/// How long a body may make the server wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyPace {
+    /// Longest wait for the next chunk.
+    pub timeout: Duration,
+    /// Slowest average rate once the waits add up to `timeout`; `0`: any.
+    pub min_bytes_per_second: u64,
+}
+
 /// The middleware; `None` leaves bodies alone.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyReadTimeout {
-    timeout: Option<Duration>,
+    pace: Option<BodyPace>,
 }
 
 impl BodyReadTimeout {
-    /// From `body_read_timeout_ms` (`0`: no timeout).
-    pub fn from_millis(millis: u64) -> Self {
+    /// From `body_read_timeout_ms` (`0`: no limits at all) and `body_min_bytes_per_second`.
+    pub fn new(timeout_millis: u64, min_bytes_per_second: u64) -> Self {
         Self {
-            timeout: (millis > 0).then(|| Duration::from_millis(millis)),
+            pace: (timeout_millis > 0).then(|| BodyPace {
+                timeout: Duration::from_millis(timeout_millis),
+                min_bytes_per_second,
+            }),
         }
     }
 }
@@ -55,14 +72,14 @@ where
     fn new_transform(&self, service: S) -> Self::Future {
         ready(Ok(BodyReadTimeoutService {
             service,
-            timeout: self.timeout,
+            pace: self.pace,
         }))
     }
 }
 
 pub struct BodyReadTimeoutService<S> {
     service: S,
-    timeout: Option<Duration>,
+    pace: Option<BodyPace>,
 }
 
 impl<S, B> Service<ServiceRequest> for BodyReadTimeoutService<S>
@@ -76,12 +93,12 @@ where
     forward_ready!(service);
 
     fn call(&self, mut req: ServiceRequest) -> Self::Future {
-        if let Some(timeout) = self.timeout {
+        if let Some(pace) = self.pace {
             match req.take_payload() {
                 Payload::None => {}
                 payload if req.headers().contains_key(header::UPGRADE) => req.set_payload(payload),
                 payload => req.set_payload(Payload::Stream {
-                    payload: Box::pin(TimedPayload::new(payload, timeout)),
+                    payload: Box::pin(TimedPayload::new(payload, pace)),
                 }),
             }
         }
@@ -89,25 +106,49 @@ where
     }
 }
 
-/// A body whose next chunk must arrive within `timeout` of being asked for.
+/// A body whose next chunk must arrive within `timeout` of being asked for, and whose
+/// chunks must keep up the minimum average rate over the time spent waiting for them.
 pub struct TimedPayload {
     inner: Payload,
-    timeout: Duration,
+    pace: BodyPace,
     /// Armed when the consumer starts waiting; disarmed by each chunk.
     timer: Option<Pin<Box<Sleep>>>,
-    armed: bool,
+    /// When the current wait began (`Some` exactly while armed).
+    waiting_since: Option<Instant>,
+    /// Time spent waiting for earlier chunks.
+    waited: Duration,
+    received: u64,
     done: bool,
 }
 
 impl TimedPayload {
-    pub fn new(inner: Payload, timeout: Duration) -> Self {
+    pub fn new(inner: Payload, pace: BodyPace) -> Self {
         Self {
             inner,
-            timeout,
+            pace,
             timer: None,
-            armed: false,
+            waiting_since: None,
+            waited: Duration::ZERO,
+            received: 0,
             done: false,
         }
+    }
+
+    /// Whether the body has fallen below the minimum rate (judged once the waits add up to
+    /// a whole timeout, so a slow start is forgiven).
+    fn too_slow(&self) -> bool {
+        let rate = self.pace.min_bytes_per_second;
+        rate > 0
+            && self.waited >= self.pace.timeout
+            && (self.received as f64) < rate as f64 * self.waited.as_secs_f64()
+    }
+
+    fn fail(&mut self, message: String) -> Poll<Option<Result<Bytes, PayloadError>>> {
+        self.done = true;
+        Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            message,
+        )))))
     }
 }
 
@@ -121,7 +162,17 @@ impl Stream for TimedPayload {
         }
         match Pin::new(&mut this.inner).poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
-                this.armed = false;
+                if let Some(since) = this.waiting_since.take() {
+                    this.waited += since.elapsed();
+                }
+                this.received += chunk.len() as u64;
+                if this.too_slow() {
+                    let message = format!(
+                        "request body arriving slower than {} bytes per second",
+                        this.pace.min_bytes_per_second
+                    );
+                    return this.fail(message);
+                }
                 return Poll::Ready(Some(Ok(chunk)));
             }
             Poll::Ready(other) => {
@@ -130,10 +181,12 @@ impl Stream for TimedPayload {
             }
             Poll::Pending => {}
         }
-        let deadline = Instant::now() + this.timeout;
+        let now = Instant::now();
+        let deadline = now + this.pace.timeout;
+        let armed = this.waiting_since.is_some();
         let timer = match &mut this.timer {
             Some(timer) => {
-                if !this.armed {
+                if !armed {
                     timer.as_mut().reset(deadline);
                 }
                 timer
@@ -142,15 +195,16 @@ impl Stream for TimedPayload {
                 .timer
                 .insert(Box::pin(tokio::time::sleep_until(deadline))),
         };
-        this.armed = true;
+        if !armed {
+            this.waiting_since = Some(now);
+        }
         match timer.as_mut().poll(cx) {
             Poll::Ready(()) => {
-                this.done = true;
-                let message = format!("no request body data for {} ms", this.timeout.as_millis());
-                Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    message,
-                )))))
+                let message = format!(
+                    "no request body data for {} ms",
+                    this.pace.timeout.as_millis()
+                );
+                this.fail(message)
             }
             Poll::Pending => Poll::Pending,
         }
@@ -162,7 +216,9 @@ mod tests {
     use super::*;
     use futures_util::StreamExt;
 
-    fn channel() -> (
+    fn channel_with(
+        min_bytes_per_second: u64,
+    ) -> (
         tokio::sync::mpsc::Sender<Result<Bytes, PayloadError>>,
         TimedPayload,
     ) {
@@ -171,7 +227,69 @@ mod tests {
         let payload = Payload::Stream {
             payload: Box::pin(stream) as actix_http::BoxedPayloadStream,
         };
-        (tx, TimedPayload::new(payload, Duration::from_millis(100)))
+        let pace = BodyPace {
+            timeout: Duration::from_millis(100),
+            min_bytes_per_second,
+        };
+        (tx, TimedPayload::new(payload, pace))
+    }
+
+    fn channel() -> (
+        tokio::sync::mpsc::Sender<Result<Bytes, PayloadError>>,
+        TimedPayload,
+    ) {
+        channel_with(0)
+    }
+
+    #[tokio::test]
+    async fn a_drip_inside_every_timeout_fails_on_the_average_rate() {
+        // 1 byte every 60 ms: never 100 ms without data, but ~17 B/s against 1,000.
+        let (tx, mut body) = channel_with(1000);
+        let sender = tokio::spawn(async move {
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_millis(60)).await;
+                if tx.send(Ok(Bytes::from_static(b"x"))).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut got = 0;
+        let failure = loop {
+            match body.next().await {
+                Some(Ok(_)) => got += 1,
+                Some(Err(PayloadError::Io(e))) => break e,
+                other => panic!("expected a rate failure, got {other:?} after {got} chunks"),
+            }
+        };
+        assert_eq!(failure.kind(), std::io::ErrorKind::TimedOut);
+        assert!(
+            failure.to_string().contains("bytes per second"),
+            "{failure}"
+        );
+        assert!((1..5).contains(&got), "failed after {got} chunks");
+        assert!(body.next().await.is_none());
+        sender.abort();
+    }
+
+    #[tokio::test]
+    async fn a_steady_body_above_the_rate_is_read_whole() {
+        let (tx, mut body) = channel_with(1000);
+        let sender = tokio::spawn(async move {
+            for _ in 0..10 {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                tx.send(Ok(Bytes::from(vec![b'x'; 512])))
+                    .await
+                    .expect("send");
+            }
+        });
+        let mut got = 0;
+        while let Some(chunk) = body.next().await {
+            got += chunk
+                .expect("512 bytes per 30 ms is well above 1,000 B/s")
+                .len();
+        }
+        assert_eq!(got, 5120);
+        sender.await.expect("sender");
     }
 
     #[tokio::test]

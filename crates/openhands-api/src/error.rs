@@ -7,6 +7,8 @@
 //! A store that cannot be reached for now ([`StoreError::Unavailable`], e.g. a lost
 //! database connection) is not an internal failure: [`ApiError::store`] answers it with
 //! 503 and `Retry-After`, so clients and load balancers retry instead of giving up.
+//!
+//! [`schema`] names these body shapes for the OpenAPI document.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
@@ -15,6 +17,8 @@ use openhands_core::settings::{NUL_REFUSED, nul_path};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::fmt;
+
+pub mod schema;
 
 /// Seconds a client is asked to wait before retrying after a 503 for an unreachable store.
 pub const RETRY_AFTER_SECONDS: u32 = 1;

@@ -13,6 +13,8 @@ pub mod client_ip;
 pub mod contribution;
 pub mod error;
 pub mod event_feed;
+pub mod gate;
+pub mod host_check;
 pub mod methods;
 pub mod middleware;
 pub mod openapi;

@@ -25,18 +25,15 @@
 //! `permitted_cors_origins` is empty) is deliberately not a rule here: other local pages,
 //! such as an app the agent serves on another port, may read but not change anything.
 //!
-//! The check is a hand-written `Transform` (not `from_fn`, which boxes a future per
-//! request) whose `GET` path is a method comparison and one header lookup.
+//! The check runs as a [`Gate`] (no boxed future per request) whose `GET` path is a method
+//! comparison and one header lookup.
 
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use crate::gate::{Gate, GateMiddleware};
+use actix_web::HttpResponse;
+use actix_web::dev::ServiceRequest;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::{Method, StatusCode};
-use actix_web::{Error, HttpResponse};
-use futures_util::TryFutureExt;
-use futures_util::future::{Either, MapOk, Ready, ready};
 use openhands_core::config::Config;
-use std::rc::Rc;
 
 /// The machine-readable code of a refusal.
 pub const CSRF_CODE: &str = "csrf_rejected";
@@ -166,73 +163,32 @@ fn refusal_response(req: &ServiceRequest, refusal: Refusal) -> HttpResponse {
 }
 
 /// The middleware; see the module docs.
-#[derive(Debug, Clone)]
-pub struct OriginCheck {
-    policy: Rc<OriginPolicy>,
+pub type OriginCheck = GateMiddleware<OriginGate>;
+
+/// The [`Gate`] of [`OriginCheck`].
+#[derive(Debug)]
+pub struct OriginGate {
+    policy: OriginPolicy,
 }
 
 impl OriginCheck {
-    pub fn new(config: &Config) -> Self {
-        Self {
-            policy: Rc::new(OriginPolicy::from_config(config)),
-        }
+    pub fn from_config(config: &Config) -> Self {
+        GateMiddleware::new(OriginGate {
+            policy: OriginPolicy::from_config(config),
+        })
     }
 }
 
-impl<S, B> Transform<S, ServiceRequest> for OriginCheck
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
-    B: MessageBody,
-{
-    type Response = ServiceResponse<EitherBody<B>>;
-    type Error = Error;
-    type Transform = OriginCheckService<S>;
-    type InitError = ();
-    type Future = Ready<Result<Self::Transform, ()>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(OriginCheckService {
-            service,
-            policy: Rc::clone(&self.policy),
-        }))
-    }
-}
-
-pub struct OriginCheckService<S> {
-    service: S,
-    policy: Rc<OriginPolicy>,
-}
-
-type IntoLeft<B> = fn(ServiceResponse<B>) -> ServiceResponse<EitherBody<B>>;
-
-impl<S, B> Service<ServiceRequest> for OriginCheckService<S>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
-    B: MessageBody,
-{
-    type Response = ServiceResponse<EitherBody<B>>;
-    type Error = Error;
-    type Future = Either<MapOk<S::Future, IntoLeft<B>>, Ready<Result<Self::Response, Error>>>;
-
-    forward_ready!(service);
-
-    fn call(&self, req: ServiceRequest) -> Self::Future {
-        let verdict = check(
+impl Gate for OriginGate {
+    fn verdict(&self, req: &ServiceRequest) -> Option<HttpResponse> {
+        let refusal = check(
             &self.policy,
             req.method(),
             req.headers(),
             req.uri().authority().map(|a| a.as_str()),
-        );
-        match verdict {
-            Ok(()) => {
-                let into_left: IntoLeft<B> = ServiceResponse::map_into_left_body;
-                Either::Left(self.service.call(req).map_ok(into_left))
-            }
-            Err(refusal) => {
-                let response = refusal_response(&req, refusal);
-                Either::Right(ready(Ok(req.into_response(response).map_into_right_body())))
-            }
-        }
+        )
+        .err()?;
+        Some(refusal_response(req, refusal))
     }
 }
 

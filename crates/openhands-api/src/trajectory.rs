@@ -17,6 +17,7 @@
 //! this one and so no longer answers); see `configure`.
 
 use crate::error::ApiError;
+use crate::error::schema::ErrorDetail;
 use crate::event_feed::ReplaySource;
 use crate::routes::conversations::conversation_id_from;
 use crate::state::AppState;
@@ -26,8 +27,9 @@ use actix_web::http::header::ContentType;
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
 use futures_util::stream;
-use openhands_core::event::EventPage;
+use openhands_core::event::{Event, EventPage};
 use serde_json::json;
+use utoipa::ToSchema;
 
 /// Events read from the store per chunk.
 const PAGE: usize = 20;
@@ -39,9 +41,20 @@ fn read_failed(err: &dyn std::fmt::Display) -> ApiError {
     )
 }
 
+/// The answer's shape (only the OpenAPI document uses this type).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Trajectory {
+    trajectory: Vec<Event>,
+}
+
 /// Every stored event of the conversation, streamed; see the module docs.
 #[utoipa::path(get, path = "/api/conversations/{conversation_id}/trajectory", tag = "conversations",
-    params(("conversation_id" = String, Path)), responses((status = 200, body = Object), (status = 404)))]
+    params(("conversation_id" = String, Path)), security(("user" = [])), responses(
+    (status = 200, description = "`{\"trajectory\": [event, ...]}`, every stored event", body = Trajectory),
+    (status = 400, description = "Invalid conversation id", body = ErrorDetail),
+    (status = 404, description = "No such conversation", body = ErrorDetail),
+    (status = 503, description = "Storage unavailable for now; `Retry-After` says when to retry", body = ErrorDetail)))]
 pub async fn trajectory(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -53,7 +66,7 @@ pub async fn trajectory(
         .conversation_store
         .get(user.scope(), &id)
         .await
-        .map_err(|e| ApiError::internal(&e, json!({"status": "error", "conversation_id": id})))?;
+        .map_err(|e| ApiError::store(e, json!({"status": "error", "conversation_id": id})))?;
     if found.is_none() {
         return Err(ApiError::detail(
             StatusCode::NOT_FOUND,

@@ -111,7 +111,9 @@ impl FromRequest for CurrentUser {
     }
 }
 
-fn auth_error(err: AuthError) -> ApiError {
+/// The response to an authentication failure (401 with the cookie cleared for an ended
+/// session, 403 with the gate's code, 503 when the backend is unavailable).
+pub fn auth_error(err: AuthError) -> ApiError {
     match err {
         AuthError::Unauthorized(message) => ApiError::detail(StatusCode::UNAUTHORIZED, message),
         AuthError::SessionEnded {

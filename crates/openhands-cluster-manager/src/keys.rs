@@ -5,7 +5,8 @@
 //! | `<p>cm:owner:{<conversation>}` | string, `PX` lease | the owner | id of the replica running the conversation |
 //! | `<p>cm:status` | hash, field per conversation | the owner | `OwnerRecord` JSON: replica, user, org, status |
 //! | `<p>cm:events:{<conversation>}` | stream, `MAXLEN ~`, expires a day after the last entry | the owner | each stored event (`event_id`, `json`) or notice (`notice`) |
-//! | `<p>cm:user:{<user>\|<org>}` | sorted set, member per conversation, score = last activity (ms) | claims, releases, sends | the user's running conversations, for the cluster-wide `max_concurrent_conversations` |
+//! | `<p>cm:user:{<user>\|}` (`<p>cm:user:{\|<org>}` for a scope without a user) | sorted set, member per conversation, score = last activity (ms) | claims, releases, sends | the user's running conversations in all of their orgs, for the cluster-wide `max_concurrent_conversations` |
+//! | `<p>cm:running` | sorted set, member per conversation, score = lease deadline (ms) | claims, renewals, releases | every running conversation of the cluster, for `max_running_conversations`; members past their deadline (owner died) are dropped by the next claim, failed runs by their next renewal |
 //! | `<p>cm:watchers:{<conversation>}` | sorted set, member per replica, score = deadline (ms), expires a lease after the last write | replicas with watchers | the replicas whose WebSockets watch the conversation (idle close, see `watchers`) |
 //! | `<p>cm:epoch` | string, no expiry | the first claim or renewal that finds it missing | random; changes only when Redis lost its data (see `lease`) |
 //! | `<p>cm:replica:{<replica>}` | string, `PX` heartbeat | each replica | the replica is alive |
@@ -36,14 +37,23 @@ impl Keys {
         format!("{}cm:owner:{{", self.prefix)
     }
 
-    /// The user's running conversations (sorted set, scored by last activity).
+    /// The user's running conversations (sorted set, scored by last activity), in all of
+    /// their organizations: orgs are free to create, so a per-org set would multiply the
+    /// limit. A scope without a user (the local user) keeps a set per org, as before.
     pub fn user(&self, scope: &UserScope) -> String {
-        format!(
-            "{}cm:user:{{{}|{}}}",
-            self.prefix,
-            scope.user_id.as_deref().unwrap_or_default(),
-            scope.org_id.as_deref().unwrap_or_default()
-        )
+        match scope.user_id.as_deref() {
+            Some(user) => format!("{}cm:user:{{{user}|}}", self.prefix),
+            None => format!(
+                "{}cm:user:{{|{}}}",
+                self.prefix,
+                scope.org_id.as_deref().unwrap_or_default()
+            ),
+        }
+    }
+
+    /// Every running conversation of the cluster (sorted set, scored by lease deadline).
+    pub fn running(&self) -> String {
+        format!("{}cm:running", self.prefix)
     }
 
     /// Changes when Redis lost its data (see [`crate::lease`]).
@@ -95,5 +105,22 @@ mod tests {
             org_id: None,
         };
         assert_eq!(keys.user(&scope), "oh:cm:user:{u1|}");
+        assert_eq!(keys.running(), "oh:cm:running");
+    }
+
+    #[test]
+    fn a_users_conversations_share_one_set_whatever_the_org() {
+        let keys = Keys::new("oh:");
+        let in_org = |user: Option<&str>, org: &str| UserScope {
+            user_id: user.map(str::to_owned),
+            org_id: Some(org.to_owned()),
+        };
+        assert_eq!(keys.user(&in_org(Some("u1"), "o1")), "oh:cm:user:{u1|}");
+        assert_eq!(keys.user(&in_org(Some("u1"), "o2")), "oh:cm:user:{u1|}");
+        assert_eq!(keys.user(&in_org(None, "o1")), "oh:cm:user:{|o1}");
+        assert_ne!(
+            keys.user(&in_org(None, "o1")),
+            keys.user(&in_org(None, "o2"))
+        );
     }
 }

@@ -14,6 +14,13 @@
 //! missing. Each lease remembers the epoch it was claimed or renewed under; a renewal that
 //! finds the owner key gone re-claims only when the epoch changed, i.e. when Redis lost its
 //! data since.
+//!
+//! The same scripts keep the two counts the limits read (see [`crate::keys`]): the user's
+//! running set, for `max_concurrent_conversations` across all of the user's orgs, and the
+//! cluster's running set, for `max_running_conversations`. A claim reads and changes both
+//! in one script, so claims on several replicas at once cannot overshoot either limit. The
+//! cluster set is scored by lease deadline (renewals push it on), so the runs of a replica
+//! that died drop out of the count by themselves a lease after its last renewal.
 
 use crate::keys::Keys;
 use openhands_core::conversation::ConversationStatus;
@@ -57,15 +64,18 @@ impl OwnerRecord {
     }
 }
 
-/// KEYS: owner, status hash, the user's set, epoch. ARGV: replica, lease ms, conversation,
-/// record, the user's limit, now (ms), owner-key prefix (`<p>cm:owner:{`), `evict` or
-/// `yield`, a fresh epoch.
+/// KEYS: owner, status hash, the user's set, epoch, the cluster's running set. ARGV: replica,
+/// lease ms, conversation, record, the user's limit, now (ms), owner-key prefix
+/// (`<p>cm:owner:{`), `evict` or `yield`, a fresh epoch, the cluster's cap (`0`: none).
 ///
 /// Returns `{0}` when another replica holds the conversation, else `{1, epoch, evicted...}`: the
 /// user's least recently active conversations taken out of the set to stay within the limit
 /// (members whose owner key is gone are dropped first: their owner died). With `yield`,
 /// nothing is evicted: a claim that would exceed the limit returns `{2}` (claimed, not
-/// counted; the caller releases it).
+/// counted; the caller releases it). A claim that would take the cluster past its cap
+/// returns `{3}` (claimed, not counted; the caller releases it): only the user's own
+/// evictions make room, never another user's run. The evicted stay in the cluster's set
+/// until their owner releases them, so the cap holds while they stop.
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
@@ -82,29 +92,48 @@ static CLAIM: LazyLock<Script> = LazyLock::new(|| {
               redis.call('ZREM', KEYS[3], member)
             end
           end
-          if ARGV[8] == 'yield' and not redis.call('ZSCORE', KEYS[3], ARGV[3])
-             and redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then
+          local counted = redis.call('ZSCORE', KEYS[3], ARGV[3])
+          local limit = tonumber(ARGV[5])
+          if ARGV[8] == 'yield' and not counted and redis.call('ZCARD', KEYS[3]) >= limit then
             return {2}
           end
-          redis.call('ZADD', KEYS[3], ARGV[6], ARGV[3])
-          local over = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[5])
-          local result = {1, epoch}
-          if over > 0 then
+          local evict = {}
+          if ARGV[8] == 'evict' then
+            local over = redis.call('ZCARD', KEYS[3]) - limit
+            if not counted then over = over + 1 end
             for _, member in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
               if over <= 0 then break end
               if member ~= ARGV[3] then
-                redis.call('ZREM', KEYS[3], member)
-                table.insert(result, member)
+                table.insert(evict, member)
                 over = over - 1
               end
             end
+          end
+          redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[6])
+          local cap = tonumber(ARGV[10])
+          if cap > 0 and not redis.call('ZSCORE', KEYS[5], ARGV[3]) then
+            local freed = 0
+            for _, member in ipairs(evict) do
+              if redis.call('ZSCORE', KEYS[5], member) then freed = freed + 1 end
+            end
+            if redis.call('ZCARD', KEYS[5]) - freed >= cap then
+              return {3}
+            end
+          end
+          redis.call('ZADD', KEYS[3], ARGV[6], ARGV[3])
+          redis.call('ZADD', KEYS[5], tonumber(ARGV[6]) + tonumber(ARGV[2]), ARGV[3])
+          local result = {1, epoch}
+          for _, member in ipairs(evict) do
+            redis.call('ZREM', KEYS[3], member)
+            table.insert(result, member)
           end
           return result",
     )
 });
 
-/// KEYS: owner, status hash, the user's set, epoch. ARGV: replica, lease ms, conversation,
-/// record, now (ms), the epoch of the lease, a fresh epoch.
+/// KEYS: owner, status hash, the user's set, epoch, the cluster's running set. ARGV: replica,
+/// lease ms, conversation, record, now (ms), the epoch of the lease, a fresh epoch, `1` when
+/// the run counts against the cluster's cap (a failed run holds no sandbox: `0`).
 ///
 /// Returns `{1, epoch}` when renewed, `{2, epoch}` when the owner key was gone because
 /// Redis lost its data (the epoch changed) and the lease is claimed again, `{0, epoch}` when
@@ -117,28 +146,39 @@ static RENEW: LazyLock<Script> = LazyLock::new(|| {
             epoch = ARGV[7]
           end
           local owner = redis.call('GET', KEYS[1])
+          local function count()
+            if ARGV[8] == '1' then
+              redis.call('ZADD', KEYS[5], tonumber(ARGV[5]) + tonumber(ARGV[2]), ARGV[3])
+            else
+              redis.call('ZREM', KEYS[5], ARGV[3])
+            end
+          end
           if owner == ARGV[1] then
             redis.call('PEXPIRE', KEYS[1], ARGV[2])
             redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+            count()
             return {1, epoch}
           end
           if not owner and epoch ~= ARGV[6] then
             redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
             redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
             redis.call('ZADD', KEYS[3], 'NX', ARGV[5], ARGV[3])
+            count()
             return {2, epoch}
           end
           return {0, epoch}",
     )
 });
 
-/// KEYS: owner, status hash, the user's set. ARGV: replica, conversation.
+/// KEYS: owner, status hash, the user's set, epoch (unused), the cluster's running set.
+/// ARGV: replica, conversation.
 static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"if redis.call('GET', KEYS[1]) == ARGV[1] then
             redis.call('DEL', KEYS[1])
             redis.call('HDEL', KEYS[2], ARGV[2])
             redis.call('ZREM', KEYS[3], ARGV[2])
+            redis.call('ZREM', KEYS[5], ARGV[2])
             return 1
           end
           return 0",
@@ -157,6 +197,9 @@ pub enum Claim {
     /// Claimed, but running it would exceed the user's limit and the claim was asked to
     /// yield (a takeover): the caller releases it.
     OverLimit,
+    /// Claimed, but running it would take the cluster past `max_running_conversations`:
+    /// the caller releases it and refuses the start (or leaves a takeover stopped).
+    AtCapacity,
 }
 
 /// What a renewal found.
@@ -199,6 +242,8 @@ pub struct Leases {
     lease: Duration,
     /// Running conversations per user, cluster-wide.
     per_user: u32,
+    /// Running conversations in the whole cluster; `0`: no cap.
+    global_cap: u32,
     /// The epoch (see the module doc) each lease of this replica was last claimed or
     /// renewed under.
     epochs: Arc<Mutex<HashMap<String, String>>>,
@@ -214,8 +259,21 @@ impl Leases {
             replica_id: replica_id.to_owned(),
             lease,
             per_user: per_user.max(1),
+            global_cap: 0,
             epochs: Arc::default(),
         }
+    }
+
+    /// The same leases with a claim refusing to take the cluster past `cap` running
+    /// conversations (`max_running_conversations`; `0`: no cap).
+    pub fn with_global_cap(mut self, cap: u32) -> Self {
+        self.global_cap = cap;
+        self
+    }
+
+    /// The cluster's cap on running conversations (`0`: none).
+    pub fn global_cap(&self) -> u32 {
+        self.global_cap
     }
 
     fn epochs(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
@@ -236,12 +294,16 @@ impl Leases {
         &self,
         script: &'static LazyLock<Script>,
         conversation_id: &str,
-        scope: Option<&UserScope>,
+        scope: &UserScope,
         args: Vec<String>,
     ) -> Result<T, RedisError> {
-        let mut keys = vec![self.keys.owner(conversation_id), self.keys.status()];
-        keys.extend(scope.map(|scope| self.keys.user(scope)));
-        keys.push(self.keys.epoch());
+        let keys = [
+            self.keys.owner(conversation_id),
+            self.keys.status(),
+            self.keys.user(scope),
+            self.keys.epoch(),
+            self.keys.running(),
+        ];
         self.pool
             .run(|mut connection| async move {
                 let mut invocation = script.prepare_invoke();
@@ -284,10 +346,9 @@ impl Leases {
                 AtLimit::Yield => "yield".to_owned(),
             },
             fresh_epoch(),
+            self.global_cap.to_string(),
         ];
-        let reply: Vec<redis::Value> = self
-            .script(&CLAIM, conversation_id, Some(scope), args)
-            .await?;
+        let reply: Vec<redis::Value> = self.script(&CLAIM, conversation_id, scope, args).await?;
         let mut reply = reply.into_iter();
         let won: i64 = reply
             .next()
@@ -296,6 +357,7 @@ impl Leases {
         match won {
             1 => {}
             2 => return Ok(Claim::OverLimit),
+            3 => return Ok(Claim::AtCapacity),
             _ => return Ok(Claim::Refused),
         }
         let epoch: String = reply
@@ -362,10 +424,15 @@ impl Leases {
             now_ms().to_string(),
             known,
             fresh_epoch(),
+            if status == ConversationStatus::Error {
+                "0"
+            } else {
+                "1"
+            }
+            .to_owned(),
         ];
-        let (code, epoch): (i64, String) = self
-            .script(&RENEW, conversation_id, Some(scope), args)
-            .await?;
+        let (code, epoch): (i64, String) =
+            self.script(&RENEW, conversation_id, scope, args).await?;
         let renewal = match code {
             1 => Renewal::Renewed,
             2 => Renewal::Reclaimed,
@@ -388,11 +455,41 @@ impl Leases {
         scope: &UserScope,
     ) -> Result<bool, RedisError> {
         let args = vec![self.replica_id.clone(), conversation_id.to_owned()];
-        let released: i64 = self
-            .script(&RELEASE, conversation_id, Some(scope), args)
-            .await?;
+        let released: i64 = self.script(&RELEASE, conversation_id, scope, args).await?;
         self.epochs().remove(conversation_id);
         Ok(released == 1)
+    }
+
+    /// The conversations counted against the cluster's cap (their deadline may have passed
+    /// since the last claim pruned the set).
+    pub async fn running_in_cluster(&self) -> Result<Vec<String>, RedisError> {
+        let key = self.keys.running();
+        self.pool
+            .run(|mut connection| async move {
+                redis::cmd("ZRANGE")
+                    .arg(key)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut connection)
+                    .await
+            })
+            .await
+    }
+
+    /// How many conversations count against the cluster's cap now (leases not yet past
+    /// their deadline).
+    pub async fn running_in_cluster_now(&self) -> Result<u64, RedisError> {
+        let key = self.keys.running();
+        self.pool
+            .run(|mut connection| async move {
+                redis::cmd("ZCOUNT")
+                    .arg(key)
+                    .arg(now_ms())
+                    .arg("+inf")
+                    .query_async(&mut connection)
+                    .await
+            })
+            .await
     }
 
     /// The replica holding the conversation, if any.

@@ -19,9 +19,12 @@
 //!   event; a replica shutting down hands its conversations to a live one the same way.
 //! - **Idle close** ([`watchers`]): each replica announces the conversations it has
 //!   WebSocket watchers for; the owner does not close a conversation watched anywhere.
-//! - **Per-user limit**: the claim script counts each user's running conversations in
-//!   Redis, so `max_concurrent_conversations` holds across replicas; the least recently
-//!   active ones are stopped wherever they run.
+//! - **Limits**: the claim script counts each user's running conversations in Redis, in
+//!   all of the user's orgs, so `max_concurrent_conversations` holds across replicas and
+//!   orgs; the least recently active ones are stopped wherever they run. The same script
+//!   counts the cluster's running conversations against `max_running_conversations`: at
+//!   the cap a start is refused (`ManagerError::CapacityReached`), another user's run is
+//!   never stopped to make room.
 //!
 //! Timings come from `[cluster]` ([`ClusterConfig`]).
 //!

@@ -98,7 +98,13 @@ impl ClusterConversationManager {
         pool: RedisPool,
         replica_id: String,
     ) -> Self {
-        let local = StandaloneConversationManager::new(config.clone(), services.clone());
+        // The cluster-wide cap is kept in Redis (see `lease`); a per-replica count of the
+        // same cap would only refuse starts the cluster has room for.
+        let local_config = Arc::new(Config {
+            max_running_conversations: 0,
+            ..(*config).clone()
+        });
+        let local = StandaloneConversationManager::new(local_config, services.clone());
         local.spawn_idle_sweeper();
         let cluster = &config.cluster;
         let lease = cluster.lease();
@@ -110,7 +116,8 @@ impl ClusterConversationManager {
                 &replica_id,
                 lease,
                 config.max_concurrent_conversations,
-            ),
+            )
+            .with_global_cap(config.max_running_conversations),
             router: Arc::new(Router::new(
                 pool.clone(),
                 &replica_id,
@@ -226,6 +233,7 @@ impl Shared {
                 }
             }
             Ok(Claim::OverLimit) => "its user runs the most conversations allowed".to_owned(),
+            Ok(Claim::AtCapacity) => "the cluster runs the most conversations allowed".to_owned(),
             Err(err) => {
                 return Outcome::Failed {
                     message: format!("claiming it in Redis: {err}"),
@@ -484,9 +492,29 @@ impl Shared {
     }
 
     /// Stops the user's conversations that a claim pushed over the per-user limit, wherever
-    /// they run, telling their watchers why (as the standalone manager does).
+    /// they run and in whichever of the user's orgs, telling their watchers why (as the
+    /// standalone manager does).
     async fn evict(&self, scope: &UserScope, conversation_ids: &[String]) {
-        for id in conversation_ids {
+        if conversation_ids.is_empty() {
+            return;
+        }
+        // Each runs for its own scope (the user in another org, maybe): stops check it.
+        let records = self
+            .leases
+            .records(conversation_ids)
+            .await
+            .unwrap_or_else(|err| {
+                tracing::warn!(error = %err, "reading the scopes of conversations to stop failed");
+                Vec::new()
+            });
+        for (index, id) in conversation_ids.iter().enumerate() {
+            let scope = records
+                .get(index)
+                .and_then(Option::as_ref)
+                .map(OwnerRecord::scope)
+                .filter(|own| own.user_id.is_some() && own.user_id == scope.user_id)
+                .unwrap_or_else(|| scope.clone());
+            let scope = &scope;
             let notice = json!({
                 "status_update": true, "type": "error", "id": "AGENT_ERROR$TOO_MANY_CONVERSATIONS",
                 "message": format!(
@@ -638,8 +666,13 @@ impl Shared {
                 .await
             {
                 Ok(Claim::Won { evict }) => evictions.push((scope.clone(), evict)),
-                Ok(Claim::OverLimit) => {
-                    tracing::info!(conversation_id = %id, dead_replica = %record.replica, "not resuming a dead replica's conversation: its user runs the most conversations allowed");
+                Ok(claim @ (Claim::OverLimit | Claim::AtCapacity)) => {
+                    let why = if claim == Claim::OverLimit {
+                        "its user runs the most conversations allowed"
+                    } else {
+                        "the cluster runs the most conversations allowed"
+                    };
+                    tracing::info!(conversation_id = %id, dead_replica = %record.replica, why, "not resuming a dead replica's conversation");
                     if let Err(err) = self.leases.release(&id, &scope).await {
                         tracing::warn!(conversation_id = %id, error = %err, "releasing a conversation failed; its lease will run out");
                     }
@@ -774,6 +807,29 @@ async fn tick(shared: Weak<Shared>, every: Duration) {
 
 #[async_trait]
 impl ConversationManager for ClusterConversationManager {
+    async fn admits(&self, scope: &UserScope) -> Result<(), ManagerError> {
+        let leases = &self.shared.leases;
+        let cap = leases.global_cap();
+        if cap == 0 {
+            return Ok(());
+        }
+        let running = leases
+            .running_in_cluster_now()
+            .await
+            .map_err(|e| redis_failed("counting running conversations", e))?;
+        if running < u64::from(cap) {
+            return Ok(());
+        }
+        let own = leases
+            .running_of(scope)
+            .await
+            .map_err(|e| redis_failed("listing the user's conversations", e))?;
+        if own.len() >= self.shared.per_user as usize {
+            return Ok(());
+        }
+        Err(ManagerError::CapacityReached { limit: cap })
+    }
+
     async fn statuses(
         &self,
         scope: &UserScope,
@@ -820,6 +876,15 @@ impl ConversationManager for ClusterConversationManager {
                 return shared.local.start(request).await;
             }
             claim = shared.claim_to_start(&id, &scope).await?;
+        }
+        if claim == Claim::AtCapacity {
+            if let Err(err) = shared.leases.release(&id, &scope).await {
+                tracing::warn!(conversation_id = %id, error = %err, "releasing a refused claim failed; its lease will run out");
+            }
+            tracing::info!(conversation_id = %id, "refusing a start: the cluster is at capacity");
+            return Err(ManagerError::CapacityReached {
+                limit: shared.leases.global_cap(),
+            });
         }
         let Claim::Won { evict } = claim else {
             // Another replica runs it: starting is a no-op, as for a running conversation.

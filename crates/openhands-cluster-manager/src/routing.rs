@@ -125,6 +125,10 @@ impl Outcome {
             ManagerError::NotRunning(_) => Outcome::NotRunning,
             ManagerError::NotFound(_) => Outcome::NotFound,
             ManagerError::Failed(message) => Outcome::Failed { message },
+            // Starts are never routed; a refusal for capacity travels as its message.
+            other @ ManagerError::CapacityReached { .. } => Outcome::Failed {
+                message: other.to_string(),
+            },
         }
     }
 

@@ -47,6 +47,7 @@ pub const LEGACY_ENV: &[(&str, &str)] = &[
         "MAX_CONCURRENT_CONVERSATIONS",
         "max_concurrent_conversations",
     ),
+    ("MAX_RUNNING_CONVERSATIONS", "max_running_conversations"),
     (
         "CONVERSATION_MAX_AGE_SECONDS",
         "conversation_max_age_seconds",
@@ -67,8 +68,10 @@ pub const LEGACY_ENV: &[(&str, &str)] = &[
     ("KEYCLOAK_REALM_NAME", "auth.keycloak_realm_name"),
     ("KEYCLOAK_CLIENT_ID", "auth.client_id"),
     ("KEYCLOAK_CLIENT_SECRET", "auth.client_secret"),
+    ("KEYCLOAK_ADMIN_PASSWORD", "auth.keycloak_admin_password"),
     ("GITHUB_USER_LIST_FILE", "auth.allowlist_file"),
     ("DISABLE_WAITLIST", "auth.disable_waitlist"),
+    ("OPENHANDS_COOKIE_KEYS", "auth.cookie_keys"),
     ("REDIS_HOST", "redis.host"),
     ("REDIS_PORT", "redis.port"),
     ("REDIS_PASSWORD", "redis.password"),
@@ -91,9 +94,11 @@ const VERBATIM_ENV: &[&str] = &[
     "REDIS_PASSWORD",
     "OIDC_CLIENT_SECRET",
     "KEYCLOAK_CLIENT_SECRET",
+    "KEYCLOAK_ADMIN_PASSWORD",
     "GITHUB_APP_CLIENT_SECRET",
     "GITLAB_APP_CLIENT_SECRET",
     "BITBUCKET_APP_CLIENT_SECRET",
+    "OPENHANDS_COOKIE_KEYS",
 ];
 
 /// Where the config file is looked for unless `OPENHANDS_CONFIG_FILE` names another.
@@ -150,6 +155,13 @@ pub struct Config {
     /// trusts no forwarding header. Env: `OPENHANDS_TRUSTED_PROXIES`.
     #[serde(deserialize_with = "comma_list")]
     pub trusted_proxies: Vec<String>,
+    /// Host names the server answers to besides `localhost`, IP addresses, `web_host`, the
+    /// public URL's host and the hosts of `permitted_cors_origins` (comma-separated in env;
+    /// `*` turns the check off). Any other `Host` is refused with 421, so a page whose
+    /// domain its owner re-points at this machine (DNS rebinding) cannot read or drive a
+    /// server on loopback. Env: `OPENHANDS_ALLOWED_HOSTS`.
+    #[serde(deserialize_with = "comma_list")]
+    pub allowed_hosts: Vec<String>,
     /// Largest accepted request body in bytes. Env: `OPENHANDS_MAX_BODY_BYTES`.
     pub max_body_bytes: usize,
     /// How long the server waits for the next piece of a request body, in milliseconds,
@@ -157,8 +169,20 @@ pub struct Config {
     /// stops arriving would otherwise hold its connection (and a file descriptor) for good.
     /// Env: `OPENHANDS_BODY_READ_TIMEOUT_MS`.
     pub body_read_timeout_ms: u64,
-    /// Running conversations per user. Env: `MAX_CONCURRENT_CONVERSATIONS`.
+    /// The slowest average rate, in bytes per second of waiting, at which a request body may
+    /// arrive once the server has waited `body_read_timeout_ms` for it in all; `0` turns
+    /// the check off. Stops a client that drips a byte just inside every read timeout from
+    /// holding a connection for hours. Env: `OPENHANDS_BODY_MIN_BYTES_PER_SECOND`.
+    pub body_min_bytes_per_second: u64,
+    /// Running conversations per user, counted across all of the user's organizations
+    /// (starting one more stops the user's least recently active one).
+    /// Env: `MAX_CONCURRENT_CONVERSATIONS`.
     pub max_concurrent_conversations: u32,
+    /// Running conversations on the whole server (`oss.standalone`) or cluster
+    /// (`saas.clustered`); `0` means no cap. At the cap, a start that would not replace one
+    /// of the user's own conversations is refused (503 `capacity_reached`), never made room
+    /// for by stopping another user's. Env: `MAX_RUNNING_CONVERSATIONS`.
+    pub max_running_conversations: u32,
     /// Conversations older than this are hidden from lists. Env: `CONVERSATION_MAX_AGE_SECONDS`.
     pub conversation_max_age_seconds: u64,
     /// Live messages buffered per conversation; a watcher further behind than this is
@@ -193,6 +217,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// Linking GitHub, GitLab and Bitbucket accounts by OAuth (SaaS mode).
     pub git_oauth: GitOAuthConfig,
+    /// Organizations (SaaS mode).
+    pub orgs: OrgsConfig,
     /// Let `POST /api/conversations` choose the id. Env: `ALLOW_SET_CONVERSATION_ID`.
     #[serde(deserialize_with = "flexible_bool")]
     pub allow_set_conversation_id: bool,
@@ -237,9 +263,12 @@ impl Default for Config {
             user_rate_limit: UserRateLimitSetting::Auto,
             rate_limit_fail_mode: RateLimitFailMode::Open,
             trusted_proxies: Vec::new(),
+            allowed_hosts: Vec::new(),
             max_body_bytes: 10 * 1024 * 1024,
             body_read_timeout_ms: 30_000,
+            body_min_bytes_per_second: 1024,
             max_concurrent_conversations: 3,
+            max_running_conversations: 0,
             conversation_max_age_seconds: 864_000,
             watcher_buffer: 256,
             settings_cache_seconds: 30,
@@ -251,6 +280,7 @@ impl Default for Config {
             redis: RedisConfig::default(),
             cluster: ClusterConfig::default(),
             git_oauth: GitOAuthConfig::default(),
+            orgs: OrgsConfig::default(),
             allow_set_conversation_id: false,
             serve_frontend: true,
             web_dir: "web/dist".into(),
@@ -349,6 +379,24 @@ impl DatabaseConfig {
     }
 }
 
+/// Organizations of SaaS mode (`[orgs]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrgsConfig {
+    /// Organizations one user may own at once; `0` means no limit. Creating orgs is free,
+    /// and per-org quotas would multiply with their number, so it is bounded.
+    /// Env: `OPENHANDS_ORGS__MAX_OWNED_PER_USER`.
+    pub max_owned_per_user: u32,
+}
+
+impl Default for OrgsConfig {
+    fn default() -> Self {
+        Self {
+            max_owned_per_user: 10,
+        }
+    }
+}
+
 /// The Redis server (`[redis]`), as OpenHands' `REDIS_*` variables describe it.
 ///
 /// `url` wins; else `host`, `port`, `password` and `db` name the server. One pool per server
@@ -432,7 +480,9 @@ impl VersionedKey {
 /// Accepts a list of `{ id, key }` tables, a list of `id:key` strings, or one string of
 /// comma-separated `id:key` pairs (the env form). Shapes are checked by
 /// [`Config::key_ring`], whose errors name the entry without echoing the key.
-fn versioned_keys<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<VersionedKey>, D::Error> {
+pub(crate) fn versioned_keys<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<VersionedKey>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Item {
@@ -465,7 +515,7 @@ fn versioned_keys<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<VersionedKey>, 
 }
 
 /// Dumps `secrets_keys` with ids and redacted keys.
-fn serialize_keys_redacted<S: serde::Serializer>(
+pub(crate) fn serialize_keys_redacted<S: serde::Serializer>(
     keys: &[VersionedKey],
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
@@ -638,7 +688,7 @@ impl Config {
                 .unwrap_or_else(|| name.into())
         });
         let ours = Env::prefixed("OPENHANDS_")
-            .ignore(&["CONFIG_CLS", "CONFIG_FILE", "WEB_DIR"])
+            .ignore(&["CONFIG_CLS", "CONFIG_FILE", "WEB_DIR", "COOKIE_KEYS"])
             .split("__");
         let web_dir = Env::raw()
             .only(&["OPENHANDS_WEB_DIR"])
@@ -848,6 +898,8 @@ mod tests {
             assert_eq!(c.port, 3000);
             assert_eq!(c.rate_limit, RateLimitSetting::PerSecond(10));
             assert_eq!(c.max_concurrent_conversations, 3);
+            assert_eq!(c.max_running_conversations, 0, "no global cap by default");
+            assert_eq!(c.orgs.max_owned_per_user, 10);
             Ok(())
         });
     }
@@ -876,6 +928,7 @@ mod tests {
                 ("LOG_JSON", "1"),
                 ("LOG_LEVEL", "debug"),
                 ("MAX_CONCURRENT_CONVERSATIONS", "5"),
+                ("MAX_RUNNING_CONVERSATIONS", "40"),
                 ("CONVERSATION_MAX_AGE_SECONDS", "60"),
                 ("SANDBOX_CLOSE_DELAY", "30"),
                 ("DATABASE_URL", "postgres://u:p@db.example/oh"),
@@ -893,8 +946,13 @@ mod tests {
                 ("KEYCLOAK_REALM_NAME", "allhands"),
                 ("KEYCLOAK_CLIENT_ID", "openhands"),
                 ("KEYCLOAK_CLIENT_SECRET", "client-secret"),
+                ("KEYCLOAK_ADMIN_PASSWORD", "12345"),
                 ("GITHUB_USER_LIST_FILE", "/etc/openhands/users.txt"),
                 ("DISABLE_WAITLIST", "true"),
+                (
+                    "OPENHANDS_COOKIE_KEYS",
+                    "c1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+                ),
                 ("REDIS_HOST", "redis.internal"),
                 ("REDIS_PORT", "6380"),
                 ("REDIS_PASSWORD", "redis-secret"),
@@ -931,6 +989,7 @@ mod tests {
             assert_eq!(c.posthog_client_key, "phc");
             assert_eq!(c.log_level, "debug");
             assert_eq!(c.max_concurrent_conversations, 5);
+            assert_eq!(c.max_running_conversations, 40);
             assert_eq!(c.conversation_max_age_seconds, 60);
             assert_eq!(c.sandbox.close_delay, 30);
             let db = &c.database;
@@ -950,6 +1009,11 @@ mod tests {
                 Some("client-secret")
             );
             assert_eq!(
+                auth.keycloak_admin_password.as_ref().map(Secret::expose),
+                Some("12345"),
+                "taken verbatim, not as a number"
+            );
+            assert_eq!(
                 auth.keycloak_server_url.as_deref(),
                 Some("https://kc.example")
             );
@@ -959,6 +1023,7 @@ mod tests {
                 Some("/etc/openhands/users.txt")
             );
             assert!(auth.disable_waitlist);
+            assert_eq!(auth.cookie_key_ring().map(|r| r.len()), Ok(1));
             let git = &c.git_oauth;
             let exposed = |s: &Option<Secret>| s.as_ref().map(|s| s.expose().to_owned());
             assert_eq!(
@@ -984,6 +1049,20 @@ mod tests {
                 Some("redis-secret")
             );
             assert_eq!(redis.db, 2);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_org_limit_is_set_by_its_prefixed_variable_or_the_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file("openhands.toml", "[orgs]\nmax_owned_per_user = 3\n")?;
+            assert_eq!(load_in(jail).expect("file").orgs.max_owned_per_user, 3);
+            jail.set_env("OPENHANDS_ORGS__MAX_OWNED_PER_USER", "0");
+            assert_eq!(load_in(jail).expect("env").orgs.max_owned_per_user, 0);
+            jail.set_env("OPENHANDS_ORGS__MAX_OWNED_PER_USER", "-1");
+            let msg = load_in(jail).expect_err("negative").to_string();
+            assert!(msg.contains("orgs.max_owned_per_user"), "{msg}");
             Ok(())
         });
     }

@@ -21,8 +21,9 @@ use crate::service::GitOAuth;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use openhands_api::AppState;
-use openhands_api::contribution::{RouteContribution, saas_mode};
+use openhands_api::contribution::{OpenApiContribution, RouteContribution, saas_mode};
 use openhands_api::error::ApiError;
+use openhands_api::error::schema::{ErrorText, Message};
 use openhands_api::user::{AuthRequest, CurrentUser};
 use openhands_core::extension::{AuditEntry, RequestHeaders};
 use openhands_core::registry::Slot;
@@ -30,6 +31,7 @@ use openhands_core::secrets::{ProviderToken, ProviderTokenChange, ProviderType};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
+use utoipa::{IntoParams, OpenApi};
 
 /// The `SharedResources` key under which the plugin leaves its service for these routes.
 pub const SERVICE_KEY: &str = "saas.git_oauth";
@@ -61,6 +63,23 @@ inventory::submit! {
         configure,
     }
 }
+
+inventory::submit! {
+    OpenApiContribution {
+        name: "saas.git_oauth",
+        enabled,
+        document: <GitOAuthDoc as OpenApi>::openapi,
+    }
+}
+
+/// The OpenAPI description of these routes, merged into `/openapi.json` when they are
+/// mounted.
+#[derive(OpenApi)]
+#[openapi(
+    paths(login, callback, unlink),
+    tags((name = "git-oauth", description = "Link GitHub, GitLab and Bitbucket accounts by OAuth (SaaS mode); errors are `{\"error\", \"code\"}`")),
+)]
+struct GitOAuthDoc;
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
     ApiError::new(status, json!({ "error": message.into(), "code": code }))
@@ -140,11 +159,20 @@ fn provider_failure(provider: ProviderType, err: OAuthError) -> ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LoginQuery {
+    /// A local path of the web app to return to (default `/`).
     redirect_url: Option<String>,
 }
 
+/// Starts linking: redirects to the provider's authorization page.
+#[utoipa::path(get, path = "/api/git-oauth/{provider}/login", tag = "git-oauth",
+    params(("provider" = String, Path, description = "`github`, `gitlab` or `bitbucket`", example = "github"), LoginQuery),
+    security(("user" = [])), responses(
+    (status = 302, description = "To the provider; sets the `openhands_git_oauth` cookie"),
+    (status = 404, description = "Unknown provider, or not configured here (`unknown_provider`, `provider_not_configured`)", body = ErrorText),
+    (status = 503, description = "The provider is unreachable (`provider_unavailable`)", body = ErrorText)))]
 async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -178,14 +206,24 @@ async fn login(
         .finish())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
+    /// Set by the provider when the user said no.
     error: Option<String>,
     error_description: Option<String>,
 }
 
+/// Where the provider sends the user back: stores the token and redirects to the web app.
+#[utoipa::path(get, path = "/api/git-oauth/{provider}/callback", tag = "git-oauth",
+    params(("provider" = String, Path, description = "`github`, `gitlab` or `bitbucket`", example = "github"), CallbackQuery),
+    security(("user" = [])), responses(
+    (status = 302, description = "Linked: to the path the login named; clears the cookie"),
+    (status = 400, description = "Refused, expired or not started here (`link_refused`, `missing_code`, `link_expired`, `bad_state`, `code_rejected`)", body = ErrorText),
+    (status = 404, description = "Unknown provider, or not configured here", body = ErrorText),
+    (status = 503, description = "The provider is unreachable (`provider_unavailable`)", body = ErrorText)))]
 async fn callback(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -279,6 +317,12 @@ async fn callback(
         .finish())
 }
 
+/// Forgets the linked account's token.
+#[utoipa::path(delete, path = "/api/git-oauth/{provider}", tag = "git-oauth",
+    params(("provider" = String, Path, description = "`github`, `gitlab` or `bitbucket`", example = "github")),
+    security(("user" = [])), responses(
+    (status = 200, body = Message, example = json!({"message": "github account unlinked"})),
+    (status = 404, description = "Unknown provider, not configured, or nothing linked (`not_linked`)", body = ErrorText)))]
 async fn unlink(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -19,12 +19,13 @@ use crate::worker::{self, Runtime};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use openhands_api::AppState;
-use openhands_api::contribution::{RouteContribution, saas_mode};
+use openhands_api::contribution::{OpenApiContribution, RouteContribution, saas_mode};
 use openhands_api::error::ApiError;
 use openhands_core::extension::{IntegrationRegistration, WebhookHeaders};
 use openhands_core::registry::PluginError;
 use serde_json::json;
 use std::sync::Arc;
+use utoipa::{OpenApi, ToSchema};
 
 /// The `SharedResources` key of the server's [`Runtime`].
 pub const RUNTIME_KEY: &str = "integrations.runtime";
@@ -80,6 +81,52 @@ inventory::submit! {
     }
 }
 
+inventory::submit! {
+    OpenApiContribution {
+        name: "integrations.webhooks",
+        enabled,
+        document: <WebhooksDoc as OpenApi>::openapi,
+    }
+}
+
+/// The OpenAPI description of the webhook route, merged into `/openapi.json` when it is
+/// mounted.
+#[derive(OpenApi)]
+#[openapi(
+    paths(receive),
+    components(schemas(WebhookError, WebhookErrorBody, Accepted)),
+    tags((name = "integrations", description = "Webhooks of git hosts (Gitea, GitHub...), SaaS mode")),
+)]
+struct WebhooksDoc;
+
+/// `{"error": {"code", "message"}}`, this route's errors (only the OpenAPI document uses the
+/// types down to `receive`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct WebhookError {
+    error: WebhookErrorBody,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct WebhookErrorBody {
+    /// `unknown_integration`, `bad_signature`, `invalid_payload`, `missing_delivery_id`,
+    /// `unreadable_body`, `body_timeout`, `payload_too_large`.
+    code: String,
+    message: String,
+}
+
+/// A delivery stored, or one ignored (`id` absent).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Accepted {
+    /// `accepted`, `duplicate delivery ignored`, or why the provider's webhooks are off.
+    message: String,
+    /// The stored delivery's id.
+    #[schema(nullable = false)]
+    id: Option<i64>,
+}
+
 /// The server's runtime, built (and its worker started, unless `webhook_worker` is off) on
 /// first use.
 pub async fn runtime_of(
@@ -114,6 +161,39 @@ pub async fn runtime_of(
         .await
 }
 
+/// The whole body, up to `limit` bytes (`max_body_bytes`), with this route's JSON errors:
+/// 413 when larger, 408 when it stopped arriving (`body_read_timeout_ms`), 400 when it
+/// could not be read. (actix's `Bytes` extractor answered plain text, and at 256 KiB.)
+async fn read_body(payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
+    match payload.to_bytes_limited(limit).await {
+        Ok(Ok(body)) => Ok(body),
+        Err(_) => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than the limit of {limit} bytes"),
+        )),
+        Ok(Err(err)) => {
+            let timed_out = matches!(
+                err.as_error::<actix_web::error::PayloadError>(),
+                Some(actix_web::error::PayloadError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut
+            );
+            Err(if timed_out {
+                error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    "the body stopped arriving",
+                )
+            } else {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "unreadable_body",
+                    format!("the body could not be read: {err}"),
+                )
+            })
+        }
+    }
+}
+
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
     ApiError::new(
         status,
@@ -121,12 +201,27 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError
     )
 }
 
+/// Receives one delivery of a git host's webhook: verified by its signature, stored, and
+/// processed by the worker.
+#[utoipa::path(post, path = "/integration/{provider}/events", tag = "integrations",
+    params(("provider" = String, Path, description = "The integration: `gitea`, `github`...", example = "gitea")),
+    request_body(content = Object, content_type = "application/json", description = "The provider's payload, as it signed it (read as bytes, whatever its `Content-Type`)"),
+    extensions(("x-raw-body" = json!(true))),
+    responses(
+    (status = 200, description = "A repeated delivery, or the provider's webhooks are off; nothing stored", body = Accepted),
+    (status = 202, description = "Stored; the worker will process it", body = Accepted),
+    (status = 400, description = "The payload was refused (`invalid_payload`), its delivery id is missing (`missing_delivery_id`), or the body could not be read (`unreadable_body`)", body = WebhookError),
+    (status = 403, description = "The signature is missing or wrong (`bad_signature`); nothing stored", body = WebhookError),
+    (status = 404, description = "No enabled integration of that name (`unknown_integration`)", body = WebhookError),
+    (status = 408, description = "The body stopped arriving (`body_timeout`)", body = WebhookError),
+    (status = 413, description = "The body is larger than `max_body_bytes` (`payload_too_large`)", body = WebhookError)))]
 async fn receive(
     state: web::Data<AppState>,
     request: HttpRequest,
     provider: web::Path<String>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let body = read_body(payload, state.config.max_body_bytes).await?;
     let runtime = runtime_of(&state.ext, &state.config).await.map_err(|e| {
         ApiError::internal(
             &e,

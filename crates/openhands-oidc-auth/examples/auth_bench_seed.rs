@@ -6,8 +6,9 @@
 //! (`bench-user`, verified e-mail, terms accepted), a personal organization made current
 //! (through `orgs::create_org`, as a first login does), LLM settings for the user in that
 //! org (through the SQL settings store, sealed like the server seals them), and an API key
-//! (through `api_keys::create`). It then seals a session cookie for the user under a
-//! secrets key it draws at random.
+//! (through `api_keys::create`). It then creates a session record for the user (as a
+//! login does) and seals its cookie under the cookie key the server derives from a secrets
+//! key the seed draws at random.
 //!
 //! It prints one JSON line on stdout, what the server under test needs:
 //! `{"database_url", "secrets_keys": "bench:<base64 key>", "cookie", "api_key"}`, and keeps
@@ -27,7 +28,9 @@ use openhands_core::extension::SettingsStore;
 use openhands_core::scope::UserScope;
 use openhands_core::secret::Secret;
 use openhands_core::settings::Settings;
+use openhands_oidc_auth::cookie_key;
 use openhands_oidc_auth::session::{CookieJar, Session};
+use openhands_oidc_auth::session_store::{Origin, SessionStore};
 use openhands_saas_api::api_keys::{self, KeyScope};
 use openhands_saas_api::orgs::{self, Caller};
 use openhands_sql_store::entity::user;
@@ -38,6 +41,7 @@ use sea_orm::{ActiveValue::Set, EntityTrait};
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 const USER_ID: &str = "bench-user";
 const EMAIL: &str = "bench@example.com";
@@ -140,8 +144,22 @@ async fn seed() -> Result<Seeded, String> {
     .await
     .map_err(|e| format!("creating the API key: {e}"))?;
 
-    let cookie = CookieJar::new(cipher, false)
+    // The server's default absolute lifetime; the bench is far shorter.
+    let sessions = SessionStore::new(
+        db.clone(),
+        Duration::from_secs(openhands_core::auth_config::DEFAULT_SESSION_MAX_AGE_SECONDS),
+        Duration::ZERO,
+    );
+    let (_, token) = sessions
+        .create(USER_ID, Origin::default())
+        .await
+        .map_err(|e| format!("creating the session record: {e}"))?;
+    // With no `auth.cookie_keys`, the server derives its cookie key from the secrets key.
+    let cookie_cipher = cookie_key::derived_cipher(&[(KEY_ID.to_owned(), raw_key)])
+        .map_err(|e| format!("cookie key: {e}"))?;
+    let cookie = CookieJar::new(Arc::new(cookie_cipher), false)
         .seal_session(&Session {
+            token,
             sub: USER_ID.to_owned(),
             email: Some(EMAIL.to_owned()),
             email_verified: true,

@@ -7,15 +7,25 @@
 //!   login cookie, exchanges the code with the PKCE verifier, verifies the ID token and its
 //!   nonce, creates or updates the user, sets the session cookie and redirects (to the
 //!   terms page first when they are not accepted yet).
-//! - `POST /api/logout`, `POST /api/authenticate`, `POST /api/accept_tos` as in OpenHands.
+//! - `POST /api/logout` as in OpenHands (200 `{"message": "User logged out"}`), and it also
+//!   revokes the session's server-side record, so a copy of the cookie dies with it.
+//!   `POST /api/logout?everywhere=true` revokes every session of the signed-in user (all
+//!   browsers); it needs a live session or an API key (401 otherwise), so an ended cookie
+//!   cannot log its user out elsewhere.
+//! - `POST /api/authenticate`, `POST /api/accept_tos` as in OpenHands.
+//!
+//! The session routes are in [`crate::session_routes`]; both are mounted together here.
 //!
 //! Errors are `{"error": message, "code": code}`: 400 for a callback without code or with a
 //! state that does not match, 401 when the provider refuses the code or the ID token fails
-//! verification, 403 for a user not on the allowlist, 503 when the provider is unreachable.
+//! verification, 403 for a user not on the allowlist, 503 when the provider (or the session
+//! storage) is unreachable.
 
+use crate::openapi::{AuthRefusal, ErrorBody, MessageBody, RedirectUrlBody};
 use crate::provider::ProviderError;
 use crate::service::OidcAuth;
 use crate::session::{LOGIN_COOKIE, PendingLogin, Session};
+use crate::session_store::Origin;
 use crate::users;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
@@ -24,11 +34,12 @@ use openhands_api::AppState;
 use openhands_api::contribution::RouteContribution;
 use openhands_api::error::ApiError;
 use openhands_api::user::{AuthRequest, CurrentUser, PendingCookies, authenticate};
-use openhands_core::extension::RequestHeaders;
+use openhands_core::extension::{AuthError, AuthType, RequestHeaders, UserAuth};
 use openhands_core::registry::Slot;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
 
 /// The `SharedResources` key under which the plugin leaves its service for these routes.
 pub const SERVICE_KEY: &str = "saas.oidc";
@@ -41,9 +52,12 @@ fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/logout", web::post().to(logout))
         .route("/api/authenticate", web::post().to(authenticate_route))
         .route("/api/accept_tos", web::post().to(accept_tos));
+    crate::session_routes::configure(cfg);
 }
 
-fn oidc_selected(state: &AppState) -> bool {
+/// Whether `saas.oidc` is this server's `UserAuth` (its routes and their OpenAPI
+/// description exist only then).
+pub(crate) fn oidc_selected(state: &AppState) -> bool {
     state
         .ext
         .selected
@@ -54,18 +68,33 @@ fn oidc_selected(state: &AppState) -> bool {
 inventory::submit! {
     RouteContribution {
         name: "saas.auth",
-        description: "OIDC login, logout, session check and terms acceptance",
+        description: "OIDC login, logout, session check, terms acceptance, session listing and revocation",
         enabled: oidc_selected,
         configure,
     }
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
     ApiError::new(status, json!({ "error": message.into(), "code": code }))
 }
 
+/// A 500 with the crate's error shape; the cause is logged, not shown.
+pub(crate) fn internal(cause: &dyn std::fmt::Display, message: &str) -> ApiError {
+    ApiError::internal(cause, json!({"error": message, "code": "internal_error"}))
+}
+
+/// The session storage failed: 503, the client may retry.
+pub(crate) fn storage_unavailable(cause: &dyn std::fmt::Display) -> ApiError {
+    tracing::error!(error = %cause, "session storage unavailable");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage_unavailable",
+        "Session storage is unavailable; try again shortly",
+    )
+}
+
 /// The service the plugin built for this server.
-async fn service(state: &AppState) -> Result<Arc<OidcAuth>, ApiError> {
+pub(crate) async fn service(state: &AppState) -> Result<Arc<OidcAuth>, ApiError> {
     state
         .ext
         .shared
@@ -76,10 +105,6 @@ async fn service(state: &AppState) -> Result<Arc<OidcAuth>, ApiError> {
             ))
         })
         .await
-}
-
-fn base_url(auth: &OidcAuth, req: &HttpRequest) -> String {
-    openhands_api::redirect::public_base_url(auth.public_url.as_deref(), req)
 }
 
 fn provider_failure(err: ProviderError) -> ApiError {
@@ -115,18 +140,29 @@ fn provider_failure(err: ProviderError) -> ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct LoginQuery {
+/// `GET /oauth/keycloak/login` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct LoginQuery {
+    /// A local path to land on after the login (anything else lands on `/`).
     redirect_url: Option<String>,
 }
 
-async fn login(
-    req: HttpRequest,
+/// Starts a login: redirects to the provider (PKCE, `state`, nonce) and sets the
+/// short-lived login cookie. The redirect URI is the configured public URL's callback.
+#[utoipa::path(get, path = "/oauth/keycloak/login", tag = "auth", params(LoginQuery),
+    responses(
+        (status = 302, description = "To the provider's authorization endpoint; sets `openhands_login`",
+            headers(("Location" = String, description = "The provider's authorization URL"))),
+        (status = 422, description = "Invalid query string"),
+        (status = 500, description = "Login is misconfigured", body = ErrorBody),
+        (status = 503, description = "The provider is unreachable (`provider_unavailable`)", body = ErrorBody)))]
+pub(crate) async fn login(
     state: web::Data<AppState>,
     query: web::Query<LoginQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let auth = service(&state).await?;
-    let redirect_uri = format!("{}{CALLBACK_PATH}", base_url(&auth, &req));
+    let redirect_uri = auth.callback_url();
     let request = auth
         .provider
         .authorization_request(&redirect_uri)
@@ -139,27 +175,42 @@ async fn login(
         redirect: openhands_api::redirect::safe_local_path(query.redirect_url.as_deref()),
         expires: chrono::Utc::now().timestamp() + crate::session::LOGIN_TTL_SECONDS,
     };
-    let cookie = auth.cookies.login_header(&pending).map_err(|e| {
-        ApiError::internal(
-            &e,
-            json!({"error": "Login failed", "code": "internal_error"}),
-        )
-    })?;
+    let cookie = auth
+        .cookies
+        .login_header(&pending)
+        .map_err(|e| internal(&e, "Login failed"))?;
     Ok(HttpResponse::Found()
         .insert_header((header::LOCATION, request.url))
         .insert_header((header::SET_COOKIE, cookie))
         .finish())
 }
 
-#[derive(Debug, Deserialize)]
-struct CallbackQuery {
+/// `GET /oauth/keycloak/callback` query (what the provider appends).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct CallbackQuery {
+    /// The authorization code.
     code: Option<String>,
+    /// Must equal the `state` sealed in the login cookie.
     state: Option<String>,
+    /// Set by the provider when it ended the login.
     error: Option<String>,
     error_description: Option<String>,
 }
 
-async fn callback(
+/// The provider's redirect back: checks `state`, exchanges the code, verifies the ID
+/// token, creates the session record and sets the session cookie.
+#[utoipa::path(get, path = "/oauth/keycloak/callback", tag = "auth", params(CallbackQuery),
+    responses(
+        (status = 302, description = "Logged in: to the page, or first to `/accept-tos`; sets `keycloak_auth`",
+            headers(("Location" = String, description = "A local path"))),
+        (status = 400, description = "`missing_code`, `login_refused`, `login_expired` or `bad_state`", body = ErrorBody),
+        (status = 401, description = "`code_rejected` or `id_token_invalid`", body = ErrorBody),
+        (status = 403, description = "`not_allowed`: not on the allowlist", body = ErrorBody),
+        (status = 422, description = "Invalid query string"),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "The provider or the session storage is unreachable", body = ErrorBody)))]
+pub(crate) async fn callback(
     req: HttpRequest,
     state: web::Data<AppState>,
     query: web::Query<CallbackQuery>,
@@ -202,7 +253,7 @@ async fn callback(
             "The login state does not match; log in again",
         )));
     }
-    let redirect_uri = format!("{}{CALLBACK_PATH}", base_url(&auth, &req));
+    let redirect_uri = auth.callback_url();
     let tokens = auth
         .provider
         .exchange_code(code, &pending.pkce_verifier, &redirect_uri, &pending.nonce)
@@ -226,21 +277,21 @@ async fn callback(
     }
     let record = users::upsert_on_login(&auth.db, &identity)
         .await
-        .map_err(|e| {
-            refuse(ApiError::internal(
-                &e,
-                json!({"error": "Login failed", "code": "internal_error"}),
-            ))
-        })?;
+        .map_err(|e| refuse(internal(&e, "Login failed")))?;
     users::ensure_personal_org(&auth.db, &identity)
         .await
-        .map_err(|e| {
-            refuse(ApiError::internal(
-                &e,
-                json!({"error": "Login failed", "code": "internal_error"}),
-            ))
-        })?;
+        .map_err(|e| refuse(internal(&e, "Login failed")))?;
+    let origin = Origin {
+        user_agent: request.header("user-agent"),
+        ip: openhands_api::audit::client_ip(&req),
+    };
+    let (session_record, token) = auth
+        .sessions
+        .create(&identity.subject, origin)
+        .await
+        .map_err(|e| refuse(storage_unavailable(&e)))?;
     let session = Session {
+        token,
         sub: identity.subject.clone(),
         email: identity.email.map(|e| e.trim().to_lowercase()),
         email_verified: identity.email_verified,
@@ -248,13 +299,10 @@ async fn callback(
         access_exp: tokens.access_expires_at,
         refresh: tokens.refresh_token,
     };
-    let cookie = auth.cookies.session_header(&session).map_err(|e| {
-        refuse(ApiError::internal(
-            &e,
-            json!({"error": "Login failed", "code": "internal_error"}),
-        ))
-    })?;
-    tracing::info!(user = %session.sub, "logged in");
+    let cookie = auth
+        .session_cookie(&session, &session_record)
+        .map_err(|e| refuse(internal(&e, "Login failed")))?;
+    tracing::info!(user = %session.sub, session_id = %session_record.id, "logged in");
     let target = if auth.require_tos && !session.tos {
         format!(
             "/accept-tos?redirect_url={}",
@@ -270,12 +318,66 @@ async fn callback(
         .finish())
 }
 
-/// Always clears the cookie and answers 200; revokes the refresh token at the provider
-/// when it can (failures are logged, not shown).
-async fn logout(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// `POST /api/logout` query.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct LogoutQuery {
+    /// `true`: revoke every session of the user (all browsers), not only this one.
+    #[serde(default)]
+    everywhere: Option<bool>,
+}
+
+/// `POST /api/logout` body.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub(crate) struct LogoutBody {
+    /// `User logged out`.
+    message: String,
+    /// With `everywhere=true`: how many sessions were revoked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sessions_revoked: Option<u64>,
+}
+
+/// Clears the cookie, revokes the session's record (a copied cookie stops working at once)
+/// and the refresh token at the provider (failures there are logged, not shown). With
+/// `everywhere=true`, revokes every session of the signed-in user.
+#[utoipa::path(post, path = "/api/logout", tag = "auth", params(LogoutQuery),
+    responses(
+        (status = 200, description = "Logged out; the cookie is cleared", body = LogoutBody),
+        (status = 401, description = "`everywhere=true` without a live session or API key (`not_authenticated`)", body = ErrorBody),
+        (status = 403, description = "`everywhere=true` refused by a gate or the CSRF check", body = ErrorBody),
+        (status = 422, description = "Invalid query string (`everywhere` must be `true` or `false`)"),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "The session storage or the login backend is unreachable", body = ErrorBody)))]
+pub(crate) async fn logout(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<LogoutQuery>,
+) -> Result<HttpResponse, ApiError> {
     let auth = service(&state).await?;
     let request = AuthRequest::of(&req);
-    if let Some(refresh) = auth.session_of(&request).and_then(|s| s.refresh) {
+    let clear = auth.cookies.clear_session_header();
+    let session = auth.session_of(&request);
+    let mut sessions_revoked = None;
+    if query.everywhere.unwrap_or(false) {
+        let user = auth
+            .authenticate(&request)
+            .await
+            .map_err(|e| auth_refusal(e).with_header("set-cookie", clear.clone()))?;
+        let user_id = user.scope.user_id.unwrap_or_default();
+        let revoked = auth
+            .sessions
+            .revoke_all(&user_id)
+            .await
+            .map_err(|e| storage_unavailable(&e).with_header("set-cookie", clear.clone()))?;
+        tracing::info!(user = %user_id, revoked, "logged out everywhere");
+        sessions_revoked = Some(revoked);
+    } else if let Some(session) = &session {
+        auth.sessions
+            .revoke_token(&session.token)
+            .await
+            .map_err(|e| storage_unavailable(&e).with_header("set-cookie", clear.clone()))?;
+    }
+    if let Some(refresh) = session.and_then(|s| s.refresh) {
         auth.forget_refresh(&refresh).await;
         match auth.provider.revoke(&refresh).await {
             Ok(true) => tracing::debug!("refresh token revoked at the provider"),
@@ -284,13 +386,38 @@ async fn logout(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
         }
     }
     Ok(HttpResponse::Ok()
-        .insert_header((header::SET_COOKIE, auth.cookies.clear_session_header()))
-        .json(json!({"message": "User logged out"})))
+        .insert_header((header::SET_COOKIE, clear))
+        .json(LogoutBody {
+            message: "User logged out".into(),
+            sessions_revoked,
+        }))
+}
+
+/// An authentication failure in this crate's shape: 401 `not_authenticated`, a gate's 403
+/// with its code, 503 when the backend is unreachable.
+pub(crate) fn auth_refusal(err: AuthError) -> ApiError {
+    match err {
+        AuthError::Unauthorized(_) | AuthError::SessionEnded { .. } => error(
+            StatusCode::UNAUTHORIZED,
+            "not_authenticated",
+            "User is not authenticated",
+        ),
+        AuthError::Forbidden { code, message } => error(StatusCode::FORBIDDEN, &code, message),
+        AuthError::Unavailable(cause) => storage_unavailable(&cause),
+    }
 }
 
 /// 200 when the caller is signed in (refreshing the session if due), else 401 and the
 /// cookie cleared, as in OpenHands. Gate refusals keep their 403 and code.
-async fn authenticate_route(
+#[utoipa::path(post, path = "/api/authenticate", tag = "auth",
+    responses(
+        (status = 200, description = "Signed in", body = MessageBody,
+            example = json!({"message": "User authenticated"})),
+        (status = 401, description = "Not signed in; the cookie is cleared",
+            example = json!({"error": "User is not authenticated"})),
+        (status = 403, description = "A gate or the CSRF check refused (`detail`, `code`)", body = AuthRefusal),
+        (status = 503, description = "The provider or the session storage is unreachable", body = AuthRefusal)))]
+pub(crate) async fn authenticate_route(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -312,13 +439,25 @@ async fn authenticate_route(
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct AcceptTos {
+/// `POST /api/accept_tos` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub(crate) struct AcceptTos {
+    /// A local path to go to next (anything else becomes `/`).
     redirect_url: Option<String>,
 }
 
 /// Records the acceptance and re-issues the session cookie with it.
-async fn accept_tos(
+#[utoipa::path(post, path = "/api/accept_tos", tag = "auth",
+    request_body(content = Option<AcceptTos>, description = "Optional", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Accepted; a cookie session gets a cookie that says so", body = RedirectUrlBody),
+        (status = 401, description = "Not signed in", body = AuthRefusal),
+        (status = 403, description = "A gate or the CSRF check refused", body = AuthRefusal),
+        (status = 404, description = "`user_not_found`", body = ErrorBody),
+        (status = 429, description = "The user's rate limit"),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "The login backend is unreachable", body = AuthRefusal)))]
+pub(crate) async fn accept_tos(
     req: HttpRequest,
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -326,12 +465,9 @@ async fn accept_tos(
 ) -> Result<HttpResponse, ApiError> {
     let auth = service(&state).await?;
     let user_id = user.scope().user_id.clone().unwrap_or_default();
-    let found = users::accept_tos(&auth.db, &user_id).await.map_err(|e| {
-        ApiError::internal(
-            &e,
-            json!({"error": "Storage failed", "code": "internal_error"}),
-        )
-    })?;
+    let found = users::accept_tos(&auth.db, &user_id)
+        .await
+        .map_err(|e| internal(&e, "Storage failed"))?;
     if !found {
         return Err(error(
             StatusCode::NOT_FOUND,
@@ -353,15 +489,16 @@ async fn accept_tos(
                     .iter()
                     .find_map(|c| auth.cookies.open_session_header(c))
             });
+    let by_cookie = user.0.auth_type == Some(AuthType::Cookie);
     let session = refreshed.or_else(|| auth.session_of(&AuthRequest::of(&req)));
-    if let Some(mut session) = session {
+    if let Some(mut session) = session.filter(|_| by_cookie) {
+        // Auth found the record live a moment ago; re-read it (through the cache) for the
+        // cookie's remaining lifetime.
+        let record = auth.live_record(&session).await.map_err(auth_refusal)?;
         session.tos = true;
-        let cookie = auth.cookies.session_header(&session).map_err(|e| {
-            ApiError::internal(
-                &e,
-                json!({"error": "Storage failed", "code": "internal_error"}),
-            )
-        })?;
+        let cookie = auth
+            .session_cookie(&session, &record)
+            .map_err(|e| internal(&e, "Storage failed"))?;
         response.append_header((header::SET_COOKIE, cookie));
     }
     Ok(response.json(json!({ "redirect_url": redirect_url })))

@@ -3,10 +3,16 @@
 //! or with the `keycloak_auth` session cookie that the login callback set.
 //!
 //! For a cookie, in order: open it (a bad one ends the session: 401 and the cookie is
-//! cleared), check the origin of state-changing requests (CSRF), refresh at the provider
-//! when the access token has expired (the new cookie rides on the response; a refused
-//! refresh ends the session; an unreachable provider is a 503 that keeps it), then the
-//! gates (verified e-mail, accepted terms). The org is the user's current one.
+//! cleared), find its live server-side record (missing, revoked or past its absolute
+//! lifetime: the session ends the same way, whatever the provider's tokens say), check the
+//! origin of state-changing requests (CSRF), refresh at the provider when the access token
+//! has expired (the new cookie rides on the response; a refused refresh ends the session;
+//! an unreachable provider is a 503 that keeps it), then the gates (verified e-mail,
+//! accepted terms). The org is the user's current one.
+//!
+//! Login redirect URIs are built only from the configured public URL (`auth.public_url`,
+//! or `https://<web_host>`): a server that has neither refuses to start, so no request's
+//! `Host` or `X-Forwarded-Host` ever chooses where the provider sends a login code.
 //!
 //! Concurrent requests of one session that all find the access token expired share one
 //! refresh: providers that rotate refresh tokens treat a second use of the old one as
@@ -15,6 +21,7 @@
 use crate::gates::{self, Allowlist, CsrfCheck};
 use crate::provider::{OidcProvider, ProviderError, Tokens};
 use crate::session::{CookieJar, SESSION_COOKIE, Session};
+use crate::session_store::{SessionRecord, SessionStore};
 use async_trait::async_trait;
 use openhands_core::cache::TtlCache;
 use openhands_core::config::Config;
@@ -34,16 +41,18 @@ const REFRESH_REUSE: Duration = Duration::from_secs(10);
 type RefreshResult = Result<Tokens, ProviderError>;
 type RefreshSlot = (Instant, Arc<OnceCell<RefreshResult>>);
 
-/// The SaaS login service: the provider, the cookies, the gates and the database.
+/// The SaaS login service: the provider, the cookies, the session records, the gates and
+/// the database.
 pub struct OidcAuth {
     pub provider: OidcProvider,
     pub cookies: CookieJar,
+    pub sessions: SessionStore,
     pub db: Database,
     pub allowlist: Allowlist,
     pub require_verified_email: bool,
     pub require_tos: bool,
-    /// A configured public base URL (`auth.public_url`, or `https://<web_host>`).
-    pub public_url: Option<String>,
+    /// The public base URL (`auth.public_url`, or `https://<web_host>`), no trailing `/`.
+    pub public_url: String,
     /// Origins allowed on cookie requests that change state, besides the request's own.
     pub allowed_origins: Vec<String>,
     refreshes: Mutex<HashMap<String, RefreshSlot>>,
@@ -83,6 +92,14 @@ pub enum SetupError {
     NoIssuer,
     #[error("SaaS login needs `auth.client_id` (OIDC_CLIENT_ID or KEYCLOAK_CLIENT_ID)")]
     NoClientId,
+    #[error(
+        "SaaS login needs the server's public URL, from which login redirect URIs are built: \
+         set `auth.public_url` (OPENHANDS_AUTH__PUBLIC_URL), e.g. https://app.example.com, \
+         or `web_host` (WEB_HOST)"
+    )]
+    NoPublicUrl,
+    #[error(transparent)]
+    CookieKey(#[from] crate::cookie_key::CookieKeyError),
     #[error("reading the allowlist {path}: {source}")]
     Allowlist {
         path: String,
@@ -93,9 +110,11 @@ pub enum SetupError {
 }
 
 impl OidcAuth {
+    /// `cookie_cipher` seals the cookies ([`crate::cookie_key::cookie_cipher`]): never the
+    /// cipher of data at rest.
     pub fn from_config(
         config: &Config,
-        cipher: Arc<openhands_core::crypto::Cipher>,
+        cookie_cipher: Arc<openhands_core::crypto::Cipher>,
         db: Database,
     ) -> Result<Self, SetupError> {
         let auth = &config.auth;
@@ -123,12 +142,11 @@ impl OidcAuth {
                     .as_deref()
                     .filter(|h| !h.trim().is_empty())
                     .map(|h| format!("https://{}", h.trim()))
-            });
-        let secure = auth.cookie_secure.unwrap_or_else(|| {
-            !public_url
-                .as_deref()
-                .is_some_and(|u| u.starts_with("http://"))
-        });
+            })
+            .ok_or(SetupError::NoPublicUrl)?;
+        let secure = auth
+            .cookie_secure
+            .unwrap_or_else(|| !public_url.starts_with("http://"));
         let allowlist = match auth.allowlist_file.as_deref().filter(|p| !p.is_empty()) {
             Some(path) if !auth.disable_waitlist => {
                 Allowlist::from_file(std::path::Path::new(path)).map_err(|source| {
@@ -141,9 +159,8 @@ impl OidcAuth {
             _ => Allowlist::open(),
         };
         let lookup_ttl = Duration::from_millis(auth.lookup_cache_ms);
-        let allowed_origins = public_url
-            .iter()
-            .filter_map(|u| gates::origin_of(u))
+        let allowed_origins = gates::origin_of(&public_url)
+            .into_iter()
             .chain(
                 config
                     .permitted_cors_origins
@@ -151,9 +168,15 @@ impl OidcAuth {
                     .map(|o| o.trim_end_matches('/').to_owned()),
             )
             .collect();
+        let sessions = SessionStore::new(
+            db.clone(),
+            Duration::from_secs(auth.session_max_age_seconds),
+            lookup_ttl,
+        );
         Ok(Self {
             provider,
-            cookies: CookieJar::new(cipher, secure),
+            cookies: CookieJar::new(cookie_cipher, secure),
+            sessions,
             db,
             allowlist,
             require_verified_email: auth.require_verified_email,
@@ -166,10 +189,39 @@ impl OidcAuth {
         })
     }
 
-    /// The session in a request's cookie, if it has one that opens.
+    /// The session in a request's cookie, if it has one that opens (alive or not).
     pub fn session_of(&self, request: &dyn RequestHeaders) -> Option<Session> {
         let value = request.cookie(SESSION_COOKIE)?;
         self.cookies.open_session(value).ok()
+    }
+
+    /// The redirect URI registered at the provider: always from the public URL.
+    pub fn callback_url(&self) -> String {
+        format!("{}{}", self.public_url, crate::routes::CALLBACK_PATH)
+    }
+
+    /// The live record of a session, or the "session ended" refusal (also for a record of
+    /// another user than the cookie names, which only a forged cookie could hold).
+    pub async fn live_record(&self, session: &Session) -> Result<SessionRecord, AuthError> {
+        let record = self
+            .sessions
+            .live(&session.token)
+            .await
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        match record {
+            Some(record) if record.user_id == session.sub => Ok(record),
+            _ => Err(self.ended("Session ended; log in again")),
+        }
+    }
+
+    /// `Set-Cookie` for `session`, living as long as its record has left.
+    pub fn session_cookie(
+        &self,
+        session: &Session,
+        record: &SessionRecord,
+    ) -> Result<String, crate::session::CookieError> {
+        let left = crate::session_store::remaining_seconds(record, chrono::Utc::now());
+        self.cookies.session_header(session, left)
     }
 
     fn ended(&self, message: &str) -> AuthError {
@@ -246,12 +298,14 @@ impl OidcAuth {
             .cookies
             .open_session(value)
             .map_err(|_| self.ended("Invalid session; log in again"))?;
+        // Before any refresh: a revoked or expired record ends the session even when the
+        // provider would still refresh it.
+        let record = self.live_record(&session).await?;
         gates::check_csrf(&csrf_check(request), &self.allowed_origins)?;
         let (session, changed) = self.current_session(session).await?;
         let set_cookies = if changed {
             vec![
-                self.cookies
-                    .session_header(&session)
+                self.session_cookie(&session, &record)
                     .map_err(|e| AuthError::Unavailable(e.to_string()))?,
             ]
         } else {

@@ -1,18 +1,21 @@
-//! The two cookies of a browser login, sealed (encrypted and authenticated) with the server's
-//! secrets key.
+//! The two cookies of a browser login, sealed (encrypted and authenticated) with the cookie
+//! key ([`crate::cookie_key`]: `auth.cookie_keys`, or derived from the secrets key, never
+//! the data key itself).
 //!
-//! - `keycloak_auth` (OpenHands' name) is the session: who the user is, whether the e-mail
-//!   is verified and the terms accepted, when the access token expires, and the refresh
-//!   token. OpenHands signs a JWT holding the provider's tokens; we seal instead, because
-//!   the refresh token is a credential that should not be readable in the browser. A
-//!   tampered, truncated or foreign cookie fails to open and ends the session.
+//! - `keycloak_auth` (OpenHands' name) is the session: the token of its server-side record
+//!   ([`crate::session_store`]), who the user is, whether the e-mail is verified and the
+//!   terms accepted, when the access token expires, and the refresh token. OpenHands signs
+//!   a JWT holding the provider's tokens; we seal instead, because the refresh token is a
+//!   credential that should not be readable in the browser. A tampered, truncated or
+//!   foreign cookie fails to open and ends the session; so does one whose record is
+//!   revoked, expired or missing (a cookie from before the records, without a token).
 //! - `openhands_login` lives for the ten minutes between the login redirect and the
 //!   callback: the `state` to compare, the nonce the ID token must carry, the PKCE
 //!   verifier, and where to land afterwards. It is scoped to `/oauth`.
 //!
 //! Both are sealed with [`Cipher`] under their own context, so a value sealed for one
-//! purpose (a stored secret, the other cookie) never opens as another. Rotating the secrets
-//! keys keeps sessions valid as long as the old key stays listed.
+//! purpose (the other cookie) never opens as another. Rotating the cookie keys keeps
+//! sessions valid as long as the old key stays listed.
 
 use openhands_api::sealed_cookie::{SealError, SealedCookie};
 use openhands_core::crypto::Cipher;
@@ -33,6 +36,10 @@ const LOGIN_CONTEXT: &str = "cookie:openhands_login:v1";
 /// A signed-in browser session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
+    /// The secret token of the session's server-side record (the database keeps only its
+    /// SHA-256). Empty in cookies from before the records: those are ended.
+    #[serde(default)]
+    pub token: String,
     /// The user id (the provider's subject, as OpenHands uses Keycloak's).
     pub sub: String,
     pub email: Option<String>,
@@ -114,10 +121,10 @@ impl CookieJar {
         self.login.open(value).ok_or(CookieError::Invalid)
     }
 
-    /// `Set-Cookie` for a session: a browser-session cookie (the provider's refresh token
-    /// bounds its real life).
-    pub fn session_header(&self, session: &Session) -> Result<String, CookieError> {
-        Ok(self.session.header(session, None)?)
+    /// `Set-Cookie` for a session that lives `max_age` more seconds (the rest of its
+    /// record's absolute lifetime; the server enforces it either way).
+    pub fn session_header(&self, session: &Session, max_age: i64) -> Result<String, CookieError> {
+        Ok(self.session.header(session, Some(max_age.max(0)))?)
     }
 
     /// `Set-Cookie` that deletes the session cookie.
@@ -145,6 +152,7 @@ mod tests {
 
     fn session() -> Session {
         Session {
+            token: "session-token".into(),
             sub: "user-1".into(),
             email: Some("alice@example.com".into()),
             email_verified: true,
@@ -161,6 +169,17 @@ mod tests {
         assert!(!sealed.contains("refresh-token-value"));
         assert!(!sealed.contains("alice"));
         assert_eq!(jar.open_session(&sealed).expect("open"), session());
+    }
+
+    #[test]
+    fn a_cookie_from_before_the_session_records_opens_without_a_token() {
+        let jar = jar_with(7);
+        let old = serde_json::json!({
+            "sub": "user-1", "email": null, "email_verified": true, "tos": true,
+            "access_exp": 1, "refresh": null
+        });
+        let sealed = jar.session.seal(&old).expect("seal");
+        assert_eq!(jar.open_session(&sealed).expect("open").token, "");
     }
 
     #[test]
@@ -192,9 +211,17 @@ mod tests {
 
     #[test]
     fn headers_carry_the_cookie_attributes() {
-        let header = jar_with(7).session_header(&session()).expect("header");
+        let header = jar_with(7)
+            .session_header(&session(), 3600)
+            .expect("header");
         assert!(header.starts_with("keycloak_auth="));
-        for attribute in ["Path=/", "HttpOnly", "SameSite=Lax", "Secure"] {
+        for attribute in [
+            "Path=/",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Secure",
+            "Max-Age=3600",
+        ] {
             assert!(header.contains(attribute), "{attribute} in {header}");
         }
         let local = CookieJar::new(

@@ -388,3 +388,66 @@ pub fn event_kind(event: &Event) -> String {
         EventBody::Observation { observation, .. } => format!("observation:{observation}"),
     }
 }
+
+/// A sandbox whose tool server says hello and nothing else, for tests of conversation
+/// managers whose agents call no tool (a scripted LLM that only finishes). No process, no
+/// workspace: `prepare` hands back a client over an in-memory pipe.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HelloOnlySandbox;
+
+#[async_trait::async_trait]
+impl openhands_core::extension::Sandbox for HelloOnlySandbox {
+    async fn prepare(
+        &self,
+        _spec: openhands_core::extension::SandboxSpec,
+    ) -> Result<openhands_core::extension::PreparedSandbox, openhands_core::extension::SandboxError>
+    {
+        use openhands_core::extension::SandboxError;
+        use openhands_core::tool_protocol::{Hello, PROTOCOL_VERSION, ToolClient, framing};
+        let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
+        let hello = Hello {
+            protocol: PROTOCOL_VERSION,
+            server: "hello-only".into(),
+            workspace: "/workspace".into(),
+        };
+        framing::write_frame(&mut theirs, &hello)
+            .await
+            .map_err(|e| SandboxError::Io(e.to_string()))?;
+        tokio::spawn(async move {
+            let mut sink = Vec::new();
+            let _ = theirs.read_to_end(&mut sink).await;
+        });
+        let (reader, writer) = tokio::io::split(ours);
+        let tools = ToolClient::connect(reader, writer)
+            .await
+            .map_err(|e| SandboxError::Setup(e.to_string()))?;
+        Ok(openhands_core::extension::PreparedSandbox {
+            tools: Arc::new(tools),
+        })
+    }
+
+    async fn tools(
+        &self,
+        _scope: &openhands_core::scope::UserScope,
+        _conversation_id: &str,
+    ) -> Result<
+        Option<Arc<openhands_core::tool_protocol::ToolClient>>,
+        openhands_core::extension::SandboxError,
+    > {
+        Ok(None)
+    }
+
+    async fn release(&self, _conversation_id: &str) {}
+
+    async fn remove(
+        &self,
+        _scope: &openhands_core::scope::UserScope,
+        _conversation_id: &str,
+    ) -> Result<(), openhands_core::extension::SandboxError> {
+        Ok(())
+    }
+
+    fn isolation(&self) -> openhands_core::sandbox_host::Isolation {
+        openhands_core::sandbox_host::Isolation::None
+    }
+}

@@ -17,11 +17,13 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use openhands_api::AppState;
 use openhands_api::audit;
 use openhands_api::body::JsonBody;
-use openhands_api::contribution::{RouteContribution, saas_mode};
+use openhands_api::contribution::{OpenApiContribution, RouteContribution, saas_mode};
 use openhands_api::error::ApiError;
+use openhands_api::error::schema::{ErrorDetail, Message};
 use openhands_api::user::CurrentUser;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
+use utoipa::{OpenApi, ToSchema};
 
 fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -41,12 +43,58 @@ inventory::submit! {
     }
 }
 
+inventory::submit! {
+    OpenApiContribution {
+        name: "saas.api_keys",
+        enabled: saas_mode,
+        document: <ApiKeysDoc as OpenApi>::openapi,
+    }
+}
+
+/// The OpenAPI description of these routes, merged into `/openapi.json` in SaaS mode.
+#[derive(OpenApi)]
+#[openapi(
+    paths(create_key, list_keys, delete_key),
+    components(schemas(ApiKey, CreatedKey, CreateKey)),
+    tags((name = "api-keys", description = "The caller's API keys in their current org (SaaS mode); send one as `Authorization: Bearer <key>`")),
+)]
+struct ApiKeysDoc;
+
+/// A key as its owner may see it: never the key (only the OpenAPI document uses this type;
+/// it mirrors [`ApiKeyInfo`]).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct ApiKey {
+    id: String,
+    name: String,
+    /// The key's first characters (`ohk_` and 8 more), for telling keys apart.
+    prefix: String,
+    created_at: DateTime<Utc>,
+    #[schema(required)]
+    last_used_at: Option<DateTime<Utc>>,
+    #[schema(required)]
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// A key just made: its description and, this once, the key.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct CreatedKey {
+    #[serde(flatten)]
+    info: ApiKey,
+    /// `ohk_` and 40 characters; shown only in this answer.
+    key: String,
+}
+
 /// `POST /api/keys` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct CreateKey {
+    /// At most 255 characters.
     #[serde(default)]
     name: Option<String>,
+    /// An ISO 8601 timestamp in the future, e.g. `2030-01-31T12:00:00Z`.
     #[serde(default, deserialize_with = "optional_timestamp")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<DateTime<Utc>>,
 }
 
@@ -115,6 +163,9 @@ fn key_error(err: ApiKeyError) -> ApiError {
 }
 
 /// Creates a key in the caller's current org; the answer holds the only copy of it.
+#[utoipa::path(post, path = "/api/keys", tag = "api-keys", security(("user" = [])), request_body = CreateKey, responses(
+    (status = 200, body = CreatedKey),
+    (status = 403, description = "No current org (`org_required`), or no signed-in user", body = ErrorDetail)))]
 async fn create_key(
     req: HttpRequest,
     user: CurrentUser,
@@ -146,6 +197,9 @@ async fn create_key(
 }
 
 /// The caller's keys in their current org, newest first.
+#[utoipa::path(get, path = "/api/keys", tag = "api-keys", security(("user" = [])), responses(
+    (status = 200, body = Vec<ApiKey>),
+    (status = 403, description = "No current org (`org_required`), or no signed-in user", body = ErrorDetail)))]
 async fn list_keys(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -158,6 +212,11 @@ async fn list_keys(
 }
 
 /// Deletes one of the caller's keys; from then on it authenticates nothing.
+#[utoipa::path(delete, path = "/api/keys/{key_id}", tag = "api-keys",
+    params(("key_id" = String, Path, description = "The key's `id`")), security(("user" = [])), responses(
+    (status = 200, body = Message, example = json!({"message": "API key deleted successfully"})),
+    (status = 403, description = "No current org (`org_required`), or no signed-in user", body = ErrorDetail),
+    (status = 404, description = "No such key of the caller's (`api_key_not_found`)", body = ErrorDetail)))]
 async fn delete_key(
     req: HttpRequest,
     user: CurrentUser,

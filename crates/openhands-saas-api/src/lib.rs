@@ -9,6 +9,8 @@
 //! each acting for one caller and scoped by the caller's membership. [`api_keys`] holds the
 //! API key rules and [`verify_api_key`], which the auth layer calls for
 //! `Authorization: Bearer <key>`.
+//! The audit log is read back by org owners and admins at
+//! `GET /api/organizations/{org_id}/audit` (`audit_routes`).
 //!
 //! [`RouteContribution`]: openhands_api::contribution::RouteContribution
 //! [`AuditLog`]: openhands_core::extension::AuditLog
@@ -16,6 +18,7 @@
 mod api_key_routes;
 pub mod api_keys;
 pub mod audit;
+mod audit_routes;
 mod db;
 pub mod error;
 pub mod orgs;

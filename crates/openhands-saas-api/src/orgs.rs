@@ -114,15 +114,40 @@ pub async fn ensure_user<C: ConnectionTrait>(
 }
 
 /// Creates an organization with the caller as its owner and makes it the caller's
-/// current one.
+/// current one, whatever the caller owns already (the first login's own org).
 pub async fn create_org(
     db: &Database,
     caller: Caller<'_>,
     name: &str,
 ) -> Result<OrgSummary, OrgError> {
+    create_org_within_limit(db, caller, name, 0).await
+}
+
+/// [`create_org`], refused with [`OrgError::OrgLimitReached`] when the caller owns
+/// `max_owned` organizations already (`orgs.max_owned_per_user`; `0`: no limit): orgs are
+/// free to create, so per-org quotas would otherwise multiply with them.
+pub async fn create_org_within_limit(
+    db: &Database,
+    caller: Caller<'_>,
+    name: &str,
+    max_owned: u32,
+) -> Result<OrgSummary, OrgError> {
     let name = check_org_name(name)?;
     let txn = db.begin_write().await?;
+    // One creation per user at a time (PostgreSQL; SQLite's write lock already does), so
+    // two at once cannot both pass the count.
+    lock_key(&txn, &format!("orgs_owned_by:{}", caller.user_id)).await?;
     ensure_user(&txn, caller).await?;
+    if max_owned > 0 {
+        let owned = org_membership::Entity::find()
+            .filter(org_membership::Column::UserId.eq(caller.user_id))
+            .filter(org_membership::Column::Role.eq(Role::Owner.as_str()))
+            .count(&txn)
+            .await?;
+        if owned >= u64::from(max_owned) {
+            return Err(OrgError::OrgLimitReached { limit: max_owned });
+        }
+    }
     let now = Utc::now();
     let id = uuid::Uuid::new_v4().to_string();
     organization::Entity::insert(organization::ActiveModel {
@@ -498,7 +523,7 @@ async fn role_of<C: ConnectionTrait>(
 }
 
 /// The caller's role, or "org not found" for a non-member.
-async fn require_member<C: ConnectionTrait>(
+pub(crate) async fn require_member<C: ConnectionTrait>(
     conn: &C,
     org_id: &str,
     user_id: &str,

@@ -15,13 +15,15 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use openhands_api::AppState;
 use openhands_api::audit;
 use openhands_api::body::JsonBody;
-use openhands_api::contribution::{RouteContribution, saas_mode};
+use openhands_api::contribution::{OpenApiContribution, RouteContribution, saas_mode};
 use openhands_api::error::ApiError;
+use openhands_api::error::schema::ErrorDetail;
 use openhands_api::user::CurrentUser;
 use openhands_core::extension::AuditEntry;
 use openhands_sql_store::Database;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::{OpenApi, ToSchema};
 
 fn configure(cfg: &mut web::ServiceConfig) {
     const ORGS: &str = "/api/organizations";
@@ -57,17 +59,165 @@ inventory::submit! {
     }
 }
 
+inventory::submit! {
+    OpenApiContribution {
+        name: "saas.orgs",
+        enabled: saas_mode,
+        document: <OrgsDoc as OpenApi>::openapi,
+    }
+}
+
+/// The OpenAPI description of these routes, merged into `/openapi.json` in SaaS mode.
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        create_org, list_orgs, current, my_invitations, list_members, change_role,
+        remove_member, invite, accept_invitation, leave, switch,
+    ),
+    components(schemas(OrgSummary, Member, Invitation, RoleName)),
+    tags((name = "organizations", description = "Organizations, members, roles and invitations (SaaS mode); errors are `{\"detail\", \"code\"}`")),
+)]
+struct OrgsDoc;
+
+/// A role: `owner`, `admin` or `member` (only the OpenAPI document uses the types down to
+/// `OrgsDoc`; they mirror the answers built in `orgs`).
+#[derive(ToSchema)]
+#[schema(as = Role)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum RoleName {
+    Owner,
+    Admin,
+    Member,
+}
+
+/// One of the caller's organizations.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct OrgSummary {
+    id: String,
+    name: String,
+    /// The caller's role in it.
+    role: RoleName,
+    /// Whether it is the caller's current organization.
+    is_current: bool,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A member of an organization.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Member {
+    user_id: String,
+    #[schema(required)]
+    email: Option<String>,
+    role: RoleName,
+    joined_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// An invitation of an e-mail address.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Invitation {
+    id: String,
+    org_id: String,
+    email: String,
+    role: RoleName,
+    #[schema(required)]
+    invited_by: Option<String>,
+    created_at: chrono::DateTime<chrono::Utc>,
+    #[schema(required)]
+    accepted_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// `GET /api/organizations`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct OrgList {
+    organizations: Vec<OrgSummary>,
+    #[schema(required)]
+    current_org_id: Option<String>,
+}
+
+/// The caller's current org.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct CurrentOrg {
+    #[schema(required)]
+    current_org_id: Option<String>,
+}
+
+/// An open invitation addressed to the caller, with the org's name.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct MyInvitation {
+    #[serde(flatten)]
+    invitation: Invitation,
+    org_name: String,
+}
+
+/// `GET /api/organizations/invitations`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct MyInvitations {
+    invitations: Vec<MyInvitation>,
+}
+
+/// `GET /api/organizations/{org_id}/members`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Members {
+    members: Vec<Member>,
+}
+
+/// A new invitation, and whether its address belongs to a user already.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct NewInvitation {
+    #[serde(flatten)]
+    invitation: Invitation,
+    user_exists: bool,
+}
+
+/// A member's new role.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct RoleChanged {
+    org_id: String,
+    user_id: String,
+    role: RoleName,
+}
+
+/// A member removed.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct MemberRemoved {
+    org_id: String,
+    user_id: String,
+    removed: bool,
+}
+
+/// The caller left.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct OrgLeft {
+    org_id: String,
+    left: bool,
+}
+
 /// `POST /api/organizations` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct CreateOrg {
     name: String,
 }
 
 /// `POST /api/organizations/{id}/invitations` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct InviteBody {
     email: String,
+    /// `owner`, `admin` or `member` (the default).
     #[serde(default = "default_role")]
+    #[schema(nullable = false)]
     role: String,
 }
 
@@ -76,8 +226,9 @@ fn default_role() -> String {
 }
 
 /// `PATCH /api/organizations/{id}/members/{user_id}` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct RoleBody {
+    /// `owner`, `admin` or `member`.
     role: String,
 }
 
@@ -122,25 +273,9 @@ impl Acting {
     }
 }
 
+/// The one mapping of org errors to HTTP is in `crate::error`.
 fn org_error(err: OrgError) -> ApiError {
-    let status = match &err {
-        OrgError::OrgNotFound | OrgError::MemberNotFound(_) | OrgError::InvitationNotFound => {
-            StatusCode::NOT_FOUND
-        }
-        OrgError::Forbidden(_) => StatusCode::FORBIDDEN,
-        OrgError::LastOwner(_) | OrgError::AlreadyMember => StatusCode::CONFLICT,
-        OrgError::Invalid(_) => StatusCode::BAD_REQUEST,
-        OrgError::Database(_) => {
-            return ApiError::internal(
-                &err,
-                json!({"detail": "Something went wrong", "code": err.code()}),
-            );
-        }
-    };
-    ApiError::new(
-        status,
-        json!({"detail": err.to_string(), "code": err.code()}),
-    )
+    err.into()
 }
 
 fn parse_role(role: &str) -> Result<Role, ApiError> {
@@ -153,6 +288,11 @@ fn parse_role(role: &str) -> Result<Role, ApiError> {
 }
 
 /// Creates an org; the caller becomes its owner and it becomes current.
+#[utoipa::path(post, path = "/api/organizations", tag = "organizations", security(("user" = [])),
+    request_body = CreateOrg, responses(
+    (status = 201, description = "Created; the caller is its owner and it is now current", body = OrgSummary),
+    (status = 400, description = "Invalid name (`invalid_request`)", body = ErrorDetail),
+    (status = 403, description = "The caller owns `orgs.max_owned_per_user` orgs already (`org_limit_reached`), or no signed-in user (`user_required`)", body = ErrorDetail)))]
 async fn create_org(
     req: HttpRequest,
     user: CurrentUser,
@@ -160,7 +300,8 @@ async fn create_org(
     JsonBody(body): JsonBody<CreateOrg>,
 ) -> Result<HttpResponse, ApiError> {
     let me = Acting::of(&user, &state).await?;
-    let org = orgs::create_org(&me.db, me.caller(), &body.name)
+    let max_owned = state.config.orgs.max_owned_per_user;
+    let org = orgs::create_org_within_limit(&me.db, me.caller(), &body.name, max_owned)
         .await
         .map_err(org_error)?;
     let entry = me
@@ -172,6 +313,9 @@ async fn create_org(
 }
 
 /// The caller's orgs with their role, and the current one.
+#[utoipa::path(get, path = "/api/organizations", tag = "organizations", security(("user" = [])), responses(
+    (status = 200, body = OrgList),
+    (status = 403, description = "No signed-in user (`user_required`)", body = ErrorDetail)))]
 async fn list_orgs(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -185,6 +329,9 @@ async fn list_orgs(
 }
 
 /// The caller's current org id (`null` when none).
+#[utoipa::path(get, path = "/api/organizations/current", tag = "organizations", security(("user" = [])), responses(
+    (status = 200, body = CurrentOrg),
+    (status = 403, description = "No signed-in user (`user_required`)", body = ErrorDetail)))]
 async fn current(user: CurrentUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let me = Acting::of(&user, &state).await?;
     let current_org_id = orgs::current_org(&me.db, &me.user_id)
@@ -194,6 +341,9 @@ async fn current(user: CurrentUser, state: web::Data<AppState>) -> Result<HttpRe
 }
 
 /// Open invitations addressed to the caller's e-mail.
+#[utoipa::path(get, path = "/api/organizations/invitations", tag = "organizations", security(("user" = [])), responses(
+    (status = 200, body = MyInvitations),
+    (status = 403, description = "No signed-in user (`user_required`)", body = ErrorDetail)))]
 async fn my_invitations(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -215,6 +365,11 @@ async fn my_invitations(
 }
 
 /// The members of an org the caller belongs to.
+#[utoipa::path(get, path = "/api/organizations/{org_id}/members", tag = "organizations",
+    params(("org_id" = String, Path, description = "The organization's id")), security(("user" = [])), responses(
+    (status = 200, body = Members),
+    (status = 403, description = "No signed-in user (`user_required`)", body = ErrorDetail),
+    (status = 404, description = "Not a member of such an org (`org_not_found`)", body = ErrorDetail)))]
 async fn list_members(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -228,6 +383,13 @@ async fn list_members(
 }
 
 /// Invites an e-mail address with a role (owners and admins).
+#[utoipa::path(post, path = "/api/organizations/{org_id}/invitations", tag = "organizations",
+    params(("org_id" = String, Path, description = "The organization's id")), security(("user" = [])), request_body = InviteBody, responses(
+    (status = 201, body = NewInvitation),
+    (status = 400, description = "Invalid e-mail (`invalid_request`) or role (`invalid_role`)", body = ErrorDetail),
+    (status = 403, description = "The caller's role may not invite with this role (`insufficient_role`)", body = ErrorDetail),
+    (status = 404, description = "Not a member of such an org (`org_not_found`)", body = ErrorDetail),
+    (status = 409, description = "Already a member (`already_member`)", body = ErrorDetail)))]
 async fn invite(
     req: HttpRequest,
     user: CurrentUser,
@@ -254,6 +416,12 @@ async fn invite(
 }
 
 /// Accepts an invitation addressed to the caller's e-mail.
+#[utoipa::path(post, path = "/api/organizations/{org_id}/invitations/{invitation_id}/accept", tag = "organizations",
+    params(("org_id" = String, Path, description = "The organization's id"), ("invitation_id" = String, Path)), security(("user" = [])), responses(
+    (status = 200, body = Invitation),
+    (status = 403, description = "Not addressed to the caller (`insufficient_role`) or no signed-in user", body = ErrorDetail),
+    (status = 404, description = "No such open invitation (`invitation_not_found`, `org_not_found`)", body = ErrorDetail),
+    (status = 409, description = "Already a member (`already_member`)", body = ErrorDetail)))]
 async fn accept_invitation(
     req: HttpRequest,
     user: CurrentUser,
@@ -274,6 +442,14 @@ async fn accept_invitation(
 }
 
 /// Changes a member's role (owners and admins; only owners grant or take `owner`).
+#[utoipa::path(patch, path = "/api/organizations/{org_id}/members/{user_id}", tag = "organizations",
+    params(("org_id" = String, Path, description = "The organization's id"), ("user_id" = String, Path, description = "The member's user id")), security(("user" = [])),
+    request_body = RoleBody, responses(
+    (status = 200, body = RoleChanged),
+    (status = 400, description = "Unknown role (`invalid_role`)", body = ErrorDetail),
+    (status = 403, description = "The caller's role does not allow it (`insufficient_role`)", body = ErrorDetail),
+    (status = 404, description = "No such org or member (`org_not_found`, `member_not_found`)", body = ErrorDetail),
+    (status = 409, description = "It would leave the org without an owner (`last_owner`)", body = ErrorDetail)))]
 async fn change_role(
     req: HttpRequest,
     user: CurrentUser,
@@ -296,6 +472,12 @@ async fn change_role(
 }
 
 /// Removes a member (owners and admins; only owners remove owners).
+#[utoipa::path(delete, path = "/api/organizations/{org_id}/members/{user_id}", tag = "organizations",
+    params(("org_id" = String, Path, description = "The organization's id"), ("user_id" = String, Path, description = "The member's user id")), security(("user" = [])), responses(
+    (status = 200, body = MemberRemoved),
+    (status = 403, description = "The caller's role does not allow it (`insufficient_role`)", body = ErrorDetail),
+    (status = 404, description = "No such org or member (`org_not_found`, `member_not_found`)", body = ErrorDetail),
+    (status = 409, description = "It would leave the org without an owner (`last_owner`)", body = ErrorDetail)))]
 async fn remove_member(
     req: HttpRequest,
     user: CurrentUser,
@@ -321,6 +503,12 @@ async fn remove_member(
 }
 
 /// The caller leaves an org (not as its last owner).
+#[utoipa::path(post, path = "/api/organizations/{org_id}/leave", tag = "organizations",
+    params(("org_id" = String, Path, description = "The organization's id")), security(("user" = [])), responses(
+    (status = 200, body = OrgLeft),
+    (status = 403, description = "No signed-in user (`user_required`)", body = ErrorDetail),
+    (status = 404, description = "Not a member of such an org (`org_not_found`)", body = ErrorDetail),
+    (status = 409, description = "The caller is its last owner (`last_owner`)", body = ErrorDetail)))]
 async fn leave(
     req: HttpRequest,
     user: CurrentUser,
@@ -341,6 +529,11 @@ async fn leave(
 }
 
 /// Makes an org the caller's current one (members only).
+#[utoipa::path(post, path = "/api/organizations/{org_id}/switch", tag = "organizations",
+    params(("org_id" = String, Path, description = "The organization's id")), security(("user" = [])), responses(
+    (status = 200, body = CurrentOrg),
+    (status = 403, description = "No signed-in user (`user_required`)", body = ErrorDetail),
+    (status = 404, description = "Not a member of such an org (`org_not_found`)", body = ErrorDetail)))]
 async fn switch(
     req: HttpRequest,
     user: CurrentUser,

@@ -16,6 +16,7 @@ use actix_web::middleware::{Compress, Condition, from_fn};
 use actix_web::{App, web};
 use anyhow::Context;
 use openhands_api::body_timeout::BodyReadTimeout;
+use openhands_api::host_check::HostCheck;
 use openhands_api::origin::OriginCheck;
 use openhands_api::{AppState, contribution, methods, middleware, routes, spa};
 use openhands_core::config::{Config, RateLimitSetting};
@@ -110,9 +111,13 @@ pub fn create_app(
         .default_service(web::to(spa::fallback))
         // Innermost, so the router serves HEAD as GET.
         .wrap(from_fn(methods::head_and_options))
-        .wrap(BodyReadTimeout::from_millis(config.body_read_timeout_ms))
+        .wrap(BodyReadTimeout::new(
+            config.body_read_timeout_ms,
+            config.body_min_bytes_per_second,
+        ))
         .wrap(from_fn(middleware::session_cookies))
-        .wrap(OriginCheck::new(&config))
+        .wrap(OriginCheck::from_config(&config))
+        .wrap(HostCheck::from_config(&config))
         .wrap(middleware::cors(&config.permitted_cors_origins))
         .wrap(from_fn(middleware::cache_control))
         .wrap(from_fn(middleware::security_headers))

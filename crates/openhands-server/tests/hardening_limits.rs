@@ -156,7 +156,12 @@ async fn a_body_that_stops_arriving_gets_408_while_the_server_keeps_answering() 
 
 #[tokio::test]
 async fn a_slow_but_steady_body_is_read_to_the_end() {
-    let server = TestServer::spawn_with(|c| c.body_read_timeout_ms = 1000).await;
+    // 5 bytes every 250 ms is 20 B/s: above a 10 B/s minimum rate.
+    let server = TestServer::spawn_with(|c| {
+        c.body_read_timeout_ms = 1000;
+        c.body_min_bytes_per_second = 10;
+    })
+    .await;
     let payload = r#"{"language":"fr","max_iterations":42}"#;
     let (first, rest) = payload.split_at(10);
     let mut tcp = stalled_request(&server, payload.len(), first).await;
@@ -172,6 +177,48 @@ async fn a_slow_but_steady_body_is_read_to_the_end() {
         .expect("read");
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_body_dripped_inside_every_timeout_gets_408_on_its_rate() {
+    // One byte every 500 ms never leaves the 1 s read timeout idle, but averages 2 B/s.
+    let server = TestServer::spawn_with(|c| {
+        c.body_read_timeout_ms = 1000;
+        c.body_min_bytes_per_second = 10;
+    })
+    .await;
+    let payload = format!(r#"{{"language":"{}"}}"#, "x".repeat(40));
+    let mut tcp = stalled_request(&server, payload.len(), "").await;
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    for byte in payload.as_bytes() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if tcp.write_all(&[*byte]).await.is_err() {
+            break;
+        }
+        let mut buf = [0u8; 1024];
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), tcp.read(&mut buf)).await
+        {
+            answer.extend_from_slice(&buf[..n]);
+            break;
+        }
+    }
+    if answer.is_empty() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await;
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "cut off after {:?}, not after the whole {} s drip",
+        started.elapsed(),
+        payload.len() / 2
+    );
+    assert_eq!(
+        server.get("/api/settings").await.status(),
+        404,
+        "nothing stored"
+    );
 }
 
 /// Writes events `first..first + count` straight into the OSS store's layout (the API only

@@ -3,9 +3,13 @@
 //! The manager owns, per conversation, the input channel of its agent task and a broadcast
 //! channel of live messages. Every event goes through [`io::ConversationIo`], which stores it
 //! (secrets masked) before publishing it, so a watcher can always catch up from the store.
-//! At most `max_concurrent_conversations` run per user: starting another stops the least
-//! recently active one and tells its watchers why. Conversations with no watcher and no
-//! activity for `sandbox.close_delay` seconds are closed by a sweeper task.
+//! At most `max_concurrent_conversations` run per user, counted across all of the user's
+//! organizations (orgs are free to create, so a per-org count would multiply the limit):
+//! starting another stops the user's least recently active one, in whichever org, and tells
+//! its watchers why. At most `max_running_conversations` run on the server (`0`: no cap);
+//! at the cap a start is refused with `ManagerError::CapacityReached`, never made room for
+//! by stopping another user's work. Conversations with no watcher and no activity for
+//! `sandbox.close_delay` seconds are closed by a sweeper task.
 
 mod io;
 mod manager;

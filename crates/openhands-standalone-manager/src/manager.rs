@@ -128,13 +128,14 @@ impl StandaloneConversationManager {
         }
     }
 
-    /// The least recently active running conversation of `scope`, when at the limit.
-    fn eviction_candidate(&self, scope: &UserScope) -> Option<String> {
+    /// The least recently active running conversation of the user of `scope` (in any of
+    /// their orgs) and its scope, when the user is at the limit.
+    fn eviction_candidate(&self, scope: &UserScope) -> Option<(String, UserScope)> {
         let inner = self.lock();
         let mine: Vec<(&String, &Running)> = inner
             .running
             .iter()
-            .filter(|(_, r)| &r.scope == scope)
+            .filter(|(_, r)| same_limit_holder(&r.scope, scope))
             .collect();
         let limit = self.config.max_concurrent_conversations.max(1) as usize;
         if mine.len() < limit {
@@ -142,7 +143,39 @@ impl StandaloneConversationManager {
         }
         mine.into_iter()
             .min_by_key(|(_, r)| *r.last_active.lock().unwrap_or_else(|p| p.into_inner()))
-            .map(|(id, _)| id.clone())
+            .map(|(id, r)| (id.clone(), r.scope.clone()))
+    }
+
+    /// Whether the server already runs `max_running_conversations` (`0`: no cap) besides
+    /// `id`. Runs that failed hold no sandbox and do not count.
+    fn at_capacity(inner: &Inner, cap: u32, id: &str) -> bool {
+        cap > 0
+            && inner
+                .running
+                .iter()
+                .filter(|(other, r)| other.as_str() != id && r.status != ConversationStatus::Error)
+                .count()
+                >= cap as usize
+    }
+
+    fn refuse_at_capacity(id: &str, cap: u32) -> ManagerError {
+        tracing::info!(
+            conversation_id = id,
+            cap,
+            "refusing a start: the server runs the most conversations it allows"
+        );
+        ManagerError::CapacityReached { limit: cap }
+    }
+}
+
+/// Whether two scopes count against the same `max_concurrent_conversations`: the same user
+/// in any of their organizations (orgs are free to create, so a per-org count would let a
+/// user multiply the limit); a scope without a user (OSS's local user) only with itself.
+fn same_limit_holder(a: &UserScope, b: &UserScope) -> bool {
+    match (&a.user_id, &b.user_id) {
+        (Some(a_user), Some(b_user)) => a_user == b_user,
+        (None, None) => a.org_id == b.org_id,
+        _ => false,
     }
 }
 
@@ -166,6 +199,15 @@ impl ConversationManager for StandaloneConversationManager {
             .collect())
     }
 
+    async fn admits(&self, scope: &UserScope) -> Result<(), ManagerError> {
+        let cap = self.config.max_running_conversations;
+        let full = Self::at_capacity(&self.lock(), cap, "");
+        if full && self.eviction_candidate(scope).is_none() {
+            return Err(ManagerError::CapacityReached { limit: cap });
+        }
+        Ok(())
+    }
+
     async fn start(&self, mut request: StartRequest) -> Result<ConversationStatus, ManagerError> {
         let id = request.metadata.conversation_id.clone();
         {
@@ -177,6 +219,15 @@ impl ConversationManager for StandaloneConversationManager {
                 }
                 Some(status) => return Ok(status),
                 None => {}
+            }
+            // Refused early when full, unless the user is at their own limit: then one of
+            // their own runs makes room, which leaves the total as it was.
+            let cap = self.config.max_running_conversations;
+            if Self::at_capacity(&inner, cap, &id) {
+                drop(inner);
+                if self.eviction_candidate(&request.scope).is_none() {
+                    return Err(Self::refuse_at_capacity(&id, cap));
+                }
             }
         }
         // Tokens about to expire are refreshed (and stored) now, before the sandbox and
@@ -199,7 +250,7 @@ impl ConversationManager for StandaloneConversationManager {
                 },
             );
         }
-        if let Some(evicted) = self.eviction_candidate(&request.scope) {
+        if let Some((evicted, evicted_scope)) = self.eviction_candidate(&request.scope) {
             let notice = json!({
                 "status_update": true, "type": "error", "id": "AGENT_ERROR$TOO_MANY_CONVERSATIONS",
                 "message": format!(
@@ -208,13 +259,19 @@ impl ConversationManager for StandaloneConversationManager {
                 ),
             });
             self.lock().live_sender(&evicted).notice(notice);
-            self.stop(&request.scope, &evicted).await?;
+            self.stop(&evicted_scope, &evicted).await?;
         }
         let (tx, rx) = mpsc::channel(64);
         let last_active = Arc::new(Mutex::new(Instant::now()));
         let mut inner = self.lock();
         if let Some(status) = inner.running.get(&id).map(|r| r.status) {
             return Ok(status);
+        }
+        // Checked again under the lock the run is inserted under: two starts that both
+        // passed the early check cannot both take the last place.
+        let cap = self.config.max_running_conversations;
+        if Self::at_capacity(&inner, cap, &id) {
+            return Err(Self::refuse_at_capacity(&id, cap));
         }
         let live = inner.live_sender(&id);
         inner.next_generation += 1;

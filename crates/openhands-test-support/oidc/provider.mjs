@@ -23,6 +23,21 @@
 //                           runs on one clock, and expiry tests want it exact)
 //   OIDC_EXIT_ON_STDIN_CLOSE=1  exit when stdin closes, so the provider never outlives the
 //                           test process that started it (even one that aborts)
+//   OIDC_ADMIN_PASSWORD     turns on the slice of Keycloak's admin REST API the server's
+//                           e-mail routes use (below), for user `admin` of realm `master`
+//
+// Keycloak's admin API, as far as the e-mail routes need it (same paths, bodies and codes):
+//   POST /realms/master/protocol/openid-connect/token  grant_type=password, client_id=admin-cli,
+//        username=admin, password=<OIDC_ADMIN_PASSWORD>  -> {access_token, expires_in}
+//   GET  /admin/realms/<realm>/users/<id>               -> UserRepresentation (404 unknown)
+//   PUT  /admin/realms/<realm>/users/<id>               JSON {email, emailVerified, ...}
+//        -> 204; 409 when another account has the address. The new claims show in the
+//        next tokens (a refresh), as in Keycloak.
+//   PUT  /admin/realms/<realm>/users/<id>/send-verify-email?redirect_uri=..&client_id=..
+//        -> 204; the "e-mail" is recorded instead of sent.
+// And for tests, standing in for the user's inbox:
+//   GET  /test/verify-emails                 -> [{user, email, redirect_uri, client_id}]
+//   POST /test/users/<id>/verify             -> the user "clicked the link": email_verified
 //
 // Prints `READY <issuer>` on stdout once it answers requests; the issuer is
 // `http://127.0.0.1:<port>`.
@@ -171,14 +186,84 @@ async function interaction(provider, req, res, path) {
   return page(res, 400, 'Error', `<p>unexpected ${escape(action)} for prompt ${escape(prompt.name)}</p>`);
 }
 
+// The Keycloak admin API slice (see the top of the file).
+const adminTokens = new Set();
+const verifyEmails = [];
+const json = (res, status, body) => {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(body === undefined ? '' : JSON.stringify(body));
+};
+const readBody = async (req) => {
+  let body = '';
+  for await (const chunk of req) body += chunk;
+  return body;
+};
+const representation = (id, user) => ({
+  id, username: id, email: user.email, emailVerified: Boolean(user.email_verified), enabled: true,
+});
+async function admin(req, res, url) {
+  const path = url.pathname;
+  if (path === '/realms/master/protocol/openid-connect/token' && req.method === 'POST') {
+    const form = new URLSearchParams(await readBody(req));
+    const ok = form.get('grant_type') === 'password' && form.get('client_id') === 'admin-cli'
+      && form.get('username') === 'admin' && form.get('password') === env.OIDC_ADMIN_PASSWORD;
+    if (!ok) return json(res, 401, { error: 'invalid_grant', error_description: 'Invalid user credentials' });
+    const token = randomBytes(24).toString('hex');
+    adminTokens.add(token);
+    return json(res, 200, { access_token: token, expires_in: 60, token_type: 'Bearer' });
+  }
+  if (path === '/test/verify-emails' && req.method === 'GET') return json(res, 200, verifyEmails);
+  const verify = path.match(/^\/test\/users\/([^/]+)\/verify$/);
+  if (verify && req.method === 'POST') {
+    const user = users.get(decodeURIComponent(verify[1]));
+    if (!user) return json(res, 404, { error: 'User not found' });
+    user.email_verified = true;
+    return json(res, 204);
+  }
+  const m = path.match(/^\/admin\/realms\/[^/]+\/users\/([^/]+)(\/send-verify-email)?$/);
+  if (!m) return null;
+  const bearer = (req.headers.authorization ?? '').replace(/^Bearer /, '');
+  if (!adminTokens.has(bearer)) return json(res, 401, { error: 'HTTP 401 Unauthorized' });
+  const id = decodeURIComponent(m[1]);
+  const user = users.get(id);
+  if (!user) return json(res, 404, { error: 'User not found' });
+  if (m[2] && req.method === 'PUT') {
+    verifyEmails.push({
+      user: id, email: user.email,
+      redirect_uri: url.searchParams.get('redirect_uri'), client_id: url.searchParams.get('client_id'),
+    });
+    return json(res, 204);
+  }
+  if (!m[2] && req.method === 'GET') return json(res, 200, representation(id, user));
+  if (!m[2] && req.method === 'PUT') {
+    const update = JSON.parse(await readBody(req));
+    if (update.email !== undefined) {
+      for (const [other, account] of users) {
+        if (other !== id && account.email === update.email) {
+          return json(res, 409, { errorMessage: 'User exists with same email' });
+        }
+      }
+      user.email = update.email;
+    }
+    if (update.emailVerified !== undefined) user.email_verified = Boolean(update.emailVerified);
+    return json(res, 204);
+  }
+  return json(res, 405, { error: 'method not allowed' });
+}
+
 let handler = (_req, res) => { res.writeHead(503); res.end(); };
 const server = createServer((req, res) => handler(req, res));
 server.listen(Number(process.argv[2] ?? env.OIDC_PORT ?? 0), '127.0.0.1', () => {
   const issuer = `http://127.0.0.1:${server.address().port}`;
   const provider = new Provider(issuer, configuration(issuer));
   const callback = provider.callback();
-  handler = (req, res) => {
-    const path = new URL(req.url, issuer).pathname;
+  handler = async (req, res) => {
+    const url = new URL(req.url, issuer);
+    const path = url.pathname;
+    if (env.OIDC_ADMIN_PASSWORD) {
+      const handled = await admin(req, res, url).catch((err) => json(res, 400, { error: err.message }));
+      if (handled !== null) return;
+    }
     if (!path.startsWith('/interaction/')) return callback(req, res);
     return interaction(provider, req, res, path).catch((err) => {
       if (!res.headersSent) page(res, 400, 'Error', `<p>${escape(err.message)}</p>`);

@@ -36,6 +36,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Written into `node_modules` after a successful `npm ci`: a copy of the lock file installed.
 const INSTALLED_MARKER: &str = ".openhands-installed";
 
+/// The password of the `admin` user of the provider's stand-in for Keycloak's admin API
+/// (`provider.mjs` documents the slice it speaks); point `auth.keycloak_server_url` at the
+/// provider's issuer and set `auth.keycloak_admin_password` to this to use it.
+pub const KEYCLOAK_ADMIN_PASSWORD: &str = "openhands-test-admin";
+
 /// Why no provider could be started. The message says what to install or what failed.
 #[derive(Debug, Clone)]
 pub struct OidcUnavailable(pub String);
@@ -166,6 +171,7 @@ impl OidcProvider {
             .env("OIDC_ID_TOKEN_TTL", secs(config.id_token_ttl))
             .env("OIDC_REFRESH_TOKEN_TTL", secs(config.refresh_token_ttl))
             .env("OIDC_EXIT_ON_STDIN_CLOSE", "1")
+            .env("OIDC_ADMIN_PASSWORD", KEYCLOAK_ADMIN_PASSWORD)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

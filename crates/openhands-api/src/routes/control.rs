@@ -6,6 +6,7 @@ use crate::agent_control::{
 };
 use crate::body::JsonBody;
 use crate::error::ApiError;
+use crate::error::schema::{ErrorDetail, StatusError, Success, SuccessError};
 use crate::state::AppState;
 use crate::user::CurrentUser;
 use actix_web::http::StatusCode;
@@ -51,7 +52,7 @@ async fn owned(
         .conversation_store
         .get(user.scope(), id)
         .await
-        .map_err(|e| ApiError::internal(&e, json!({"status": "error", "conversation_id": id})))?;
+        .map_err(|e| ApiError::store(e, json!({"status": "error", "conversation_id": id})))?;
     found.ok_or_else(|| {
         let message = format!("Conversation {id} not found");
         match missing {
@@ -68,6 +69,15 @@ async fn owned(
     })
 }
 
+/// A 400 of `POST .../events` (only the OpenAPI document uses this type).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+enum SuccessErrorOrDetail {
+    Refused(SuccessError),
+    Detail(ErrorDetail),
+}
+
 /// `POST .../start` body.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct StartBody {
@@ -78,8 +88,12 @@ pub struct StartBody {
 
 /// Starts the agent (or reports it running).
 #[utoipa::path(post, path = "/api/conversations/{conversation_id}/start", tag = "conversations",
-    params(("conversation_id" = String, Path)), request_body = StartBody, responses(
-    (status = 200, body = ConversationResponse), (status = 404), (status = 500)))]
+    params(("conversation_id" = String, Path)), security(("user" = [])), request_body = StartBody, responses(
+    (status = 200, body = ConversationResponse),
+    (status = 400, description = "Invalid conversation id", body = ErrorDetail),
+    (status = 404, description = "No such conversation", body = StatusError),
+    (status = 503, description = "Storage unavailable for now, or the server runs the most conversations it allows (`capacity_reached`, `max_running_conversations`); `Retry-After` says when to retry", body = ErrorDetail),
+    (status = 500, description = "The agent could not be started (e.g. no settings stored)", body = StatusError)))]
 pub async fn start(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -89,13 +103,15 @@ pub async fn start(
     let id = conversation_id_from(path)?;
     let metadata = owned(&state, &user, &id, Missing::StatusError).await?;
     let status = start_agent(&state, user.scope(), metadata).await.map_err(|e| {
-        if !matches!(e, StartError::SettingsMissing) {
-            tracing::error!(conversation_id = %id, error = %e, "starting a conversation failed");
-        }
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"status": "error", "conversation_id": id, "message": format!("Failed to start conversation: {e}")}),
-        )
+        e.into_api_error(|e| {
+            if !matches!(e, StartError::SettingsMissing) {
+                tracing::error!(conversation_id = %id, error = %e, "starting a conversation failed");
+            }
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"status": "error", "conversation_id": id, "message": format!("Failed to start conversation: {e}")}),
+            )
+        })
     })?;
     Ok(HttpResponse::Ok().json(ConversationResponse {
         status: "ok",
@@ -107,7 +123,11 @@ pub async fn start(
 
 /// Stops the agent.
 #[utoipa::path(post, path = "/api/conversations/{conversation_id}/stop", tag = "conversations",
-    params(("conversation_id" = String, Path)), responses((status = 200, body = ConversationResponse), (status = 404)))]
+    params(("conversation_id" = String, Path)), security(("user" = [])), responses(
+    (status = 200, body = ConversationResponse),
+    (status = 400, description = "Invalid conversation id", body = ErrorDetail),
+    (status = 404, description = "No such conversation", body = StatusError),
+    (status = 503, description = "Storage unavailable for now; `Retry-After` says when to retry", body = ErrorDetail)))]
 pub async fn stop(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -141,8 +161,11 @@ pub struct MessageBody {
 
 /// Sends a user message; a stopped conversation is started to answer it.
 #[utoipa::path(post, path = "/api/conversations/{conversation_id}/message", tag = "conversations",
-    params(("conversation_id" = String, Path)), request_body = MessageBody, responses(
-    (status = 200, example = json!({"success": true})), (status = 404)))]
+    params(("conversation_id" = String, Path)), security(("user" = [])), request_body = MessageBody, responses(
+    (status = 200, body = Success, example = json!({"success": true})),
+    (status = 400, description = "Invalid conversation id", body = ErrorDetail),
+    (status = 404, description = "No such conversation", body = SuccessError),
+    (status = 503, description = "Storage unavailable for now, or the server runs the most conversations it allows (`capacity_reached`, `max_running_conversations`); `Retry-After` says when to retry", body = ErrorDetail)))]
 pub async fn message(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -162,8 +185,12 @@ pub async fn message(
 /// Sends a client action (`message`, or `change_agent_state` to `user_confirmed`,
 /// `user_rejected` or `stopped`).
 #[utoipa::path(post, path = "/api/conversations/{conversation_id}/events", tag = "conversations",
-    params(("conversation_id" = String, Path)), request_body = Object, responses(
-    (status = 200, example = json!({"success": true})), (status = 400, description = "Unsupported action"), (status = 404)))]
+    params(("conversation_id" = String, Path)), security(("user" = [])), request_body = Object, responses(
+    (status = 200, body = Success, example = json!({"success": true})),
+    (status = 400, description = "Unsupported action (`success` shape), or an invalid conversation id (`detail`)", body = inline(SuccessErrorOrDetail)),
+    (status = 404, description = "No such conversation", body = ErrorDetail),
+    (status = 409, description = "Nothing to confirm or reject: the agent is not running", body = SuccessError),
+    (status = 503, description = "Storage unavailable for now, or the server runs the most conversations it allows (`capacity_reached`, `max_running_conversations`); `Retry-After` says when to retry", body = ErrorDetail)))]
 pub async fn post_event(
     user: CurrentUser,
     state: web::Data<AppState>,

@@ -9,6 +9,7 @@
 use crate::agent_control::start_agent;
 use crate::body::JsonBody;
 use crate::error::ApiError;
+use crate::error::schema::{ErrorDetail, StatusError, ValidationErrors};
 use crate::state::AppState;
 use crate::user::CurrentUser;
 use actix_web::http::StatusCode;
@@ -19,7 +20,7 @@ use openhands_core::conversation::{
     ConversationTrigger, new_conversation_id, validate_conversation_id,
 };
 use openhands_core::event::NewEvent;
-use openhands_core::extension::AuthType;
+use openhands_core::extension::{AuthType, ManagerError};
 use openhands_core::secrets::ProviderType;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -127,10 +128,12 @@ pub struct ConversationResponse {
 
 /// `GET /api/conversations` query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Opaque cursor from `next_page_id`.
     pub page_id: Option<String>,
     /// 0 to 100, default 20 (0: an empty page).
+    #[param(minimum = 0, maximum = 100)]
     pub limit: Option<i64>,
     pub selected_repository: Option<String>,
     pub conversation_trigger: Option<ConversationTrigger>,
@@ -150,6 +153,16 @@ pub struct ConversationInfoResultSet {
 #[serde(deny_unknown_fields)]
 pub struct UpdateConversationRequest {
     pub title: String,
+}
+
+/// A 400 of conversation creation: OpenHands' `{"status": "error", ...}` for a refusal, or
+/// `{"detail"}` for an invalid id (only the OpenAPI document uses this type).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+enum StatusOrDetail {
+    Status(StatusError),
+    Detail(ErrorDetail),
 }
 
 /// Validates the `{conversation_id}` path segment (400 `{"detail"}` as OpenHands).
@@ -177,11 +190,13 @@ fn non_blank(text: Option<String>) -> Option<String> {
 }
 
 /// Creates a conversation from the user's settings.
-#[utoipa::path(post, path = "/api/conversations", tag = "conversations", request_body = InitSessionRequest, responses(
+#[utoipa::path(post, path = "/api/conversations", tag = "conversations", security(("user" = [])), request_body = InitSessionRequest, responses(
     (status = 200, body = ConversationResponse),
-    (status = 400, description = "No settings (`CONFIGURATION$SETTINGS_NOT_FOUND`), no LLM key (`STATUS$ERROR_LLM_AUTHENTICATION`) or a repository that cannot be cloned"),
-    (status = 422, description = "Unknown or invalid field, or a NUL character in a string"),
-    (status = 503, description = "Storage unavailable for now; `Retry-After` says when to retry")))]
+    (status = 400, description = "No settings (`CONFIGURATION$SETTINGS_NOT_FOUND`), no LLM key (`STATUS$ERROR_LLM_AUTHENTICATION`), a repository that cannot be cloned (`status` shape), or an invalid `conversation_id` (`detail`)",
+        body = inline(StatusOrDetail)),
+    (status = 409, description = "A conversation with that id exists (`CONVERSATION$ALREADY_EXISTS`)", body = StatusError),
+    (status = 422, description = "Unknown or invalid field, or a NUL character in a string", body = ValidationErrors),
+    (status = 503, description = "Storage unavailable for now, or the server runs the most conversations it allows (`capacity_reached`, `max_running_conversations`); `Retry-After` says when to retry", body = ErrorDetail)))]
 pub async fn create_conversation(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -275,6 +290,15 @@ pub async fn create_conversation(
             "CONVERSATION$ALREADY_EXISTS",
         ));
     }
+    // A full server refuses before anything is stored, so a retry does not leave a stopped
+    // copy behind. Any other failure of the check leaves the decision to the start.
+    match state.ext.conversation_manager.admits(&scope).await {
+        Err(e @ ManagerError::CapacityReached { .. }) => {
+            return Err(crate::agent_control::capacity_reached(&e.to_string()));
+        }
+        Err(other) => tracing::warn!(error = %other, "capacity pre-check failed"),
+        Ok(()) => {}
+    }
     let mut metadata = ConversationMetadata::new(
         conversation_id.clone(),
         scope.user_id.clone(),
@@ -324,10 +348,12 @@ pub async fn create_conversation(
         .monitoring
         .on_create_conversation(&scope, &conversation_id);
     let status = start_agent(&state, &scope, metadata).await.map_err(|e| {
-        ApiError::internal(
-            &e,
-            json!({"status": "error", "message": format!("Failed to start conversation: {e}"), "msg_id": "STATUS$ERROR"}),
-        )
+        e.into_api_error(|e| {
+            ApiError::internal(
+                &e,
+                json!({"status": "error", "message": format!("Failed to start conversation: {e}"), "msg_id": "STATUS$ERROR"}),
+            )
+        })
     })?;
     Ok(HttpResponse::Ok().json(ConversationResponse {
         status: "ok",
@@ -339,11 +365,11 @@ pub async fn create_conversation(
 
 /// The user's conversations, newest first, hiding those older than
 /// `conversation_max_age_seconds`.
-#[utoipa::path(get, path = "/api/conversations", tag = "conversations", params(ListQuery), responses(
+#[utoipa::path(get, path = "/api/conversations", tag = "conversations", params(ListQuery), security(("user" = [])), responses(
     (status = 200, body = ConversationInfoResultSet),
-    (status = 400, description = "Invalid `limit` or `page_id`", example = json!({"detail": "Invalid limit"})),
-    (status = 422, description = "A query parameter is malformed or holds a NUL character"),
-    (status = 503, description = "Storage unavailable for now; `Retry-After` says when to retry")))]
+    (status = 400, description = "Invalid `limit` or `page_id`", body = ErrorDetail, example = json!({"detail": "Invalid limit"})),
+    (status = 422, description = "A query parameter is malformed or holds a NUL character", body = ValidationErrors),
+    (status = 503, description = "Storage unavailable for now; `Retry-After` says when to retry", body = ErrorDetail)))]
 pub async fn list_conversations(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -416,10 +442,10 @@ pub async fn list_conversations(
 
 /// One conversation, or `null` when it does not exist.
 #[utoipa::path(get, path = "/api/conversations/{conversation_id}", tag = "conversations",
-    params(("conversation_id" = String, Path)), responses(
-    (status = 200, body = Option<ConversationInfo>),
-    (status = 400, description = "Invalid conversation id"),
-    (status = 503, description = "Storage unavailable for now; `Retry-After` says when to retry")))]
+    params(("conversation_id" = String, Path)), security(("user" = [])), responses(
+    (status = 200, description = "The conversation, or `null` when there is none", body = Option<ConversationInfo>),
+    (status = 400, description = "Invalid conversation id", body = ErrorDetail),
+    (status = 503, description = "Storage unavailable for now; `Retry-After` says when to retry", body = ErrorDetail)))]
 pub async fn get_conversation(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -449,10 +475,12 @@ pub async fn get_conversation(
 
 /// Renames a conversation; answers `true`.
 #[utoipa::path(patch, path = "/api/conversations/{conversation_id}", tag = "conversations",
-    params(("conversation_id" = String, Path)), request_body = UpdateConversationRequest, responses(
-    (status = 200, body = bool),
-    (status = 404, description = "`CONVERSATION$NOT_FOUND`"),
-    (status = 422, description = "Title empty, longer than 200 characters or holding a NUL character")))]
+    params(("conversation_id" = String, Path)), security(("user" = [])), request_body = UpdateConversationRequest, responses(
+    (status = 200, body = bool, content_type = "application/json"),
+    (status = 400, description = "Invalid conversation id", body = ErrorDetail),
+    (status = 404, description = "`CONVERSATION$NOT_FOUND`", body = StatusError),
+    (status = 422, description = "Title empty, longer than 200 characters or holding a NUL character", body = ValidationErrors),
+    (status = 503, description = "Storage unavailable for now; `Retry-After` says when to retry", body = ErrorDetail)))]
 pub async fn rename_conversation(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -502,7 +530,10 @@ pub async fn rename_conversation(
 
 /// Deletes a conversation and everything stored under it; `false` when it did not exist.
 #[utoipa::path(delete, path = "/api/conversations/{conversation_id}", tag = "conversations",
-    params(("conversation_id" = String, Path)), responses((status = 200, body = bool)))]
+    params(("conversation_id" = String, Path)), security(("user" = [])), responses(
+    (status = 200, description = "`true` when it was deleted, `false` when there was none", body = bool, content_type = "application/json"),
+    (status = 400, description = "Invalid conversation id", body = ErrorDetail),
+    (status = 503, description = "Storage unavailable for now; `Retry-After` says when to retry", body = ErrorDetail)))]
 pub async fn delete_conversation(
     user: CurrentUser,
     state: web::Data<AppState>,

@@ -11,6 +11,7 @@
 
 use super::conversations::conversation_id_from;
 use crate::error::ApiError;
+use crate::error::schema::ErrorDetail;
 use crate::state::AppState;
 use crate::user::CurrentUser;
 use actix_web::http::StatusCode;
@@ -41,6 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Query of the events read.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// First id, default 0.
     pub start_id: Option<u64>,
@@ -49,16 +51,18 @@ pub struct EventsQuery {
     /// Newest first.
     pub reverse: Option<bool>,
     /// 0 to 100, default 20.
+    #[param(minimum = 0, maximum = 100)]
     pub limit: Option<i64>,
 }
 
 /// A page of a conversation's events, read from the event store (no running agent needed).
 /// A page ends early, with `has_more`, rather than grow past 4 MiB.
 #[utoipa::path(get, path = "/api/conversations/{conversation_id}/events", tag = "conversations",
-    params(("conversation_id" = String, Path), EventsQuery), responses(
+    params(("conversation_id" = String, Path), EventsQuery), security(("user" = [])), responses(
     (status = 200, body = EventPage),
-    (status = 400, description = "Invalid limit or conversation id", example = json!({"detail": "Invalid limit"})),
-    (status = 404, description = "No such conversation")))]
+    (status = 400, description = "Invalid limit or conversation id", body = ErrorDetail, example = json!({"detail": "Invalid limit"})),
+    (status = 404, description = "No such conversation", body = ErrorDetail),
+    (status = 503, description = "Storage unavailable for now; `Retry-After` says when to retry", body = ErrorDetail)))]
 pub async fn read_events(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -71,7 +75,7 @@ pub async fn read_events(
         return Err(ApiError::detail(StatusCode::BAD_REQUEST, "Invalid limit"));
     }
     let failed = |e: openhands_core::StoreError| {
-        ApiError::internal(&e, json!({"detail": "Failed to read events"}))
+        ApiError::store(e, json!({"detail": "Failed to read events"}))
     };
     let scope = user.scope();
     if state

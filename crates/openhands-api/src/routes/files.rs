@@ -5,9 +5,13 @@
 //! nor runs `git` there, so a symlink or a `.git/config` the agent planted acts, at worst,
 //! inside the sandbox the agent already controls. They work whether or not the agent is
 //! running (the sandbox starts a tool server for them when needed).
+//!
+//! A path with a NUL character is refused here with a 422 naming the query parameter: no
+//! file has such a name, and the tool server's file system call would fail on it (a 500).
 
 use super::conversations::conversation_id_from;
 use crate::error::ApiError;
+use crate::error::schema::{ErrorDetail, ErrorText};
 use crate::state::AppState;
 use crate::user::CurrentUser;
 use actix_multipart::Multipart;
@@ -102,11 +106,65 @@ fn tool_error(e: ToolCallError) -> ApiError {
     }
 }
 
+/// An error of the workspace routes: `{"detail"}` before the sandbox is reached (an invalid
+/// id, no such conversation), `{"error"}` from the sandbox (only the OpenAPI document uses
+/// this type).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+enum WorkspaceError {
+    Detail(ErrorDetail),
+    Sandbox(ErrorText),
+}
+
+/// `GET .../select-file` (only the OpenAPI document uses this type).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct FileCode {
+    /// The file's text.
+    code: String,
+}
+
+/// `GET .../git/diff` (only the OpenAPI document uses this type).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct FileDiff {
+    /// The text now (empty when the file was deleted).
+    modified: String,
+    /// The text at `HEAD` (empty when the file is new).
+    original: String,
+}
+
+/// `POST .../upload-files` (only the OpenAPI document uses these types).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct UploadResult {
+    /// Where each saved file is, in the workspace.
+    uploaded_files: Vec<String>,
+    skipped_files: Vec<SkippedFile>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct SkippedFile {
+    name: String,
+    reason: String,
+}
+
+/// The multipart form of `POST .../upload-files` (only the OpenAPI document uses this type).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct UploadForm {
+    #[schema(value_type = Vec<String>, format = Binary)]
+    files: Vec<Vec<u8>>,
+}
+
 async fn call<T: DeserializeOwned>(tools: &ToolClient, request: Request) -> Result<T, ApiError> {
     tools.call(request).await.map_err(tool_error)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListFilesQuery {
     /// Directory relative to the workspace.
     pub path: Option<String>,
@@ -114,23 +172,27 @@ pub struct ListFilesQuery {
 
 /// Entries of a workspace directory (directories end with `/`), `.gitignore`d ones left out.
 #[utoipa::path(get, path = "/api/conversations/{conversation_id}/list-files", tag = "files",
-    params(("conversation_id" = String, Path), ListFilesQuery),
-    responses((status = 200, body = Vec<String>), (status = 400, description = "Path outside the workspace"), (status = 404)))]
+    params(("conversation_id" = String, Path), ListFilesQuery), security(("user" = [])), responses(
+    (status = 200, body = Vec<String>),
+    (status = 400, description = "Invalid conversation id or path", body = WorkspaceError),
+    (status = 404, description = "No such conversation or file", body = WorkspaceError),
+    (status = 503, description = "The sandbox could not be started or stopped answering, or storage is unavailable", body = WorkspaceError)))]
 pub async fn list_files(
     user: CurrentUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
     query: web::Query<ListFilesQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let dir = query.path.clone().unwrap_or_default();
+    ApiError::refuse_nul("query", "path", &dir)?;
     let tools = tools_of(&state, &user, path).await?;
-    let request = Request::ListFiles {
-        path: query.path.clone().unwrap_or_default(),
-    };
+    let request = Request::ListFiles { path: dir };
     let entries: Vec<String> = call(&tools, request).await?;
     Ok(HttpResponse::Ok().json(entries))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SelectFileQuery {
     /// File relative to the workspace.
     pub file: String,
@@ -138,14 +200,20 @@ pub struct SelectFileQuery {
 
 /// The text of a workspace file as `{"code": ...}`.
 #[utoipa::path(get, path = "/api/conversations/{conversation_id}/select-file", tag = "files",
-    params(("conversation_id" = String, Path), SelectFileQuery),
-    responses((status = 200, body = Object), (status = 415, description = "Binary file"), (status = 413, description = "Larger than 8 MiB"), (status = 404), (status = 400)))]
+    params(("conversation_id" = String, Path), SelectFileQuery), security(("user" = [])), responses(
+    (status = 200, body = FileCode),
+    (status = 413, description = "Larger than 8 MiB", body = ErrorText),
+    (status = 415, description = "Binary file", body = ErrorText),
+    (status = 400, description = "Invalid conversation id or path", body = WorkspaceError),
+    (status = 404, description = "No such conversation or file", body = WorkspaceError),
+    (status = 503, description = "The sandbox could not be started or stopped answering, or storage is unavailable", body = WorkspaceError)))]
 pub async fn select_file(
     user: CurrentUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
     query: web::Query<SelectFileQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    ApiError::refuse_nul("query", "file", &query.file)?;
     let tools = tools_of(&state, &user, path).await?;
     let request = Request::ReadFile {
         path: query.file.clone(),
@@ -163,7 +231,12 @@ pub async fn select_file(
 
 /// The workspace as `workspace.zip` (the `.git` directory left out).
 #[utoipa::path(get, path = "/api/conversations/{conversation_id}/zip-directory", tag = "files",
-    params(("conversation_id" = String, Path)), responses((status = 200, content_type = "application/zip"), (status = 413, description = "The archive is larger than 40 MiB"), (status = 404)))]
+    params(("conversation_id" = String, Path)), security(("user" = [])), responses(
+    (status = 200, description = "`workspace.zip`", body = Vec<u8>, content_type = "application/zip"),
+    (status = 413, description = "The archive is larger than 40 MiB", body = ErrorText),
+    (status = 400, description = "Invalid conversation id or path", body = WorkspaceError),
+    (status = 404, description = "No such conversation or file", body = WorkspaceError),
+    (status = 503, description = "The sandbox could not be started or stopped answering, or storage is unavailable", body = WorkspaceError)))]
 pub async fn zip_directory(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -185,8 +258,14 @@ pub async fn zip_directory(
 
 /// Saves uploaded files (multipart field `files`) at the workspace root.
 #[utoipa::path(post, path = "/api/conversations/{conversation_id}/upload-files", tag = "files",
-    params(("conversation_id" = String, Path)), responses((status = 200, body = Object,
-    example = json!({"uploaded_files": ["/workspace/notes.txt"], "skipped_files": [{"name": "x", "reason": "..."}]}))))]
+    params(("conversation_id" = String, Path)), security(("user" = [])),
+    request_body(content = UploadForm, content_type = "multipart/form-data"), responses(
+    (status = 200, body = UploadResult,
+    example = json!({"uploaded_files": ["/workspace/notes.txt"], "skipped_files": [{"name": "x", "reason": "..."}]})),
+    (status = 413, description = "The files are larger than the limit", body = ErrorDetail),
+    (status = 400, description = "Invalid conversation id or path", body = WorkspaceError),
+    (status = 404, description = "No such conversation or file", body = WorkspaceError),
+    (status = 503, description = "The sandbox could not be started or stopped answering, or storage is unavailable", body = WorkspaceError)))]
 pub async fn upload_files(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -257,8 +336,11 @@ struct GitChangeSchema {
 /// Changed files against `HEAD`, untracked ones as added; 404 when the workspace holds no
 /// repository (none was cloned, or the clone failed and left it empty).
 #[utoipa::path(get, path = "/api/conversations/{conversation_id}/git/changes", tag = "files",
-    params(("conversation_id" = String, Path)), responses((status = 200, body = Vec<GitChangeSchema>,
-    example = json!([{"status": "M", "path": "src/main.rs"}])), (status = 404, description = "Not a git repository")))]
+    params(("conversation_id" = String, Path)), security(("user" = [])), responses(
+    (status = 200, body = Vec<GitChangeSchema>, example = json!([{"status": "M", "path": "src/main.rs"}])),
+    (status = 400, description = "Invalid conversation id or path", body = WorkspaceError),
+    (status = 404, description = "No such conversation or file", body = WorkspaceError),
+    (status = 503, description = "The sandbox could not be started or stopped answering, or storage is unavailable", body = WorkspaceError)))]
 pub async fn git_changes(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -270,6 +352,7 @@ pub async fn git_changes(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct GitDiffQuery {
     /// File relative to the workspace.
     pub path: String,
@@ -277,14 +360,20 @@ pub struct GitDiffQuery {
 
 /// A file's text now (`modified`) and at `HEAD` (`original`).
 #[utoipa::path(get, path = "/api/conversations/{conversation_id}/git/diff", tag = "files",
-    params(("conversation_id" = String, Path), GitDiffQuery), responses((status = 200, body = Object,
-    example = json!({"modified": "new text", "original": "old text"})), (status = 404), (status = 400)))]
+    params(("conversation_id" = String, Path), GitDiffQuery), security(("user" = [])), responses(
+    (status = 200, body = FileDiff, example = json!({"modified": "new text", "original": "old text"})),
+    (status = 413, description = "Larger than the limit", body = ErrorText),
+    (status = 415, description = "Binary file", body = ErrorText),
+    (status = 400, description = "Invalid conversation id or path", body = WorkspaceError),
+    (status = 404, description = "No such conversation or file", body = WorkspaceError),
+    (status = 503, description = "The sandbox could not be started or stopped answering, or storage is unavailable", body = WorkspaceError)))]
 pub async fn git_diff(
     user: CurrentUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
     query: web::Query<GitDiffQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    ApiError::refuse_nul("query", "path", &query.path)?;
     let tools = tools_of(&state, &user, path).await?;
     let request = Request::GitDiff {
         path: query.path.clone(),

@@ -7,7 +7,9 @@ use openhands_core::StoreError;
 use openhands_core::readiness::ReadinessChecks;
 use openhands_core::sandbox_host::{Isolation, UNISOLATED_WARNING};
 use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
 use std::time::Duration;
+use utoipa::ToSchema;
 
 /// How long `/ready` waits for each store.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -19,9 +21,77 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/ready", web::get().to(ready));
 }
 
+/// `{"status": "ok"}` (only the OpenAPI document uses this type).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Alive {
+    #[schema(example = "ok")]
+    status: String,
+}
+
+/// `GET /server_info` (only the OpenAPI document uses these types).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct ServerInfo {
+    /// Seconds since start.
+    uptime: f64,
+    /// Seconds since the last request.
+    idle_time: f64,
+    resources: Resources,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Resources {
+    cpu_percent: f64,
+    memory: Memory,
+    disk: Disk,
+    io: Io,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Memory {
+    rss: u64,
+    vms: u64,
+    percent: f64,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Disk {
+    total: u64,
+    used: u64,
+    free: u64,
+    percent: f64,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Io {
+    read_bytes: u64,
+    write_bytes: u64,
+}
+
+/// `GET /ready` (only the OpenAPI document uses this type).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Readiness {
+    /// `ok`, or `error` when a check failed.
+    status: String,
+    /// Each check's result, `ok` or `error`, by name (`settings_store`, `redis`...).
+    checks: BTreeMap<String, String>,
+    /// Why each failed check failed (only when one did).
+    #[schema(nullable = false)]
+    failed: Option<BTreeMap<String, String>>,
+    /// Deployment warnings (e.g. SaaS mode without an isolated sandbox).
+    #[schema(nullable = false)]
+    warnings: Option<Vec<String>>,
+}
+
 /// Liveness.
 #[utoipa::path(get, path = "/alive", tag = "health",
-    responses((status = 200, description = "The process answers", example = json!({"status": "ok"}))))]
+    responses((status = 200, description = "The process answers", body = Alive)))]
 pub async fn alive() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
@@ -29,7 +99,8 @@ pub async fn alive() -> HttpResponse {
 }
 
 /// Health, as the JSON string `"OK"`.
-#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, body = String)))]
+#[utoipa::path(get, path = "/health", tag = "health", responses(
+    (status = 200, body = String, content_type = "application/json", example = json!("OK"))))]
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
@@ -37,7 +108,7 @@ pub async fn health() -> HttpResponse {
 }
 
 /// Uptime, idle time and resource use of the server process.
-#[utoipa::path(get, path = "/server_info", tag = "health", responses((status = 200, body = Object)))]
+#[utoipa::path(get, path = "/server_info", tag = "health", responses((status = 200, body = ServerInfo)))]
 pub async fn server_info(state: web::Data<AppState>) -> HttpResponse {
     let (rss, vms) = system_stats::memory_bytes();
     let total_memory = system_stats::total_memory_bytes();
@@ -69,8 +140,8 @@ pub async fn server_info(state: web::Data<AppState>) -> HttpResponse {
 /// Readiness: 200 when every store and every backend a plugin registered a check for
 /// (Redis in SaaS mode) answers, else 503 naming what failed.
 #[utoipa::path(get, path = "/ready", tag = "health", responses(
-    (status = 200, description = "Every store and backend answers", body = Object),
-    (status = 503, description = "Some store or backend failed; `failed` names it", body = Object)))]
+    (status = 200, description = "Every store and backend answers", body = Readiness),
+    (status = 503, description = "Some store or backend failed; `failed` names it", body = Readiness)))]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let ext = &state.ext;
     let (settings, secrets, conversations, events) = tokio::join!(

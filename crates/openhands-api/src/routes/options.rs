@@ -4,6 +4,7 @@ use crate::state::AppState;
 use crate::user::CurrentUser;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
+use utoipa::ToSchema;
 
 /// Model ids offered in the settings form (free text is accepted too). LiteLLM-style ids,
 /// since any OpenAI-compatible endpoint or LiteLLM proxy can serve them.
@@ -43,25 +44,53 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Model ids.
-#[utoipa::path(get, path = "/api/options/models", tag = "options", responses((status = 200, body = Vec<String>)))]
+#[utoipa::path(get, path = "/api/options/models", tag = "options", security(("user" = [])),
+    responses((status = 200, body = Vec<String>)))]
 pub async fn models(_user: CurrentUser) -> HttpResponse {
     HttpResponse::Ok().json(SUPPORTED_MODELS)
 }
 
 /// Agent names, sorted.
-#[utoipa::path(get, path = "/api/options/agents", tag = "options", responses((status = 200, body = Vec<String>)))]
+#[utoipa::path(get, path = "/api/options/agents", tag = "options", security(("user" = [])),
+    responses((status = 200, body = Vec<String>)))]
 pub async fn agents(_user: CurrentUser) -> HttpResponse {
     HttpResponse::Ok().json(AGENTS)
 }
 
 /// Security analyzers, sorted. None is built in yet, so the list is empty.
-#[utoipa::path(get, path = "/api/options/security-analyzers", tag = "options", responses((status = 200, body = Vec<String>)))]
+#[utoipa::path(get, path = "/api/options/security-analyzers", tag = "options", security(("user" = [])),
+    responses((status = 200, body = Vec<String>)))]
 pub async fn security_analyzers(_user: CurrentUser) -> HttpResponse {
     HttpResponse::Ok().json(Vec::<String>::new())
 }
 
+/// `GET /api/options/config` (only the OpenAPI document uses these types).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct WebAppConfig {
+    /// `oss` or `saas`.
+    #[schema(rename = "APP_MODE")]
+    app_mode: String,
+    #[schema(rename = "GITHUB_CLIENT_ID")]
+    github_client_id: String,
+    #[schema(rename = "POSTHOG_CLIENT_KEY")]
+    posthog_client_key: String,
+    #[schema(rename = "FEATURE_FLAGS")]
+    feature_flags: FeatureFlags,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct FeatureFlags {
+    #[schema(rename = "ENABLE_BILLING")]
+    enable_billing: bool,
+    #[schema(rename = "HIDE_LLM_SETTINGS")]
+    hide_llm_settings: bool,
+}
+
 /// Mode and feature flags for the web app.
-#[utoipa::path(get, path = "/api/options/config", tag = "options", responses((status = 200, body = Object,
+#[utoipa::path(get, path = "/api/options/config", tag = "options", security(("user" = [])),
+    responses((status = 200, body = WebAppConfig,
     example = json!({"APP_MODE": "oss", "GITHUB_CLIENT_ID": "", "POSTHOG_CLIENT_KEY": "",
                      "FEATURE_FLAGS": {"ENABLE_BILLING": false, "HIDE_LLM_SETTINGS": false}}))))]
 pub async fn config(_user: CurrentUser, state: web::Data<AppState>) -> HttpResponse {

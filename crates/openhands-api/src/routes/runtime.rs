@@ -9,6 +9,7 @@
 //! token about to expire is refreshed (and stored) first.
 
 use crate::error::ApiError;
+use crate::error::schema::{ErrorDetail, ErrorText, ValidationErrors};
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -16,6 +17,7 @@ use openhands_core::oss::SESSION_API_KEY_HEADER;
 use openhands_core::secrets::ProviderType;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/refresh-tokens", web::get().to(refresh_tokens));
@@ -49,17 +51,26 @@ fn query_error(name: &str, message: &str, kind: &str) -> ApiError {
     )
 }
 
+/// `{"token": ...}` (only the OpenAPI document uses this type).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct FreshToken {
+    token: String,
+}
+
 /// A fresh token of `provider` for the owner of conversation `sid`.
 #[utoipa::path(get, path = "/api/refresh-tokens", tag = "secrets",
     params(
-        ("provider" = String, Query, description = "github, gitlab, bitbucket, ..."),
+        ("provider" = ProviderType, Query, description = "github, gitlab, bitbucket, ..."),
         ("sid" = String, Query, description = "The conversation id"),
         ("X-Session-API-Key" = String, Header, description = "The runtime's session key (its `SESSION_API_KEY`)")),
     responses(
-        (status = 200, example = json!({"token": "gho_..."})),
-        (status = 403, description = "Missing key, or a key not made for this conversation"),
-        (status = 404, description = "The owner has no token for this provider"),
-        (status = 422, description = "`provider` or `sid` missing or invalid")))]
+        (status = 200, body = FreshToken, example = json!({"token": "gho_..."})),
+        (status = 403, description = "Missing key, or a key not made for this conversation", body = ErrorText),
+        (status = 404, description = "The owner has no token for this provider", body = ErrorText),
+        (status = 422, description = "`provider` or `sid` missing or invalid", body = ValidationErrors),
+        (status = 502, description = "The provider refused to refresh the token", body = ErrorText),
+        (status = 503, description = "Storage unavailable for now; `Retry-After` says when to retry", body = ErrorDetail)))]
 pub async fn refresh_tokens(
     req: HttpRequest,
     query: web::Query<RefreshQuery>,
@@ -79,8 +90,8 @@ pub async fn refresh_tokens(
         .runtime_keys
         .verify(sid, presented)
         .ok_or_else(refused)?;
-    let failed = |e: &dyn std::fmt::Display| {
-        ApiError::internal(
+    let failed = |e: openhands_core::StoreError| {
+        ApiError::store(
             e,
             json!({"error": "Something went wrong loading the token"}),
         )
@@ -91,7 +102,7 @@ pub async fn refresh_tokens(
         .conversation_store
         .get(&scope, sid)
         .await
-        .map_err(|e| failed(&e))?
+        .map_err(failed)?
         .is_some();
     if !exists {
         return Err(refused());
@@ -101,7 +112,7 @@ pub async fn refresh_tokens(
         .secrets_store
         .load(&scope)
         .await
-        .map_err(|e| failed(&e))?
+        .map_err(failed)?
         .and_then(|mut secrets| secrets.provider_tokens.remove(&provider))
         .filter(|token| token.token.is_some());
     let not_found = || {

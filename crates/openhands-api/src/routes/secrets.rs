@@ -3,6 +3,7 @@
 use crate::audit;
 use crate::body::JsonBody;
 use crate::error::ApiError;
+use crate::error::schema::{ErrorDetail, ErrorText, Message, ValidationErrors};
 use crate::state::AppState;
 use crate::user::CurrentUser;
 use actix_web::http::StatusCode;
@@ -34,6 +35,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// `POST /api/secrets` body.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CustomSecretModel {
+    /// An environment variable name: letters, digits and `_`, not starting with a digit.
+    #[schema(pattern = "^[A-Za-z_][A-Za-z0-9_]*$", max_length = 255)]
     pub name: String,
     #[schema(value_type = String, write_only)]
     pub value: Secret,
@@ -44,6 +47,8 @@ pub struct CustomSecretModel {
 /// `PUT /api/secrets/{id}` body: rename and/or re-describe.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CustomSecretWithoutValueModel {
+    /// The new name (the same rules as on creation).
+    #[schema(pattern = "^[A-Za-z_][A-Za-z0-9_]*$", max_length = 255)]
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
@@ -71,6 +76,16 @@ pub struct PostProviderModel {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub mcp_config: Option<Value>,
+}
+
+/// A 400 of the secret changes: `{"message"}` for a taken name, `{"detail"}` when the store
+/// refused the change (only the OpenAPI document uses this type).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+enum AlreadyExistsOrInvalid {
+    Taken(Message),
+    Refused(ErrorDetail),
 }
 
 /// Secret names become environment variable names in the sandbox, so they must be valid ones.
@@ -127,7 +142,9 @@ fn secret_audit(user: &CurrentUser, action: &str) -> AuditEntry {
 }
 
 /// Names and descriptions of the custom secrets; values are never returned.
-#[utoipa::path(get, path = "/api/secrets", tag = "secrets", responses((status = 200, body = GetCustomSecrets)))]
+#[utoipa::path(get, path = "/api/secrets", tag = "secrets", security(("user" = [])), responses(
+    (status = 200, body = GetCustomSecrets),
+    (status = 503, description = "Storage unavailable for now; `Retry-After` says when to retry", body = ErrorDetail)))]
 pub async fn list_secrets(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -151,10 +168,12 @@ pub async fn list_secrets(
 }
 
 /// Adds a custom secret.
-#[utoipa::path(post, path = "/api/secrets", tag = "secrets", request_body = CustomSecretModel, responses(
-    (status = 201, example = json!({"message": "Secret created successfully"})),
-    (status = 400, example = json!({"message": "Secret NAME already exists"})),
-    (status = 422, description = "Invalid name or body")))]
+#[utoipa::path(post, path = "/api/secrets", tag = "secrets", security(("user" = [])), request_body = CustomSecretModel, responses(
+    (status = 201, body = Message, example = json!({"message": "Secret created successfully"})),
+    (status = 400, description = "A secret of that name exists (`message`), or the store refused it (`detail`)",
+        body = inline(AlreadyExistsOrInvalid), example = json!({"message": "Secret NAME already exists"})),
+    (status = 422, description = "Invalid name or body", body = ValidationErrors),
+    (status = 503, description = "Storage unavailable for now; `Retry-After` says when to retry", body = ErrorDetail)))]
 pub async fn create_secret(
     req: HttpRequest,
     user: CurrentUser,
@@ -187,10 +206,12 @@ pub async fn create_secret(
 /// Renames and/or re-describes a secret; its value is unchanged.
 #[utoipa::path(put, path = "/api/secrets/{secret_id}", tag = "secrets",
     params(("secret_id" = String, Path, description = "The secret's name")),
-    request_body = CustomSecretWithoutValueModel, responses(
-    (status = 200, example = json!({"message": "Secret updated successfully"})),
-    (status = 404, example = json!({"error": "Secret with ID NAME not found"})),
-    (status = 400, description = "The new name is taken")))]
+    security(("user" = [])), request_body = CustomSecretWithoutValueModel, responses(
+    (status = 200, body = Message, example = json!({"message": "Secret updated successfully"})),
+    (status = 404, body = ErrorText, example = json!({"error": "Secret with ID NAME not found"})),
+    (status = 400, description = "The new name is taken (`message`), or the store refused it (`detail`)", body = inline(AlreadyExistsOrInvalid)),
+    (status = 422, description = "Invalid name or body", body = ValidationErrors),
+    (status = 503, description = "Storage unavailable for now; `Retry-After` says when to retry", body = ErrorDetail)))]
 pub async fn update_secret(
     req: HttpRequest,
     user: CurrentUser,
@@ -229,9 +250,12 @@ pub async fn update_secret(
 
 /// Deletes a secret.
 #[utoipa::path(delete, path = "/api/secrets/{secret_id}", tag = "secrets",
-    params(("secret_id" = String, Path, description = "The secret's name")), responses(
-    (status = 200, example = json!({"message": "Secret deleted successfully"})),
-    (status = 404, example = json!({"error": "Secret with ID NAME not found"}))))]
+    params(("secret_id" = String, Path, description = "The secret's name")),
+    security(("user" = [])), responses(
+    (status = 200, body = Message, example = json!({"message": "Secret deleted successfully"})),
+    (status = 404, body = ErrorText, example = json!({"error": "Secret with ID NAME not found"})),
+    (status = 400, description = "The store refused the change", body = ErrorDetail),
+    (status = 503, description = "Storage unavailable for now; `Retry-After` says when to retry", body = ErrorDetail)))]
 pub async fn delete_secret(
     req: HttpRequest,
     user: CurrentUser,
@@ -257,8 +281,10 @@ pub async fn delete_secret(
 
 /// Stores git-provider tokens. The map replaces the stored one; an entry without a token
 /// keeps the stored token and takes the new host.
-#[utoipa::path(post, path = "/api/add-git-providers", tag = "secrets", request_body = PostProviderModel, responses(
-    (status = 200, example = json!({"message": "Git providers stored"}))))]
+#[utoipa::path(post, path = "/api/add-git-providers", tag = "secrets", security(("user" = [])), request_body = PostProviderModel, responses(
+    (status = 200, body = Message, example = json!({"message": "Git providers stored"})),
+    (status = 422, description = "Invalid body, or a NUL character in a string", body = ValidationErrors),
+    (status = 503, description = "Storage unavailable for now; `Retry-After` says when to retry", body = ErrorDetail)))]
 pub async fn add_git_providers(
     req: HttpRequest,
     user: CurrentUser,
@@ -299,8 +325,9 @@ pub async fn add_git_providers(
 }
 
 /// Removes every git-provider token; custom secrets stay.
-#[utoipa::path(post, path = "/api/unset-provider-tokens", tag = "secrets", responses(
-    (status = 200, example = json!({"message": "Unset Git provider tokens"}))))]
+#[utoipa::path(post, path = "/api/unset-provider-tokens", tag = "secrets", security(("user" = [])), responses(
+    (status = 200, body = Message, example = json!({"message": "Unset Git provider tokens"})),
+    (status = 503, description = "Storage unavailable for now; `Retry-After` says when to retry", body = ErrorDetail)))]
 pub async fn unset_provider_tokens(
     req: HttpRequest,
     user: CurrentUser,

@@ -2,6 +2,7 @@
 
 use crate::body::JsonBody;
 use crate::error::ApiError;
+use crate::error::schema::{ErrorDetail, ErrorText, Message, ValidationErrors};
 use crate::state::AppState;
 use crate::user::CurrentUser;
 use actix_web::http::StatusCode;
@@ -22,11 +23,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 ///
 /// Served from [`SettingsViews`](openhands_core::settings_views::SettingsViews) when this
 /// replica has the body; every write to the settings or secrets invalidates it.
-#[utoipa::path(get, path = "/api/settings", tag = "settings", responses(
+#[utoipa::path(get, path = "/api/settings", tag = "settings", security(("user" = [])), responses(
     (status = 200, body = GetSettingsModel),
-    (status = 404, description = "No settings stored", example = json!({"error": "Settings not found"})),
-    (status = 401, description = "Session key missing or wrong"),
-    (status = 503, description = "Storage unavailable for now; `Retry-After` says when to retry")))]
+    (status = 404, description = "No settings stored", body = ErrorText, example = json!({"error": "Settings not found"})),
+    (status = 503, description = "Storage unavailable for now; `Retry-After` says when to retry", body = ErrorDetail)))]
 pub async fn get_settings(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -71,10 +71,10 @@ async fn load_settings_body(state: &AppState, scope: &UserScope) -> Result<Bytes
 
 /// Replaces the settings; `llm_api_key`, `llm_model`, `llm_base_url`, `search_api_key` and
 /// `user_consents_to_analytics` keep their stored value when left out.
-#[utoipa::path(post, path = "/api/settings", tag = "settings", request_body = Settings, responses(
-    (status = 200, example = json!({"message": "Settings stored"})),
-    (status = 422, description = "A field is invalid (a NUL character in any string, too); `detail[0].loc` names it"),
-    (status = 503, description = "Storage unavailable for now; `Retry-After` says when to retry")))]
+#[utoipa::path(post, path = "/api/settings", tag = "settings", security(("user" = [])), request_body = Settings, responses(
+    (status = 200, body = Message, example = json!({"message": "Settings stored"})),
+    (status = 422, description = "A field is invalid (a NUL character in any string, too); `detail[0].loc` names it", body = ValidationErrors),
+    (status = 503, description = "Storage unavailable for now; `Retry-After` says when to retry", body = ErrorDetail)))]
 pub async fn post_settings(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -95,7 +95,8 @@ pub async fn post_settings(
 }
 
 /// Removed in OpenHands; always 410.
-#[utoipa::path(post, path = "/api/reset-settings", tag = "settings", responses((status = 410)))]
+#[utoipa::path(post, path = "/api/reset-settings", tag = "settings", security(("user" = [])), responses(
+    (status = 410, description = "Removed", body = ErrorText)))]
 pub async fn reset_settings(_user: CurrentUser) -> HttpResponse {
     HttpResponse::Gone().json(json!({"error": "Reset settings functionality has been removed."}))
 }

@@ -108,6 +108,13 @@ pub enum ManagerError {
     NotFound(String),
     #[error("{0}")]
     Failed(String),
+    /// The server (or cluster) runs the most conversations `max_running_conversations`
+    /// allows. Nothing was stopped to make room: another user's work is never evicted for
+    /// capacity. The caller may retry later.
+    #[error(
+        "the server runs the most conversations it allows at once ({limit}); try again in a moment"
+    )]
+    CapacityReached { limit: u32 },
 }
 
 /// Owns the agent loops of running conversations.
@@ -124,6 +131,14 @@ pub trait ConversationManager: Send + Sync {
         scope: &UserScope,
         conversation_ids: &[String],
     ) -> Result<HashMap<String, ConversationStatus>, ManagerError>;
+
+    /// Whether a start for `scope` would be admitted now: `CapacityReached` when the
+    /// server (or cluster) runs the most conversations it allows and the user has no run of
+    /// their own to swap out. A cheap check made before anything is created, so a refused
+    /// start leaves nothing behind; [`start`](Self::start) still decides for good.
+    async fn admits(&self, _scope: &UserScope) -> Result<(), ManagerError> {
+        Ok(())
+    }
 
     /// Starts the agent loop, or does nothing when it runs. Returns the status after.
     async fn start(&self, request: StartRequest) -> Result<ConversationStatus, ManagerError>;
