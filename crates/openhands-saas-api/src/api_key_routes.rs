@@ -136,6 +136,12 @@ impl KeyCaller {
 }
 
 fn key_error(err: ApiKeyError) -> ApiError {
+    if let ApiKeyError::Database(cause) = err {
+        return ApiError::store(
+            openhands_sql_store::store_error(cause),
+            json!({"detail": "Something went wrong", "code": "internal_error"}),
+        );
+    }
     let status = match &err {
         ApiKeyError::NameTooLong => {
             return ApiError::validation("name", err.to_string(), "string_too_long");

@@ -72,10 +72,11 @@ impl OrgError {
 /// logged and answered without its cause.
 impl From<OrgError> for ApiError {
     fn from(err: OrgError) -> Self {
-        if let OrgError::Database(_) = err {
-            return ApiError::internal(
-                &err,
-                json!({"detail": "Something went wrong", "code": err.code()}),
+        if let OrgError::Database(cause) = err {
+            let code = "internal_error";
+            return ApiError::store(
+                openhands_sql_store::store_error(cause),
+                json!({"detail": "Something went wrong", "code": code}),
             );
         }
         ApiError::new(

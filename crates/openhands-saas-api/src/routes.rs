@@ -249,8 +249,8 @@ impl Acting {
             )
         })?;
         let db = db::for_request(state).await.map_err(|e| {
-            ApiError::internal(
-                &e,
+            ApiError::store(
+                openhands_core::StoreError::Unavailable(e.to_string()),
                 json!({"detail": "Database unavailable", "code": "internal_error"}),
             )
         })?;

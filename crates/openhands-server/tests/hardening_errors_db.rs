@@ -138,3 +138,42 @@ async fn a_database_that_is_gone_answers_503_with_retry_after() {
         assert!(res.headers().contains_key("retry-after"), "POST {path}");
     }
 }
+
+#[tokio::test]
+async fn org_routes_answer_503_when_the_database_is_gone() {
+    use openhands_test_support::header_user::{HEADER_USER_AUTH, USER_HEADER};
+    let db = fresh_database().expect("PostgreSQL for tests");
+    let url = db.url().to_owned();
+    let server = TestServer::spawn_with(|c| {
+        c.config_class = "saas".into();
+        c.plugins.user_auth = Some(HEADER_USER_AUTH.into());
+        c.database.migrate_on_start = true;
+        c.database.url = Some(openhands_core::secret::Secret::new(url));
+    })
+    .await;
+    let get = |path: &'static str| {
+        server
+            .client
+            .get(server.url(path))
+            .header(USER_HEADER, "ann")
+            .send()
+    };
+    let paths = ["/api/organizations", "/api/organizations/invitations"];
+    for path in paths {
+        let before = get(path).await.expect("GET");
+        assert_eq!(
+            before.status(),
+            200,
+            "{path} works while the database is up"
+        );
+    }
+    admin(
+        &db,
+        &format!("DROP DATABASE \"{}\" WITH (FORCE)", db.name()),
+    );
+    for path in paths {
+        let res = get(path).await.expect("GET");
+        assert_eq!(res.status(), 503, "{path}");
+        assert!(res.headers().contains_key("retry-after"), "{path}");
+    }
+}

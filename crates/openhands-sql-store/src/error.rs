@@ -20,8 +20,10 @@ use std::future::Future;
 const NUL_IN_TEXT: &str =
     "a text value contains a NUL character (U+0000), which the database cannot store";
 
-/// A database failure as a store error.
-pub(crate) fn backend(err: DbErr) -> StoreError {
+/// A database failure as a store error: a lost connection is `Unavailable` (503 with
+/// `Retry-After` at the API), a NUL in text `Invalid`, anything else `Backend`. Crates that
+/// query with sea-orm themselves (orgs, API keys) answer through it too.
+pub fn backend(err: DbErr) -> StoreError {
     if is_connection_error(&err) {
         return StoreError::Unavailable(err.to_string());
     }

@@ -44,6 +44,7 @@ pub mod settings_store;
 
 pub use conversation_store::SqlConversationStore;
 pub use database::{Database, DatabaseError, PoolOptions};
+pub use error::backend as store_error;
 pub use event_store::SqlEventStore;
 pub use rotation::{
     RotationError, RotationProgress, RotationReport, RotationStatus, rotate, rotation_status,
