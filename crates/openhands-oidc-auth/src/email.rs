@@ -15,6 +15,7 @@
 
 use crate::keycloak_admin::{AdminError, AdminLogin, KeycloakAdmin};
 use crate::openapi::{AuthRefusal, ErrorBody, MessageBody};
+use crate::routes::error;
 use crate::service::OidcAuth;
 use crate::session::Session;
 use actix_web::http::{StatusCode, header};
@@ -148,10 +149,6 @@ inventory::submit! {
     }
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
-    ApiError::new(status, json!({ "error": message.into(), "code": code }))
-}
-
 fn admin_failure(err: AdminError) -> ApiError {
     match err {
         AdminError::EmailTaken => error(
@@ -254,10 +251,7 @@ async fn record_email(
         .map(|_| ())
         .or_else(|e| match e {
             sea_orm::DbErr::RecordNotUpdated => Ok(()),
-            other => Err(ApiError::internal(
-                &other,
-                json!({"error": "Storage failed", "code": "internal_error"}),
-            )),
+            other => Err(crate::routes::storage_unavailable(&other)),
         })
 }
 
@@ -348,7 +342,7 @@ inventory::submit! {
         (status = 413, description = "Body too large"),
         (status = 415, description = "Not a JSON body"),
         (status = 422, description = "Malformed body"),
-        (status = 500, description = "Storage failed", body = ErrorBody),
+        (status = 500, description = "Internal error (a session cookie that could not be sealed)", body = ErrorBody),
         (status = 501, description = "`email_managed_by_provider`: the provider is not Keycloak", body = ErrorBody),
         (status = 502, description = "`provider_error`: the provider refused the change", body = ErrorBody),
         (status = 503, description = "The provider or the session storage is unreachable", body = AuthRefusal)))]
@@ -436,7 +430,7 @@ async fn resend_verification(
             headers(("Location" = String, description = "`/settings/user`"))),
         (status = 401, description = "Not logged in, or the session ended", body = AuthRefusal),
         (status = 403, description = "Refused by the terms gate", body = AuthRefusal),
-        (status = 500, description = "Storage failed", body = ErrorBody),
+        (status = 500, description = "Internal error (a session cookie that could not be sealed)", body = ErrorBody),
         (status = 503, description = "The provider or the session storage is unreachable", body = AuthRefusal)))]
 async fn verified(
     req: HttpRequest,
