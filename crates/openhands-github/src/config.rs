@@ -61,13 +61,16 @@ impl GithubAppConfig {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// Reads the settings through `lookup` (the environment in production).
+    /// Reads the settings through `lookup` (the environment in production). The App's
+    /// webhooks are on when its private key or webhook secret is set (then all three must
+    /// be); the client id alone is not enough, since it also serves the linking of users'
+    /// GitHub accounts, which needs no App key.
     pub fn from_lookup(
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<Self>, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let (client_id, key, secret) = (get(CLIENT_ID), get(PRIVATE_KEY), get(WEBHOOK_SECRET));
-        if client_id.is_none() && key.is_none() && secret.is_none() {
+        if key.is_none() && secret.is_none() {
             return Ok(None);
         }
         let client_id = client_id.ok_or(ConfigError::Missing(CLIENT_ID))?;
@@ -162,9 +165,19 @@ mod tests {
     }
 
     #[test]
+    fn the_client_id_alone_is_account_linking_not_the_app() {
+        assert!(
+            GithubAppConfig::from_lookup(env(&[(CLIENT_ID, "Iv23abc")]))
+                .expect("not an error")
+                .is_none()
+        );
+    }
+
+    #[test]
     fn a_missing_variable_is_named() {
         let err =
-            GithubAppConfig::from_lookup(env(&[(CLIENT_ID, "Iv23abc")])).expect_err("missing key");
+            GithubAppConfig::from_lookup(env(&[(CLIENT_ID, "Iv23abc"), (WEBHOOK_SECRET, "s")]))
+                .expect_err("missing key");
         assert_eq!(err, ConfigError::Missing(PRIVATE_KEY));
         let err = GithubAppConfig::from_lookup(env(&[(CLIENT_ID, "Iv23abc"), (PRIVATE_KEY, PEM)]))
             .expect_err("missing secret");
