@@ -653,3 +653,149 @@ async fn the_deployments_command_timeout_caps_what_the_llm_asks_for() {
     assert_eq!(extras["metadata"]["exit_code"], -1, "{content}");
     assert!(!content.contains("woke"), "{content}");
 }
+
+/// A tool call answered the way some OpenAI-compatible servers and proxies answer: with the
+/// same response id every time.
+fn same_response_id(call: usize, name: &str, arguments: Value) -> ScriptedReply {
+    ScriptedReply::Raw(json!({
+        "id": "chatcmpl-always-the-same", "object": "chat.completion", "model": "scripted",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": null, "tool_calls": [{
+                "id": format!("call_{call}"), "type": "function",
+                "function": {"name": name, "arguments": arguments.to_string()}}]}}],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+    }))
+}
+
+/// (assistant turns with tool calls, tool results) in one recorded request.
+fn turns(request: &Value) -> (usize, usize) {
+    let messages = request["messages"].as_array().expect("messages");
+    let calls = messages
+        .iter()
+        .filter(|m| m["role"] == "assistant" && m["tool_calls"].is_array())
+        .count();
+    (calls, tool_results(request).len())
+}
+
+#[tokio::test]
+async fn a_repeated_response_id_still_grows_the_history_every_step() {
+    let ws = tempfile::tempdir().expect("workspace");
+    let mut replies: Vec<ScriptedReply> = (1..=10)
+        .map(|n| {
+            let command = format!("echo step-{n} | tee -a steps.txt");
+            same_response_id(n, "execute_bash", json!({ "command": command }))
+        })
+        .collect();
+    replies.push(same_response_id(11, "finish", json!({"message": "Done."})));
+    let server = ScriptedLlm::start(replies).await.expect("server");
+    let run = start(
+        config(&server, ws.path()).await,
+        first_message("do ten steps"),
+    );
+    run.wait_for_state("finished", 1).await;
+    let io = run.io.clone();
+    assert_eq!(run.close().await, AgentOutcome::Finished);
+
+    let events = io.events();
+    let runs = events
+        .iter()
+        .filter(|e| event_kind(e) == "action:run")
+        .count();
+    assert_eq!(runs, 10, "{:#?}", kinds(&events));
+    let steps = std::fs::read_to_string(ws.path().join("steps.txt")).expect("steps file");
+    let expected: String = (1..=10).map(|n| format!("step-{n}\n")).collect();
+    assert_eq!(steps, expected);
+
+    let requests = server.requests();
+    assert_eq!(requests.len(), 11);
+    for (k, request) in requests.iter().enumerate() {
+        assert_eq!(turns(request), (k, k), "request {k} has every earlier step");
+        if k > 0 {
+            let results = tool_results(request);
+            let (call_id, content) = results.last().expect("a result");
+            assert_eq!(*call_id, format!("call_{k}"));
+            assert!(content.starts_with(&format!("step-{k}\n")), "{content}");
+            let before = requests[k - 1]["messages"].as_array().map(Vec::len);
+            let now = request["messages"].as_array().map(Vec::len);
+            assert!(now > before, "request {k} grew");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_looping_llm_is_stopped_by_the_stuck_detector_long_before_max_iterations() {
+    let ws = tempfile::tempdir().expect("workspace");
+    let server = ScriptedLlm::start((1..=50).map(|n| {
+        // The same command every call, with the same response id, as in the operator's report.
+        same_response_id(n, "execute_bash", json!({"command": "ls"}))
+    }))
+    .await
+    .expect("server");
+    let run = start(
+        AgentConfig {
+            max_iterations: 50,
+            ..config(&server, ws.path()).await
+        },
+        first_message("list the files"),
+    );
+    run.wait_for_state("error", 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(server.requests().len(), 4, "stopped at the fourth repeat");
+    let events = run.io.events();
+    let runs = events
+        .iter()
+        .filter(|e| event_kind(e) == "action:run")
+        .count();
+    assert_eq!(runs, 4);
+    let error = events
+        .iter()
+        .find(|e| event_kind(e) == "observation:error")
+        .expect("error observation");
+    let (content, error_extras) = extras(error);
+    assert_eq!(error_extras["error_id"], "AGENT_ERROR$STUCK_IN_LOOP");
+    assert!(content.contains("stuck in a loop"), "{content}");
+    assert!(
+        content
+            .contains("`execute_bash` with the same arguments) got the same observation 4 times"),
+        "{content}"
+    );
+    let state = events.last().expect("state");
+    assert_eq!(event_kind(state), "state:error");
+    assert!(
+        extras(state).1["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("stuck in a loop")
+    );
+    let outcome = run.close().await;
+    assert!(
+        matches!(outcome, AgentOutcome::Error(ref e) if e.contains("stuck in a loop")),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn empty_replies_are_retried_until_the_stuck_detector_stops_them() {
+    let ws = tempfile::tempdir().expect("workspace");
+    let empty = || ScriptedReply::Text(String::new());
+    let server = ScriptedLlm::start([empty(), empty(), empty(), empty(), empty()])
+        .await
+        .expect("server");
+    let run = start(config(&server, ws.path()).await, first_message("hello?"));
+    run.wait_for_state("error", 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3);
+    assert_eq!(
+        requests[2]["messages"], requests[0]["messages"],
+        "empty replies are not sent back"
+    );
+    let events = run.io.events();
+    let error = events
+        .iter()
+        .find(|e| event_kind(e) == "observation:error")
+        .expect("error observation");
+    let (content, _) = extras(error);
+    assert!(content.contains("3 empty replies in a row"), "{content}");
+    assert!(matches!(run.close().await, AgentOutcome::Error(_)));
+}

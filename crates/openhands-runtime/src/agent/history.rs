@@ -11,7 +11,13 @@
 //! * agent `message` actions → assistant text;
 //! * events with `tool_call_metadata` → the assistant turn of their `model_response` (once
 //!   per response), and observations → the tool result of their call (found through the
-//!   metadata, or through `cause` → the action's call);
+//!   metadata, or through `cause` → the action's call). A response is never recognised by
+//!   the provider's response id: some OpenAI-compatible servers and proxies repeat it (or
+//!   send none), and deduplicating on it once froze the history while the agent looped. An
+//!   event belongs to the last assistant turn only while its call is still unanswered there;
+//!   otherwise it starts a new turn;
+//! * agent `message` actions with no text (an empty LLM reply) are not sent: they carry
+//!   nothing, and some providers refuse empty assistant messages;
 //! * a tool call without a result (the loop stopped, the user rejected an earlier call of
 //!   the batch, or `finish`) gets a short placeholder result, because the API refuses
 //!   assistant tool calls that are not answered;
@@ -21,7 +27,7 @@ use crate::llm::{ChatMessage, MessageLog, ToolCall};
 use openhands_core::event::{Event, EventBody, EventSource};
 use serde_json::Value;
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// The LLM messages for `events`, after the system prompt (what a [`Transcript`] of the same
 /// events sends, unserialized).
@@ -124,7 +130,8 @@ fn is_state_change(event: &Event) -> bool {
 #[derive(Debug, Default)]
 struct Builder {
     messages: Vec<ChatMessage>,
-    seen_responses: HashSet<String>,
+    /// The `model_response` of the last assistant turn, while it has calls unanswered.
+    open_response: Option<Value>,
     /// Calls of the last assistant turn still waiting for a result, in order.
     open_calls: Vec<(String, String)>,
     /// Tool call id of each action event.
@@ -156,6 +163,8 @@ impl Builder {
                             self.messages
                                 .push(ChatMessage::user_with_images(content, &images));
                         }
+                        EventSource::Agent | EventSource::Environment
+                            if content.trim().is_empty() => {}
                         EventSource::Agent | EventSource::Environment => {
                             self.messages
                                 .push(ChatMessage::assistant(Some(content.to_owned()), Vec::new()));
@@ -188,38 +197,37 @@ impl Builder {
         }
     }
 
-    /// Adds the assistant turn of `metadata.model_response` unless it is there already.
+    /// Adds the assistant turn of `metadata.model_response` unless the event belongs to the
+    /// last turn: same response and its call (`tool_call_id`) still unanswered there, as for
+    /// an action emitted again after its confirmation or the observation of an action. A call
+    /// already answered means a new response, even if the provider repeated every id.
     fn assistant_turn(&mut self, metadata: &Value) {
         let response = &metadata["model_response"];
-        let message = &response["choices"][0]["message"];
-        let raw_calls = message["tool_calls"]
-            .as_array()
-            .map_or(&[][..], Vec::as_slice);
-        // The response is identified by its id, else by its first call's id; checked before
-        // the calls are decoded, since every event of a response carries it.
-        let key: Cow<'_, str> = match response["id"].as_str() {
-            Some(id) => Cow::Borrowed(id),
-            None => Cow::Owned(
-                raw_calls
-                    .iter()
-                    .find_map(ToolCall::from_wire)
-                    .map(|c| c.id)
-                    .unwrap_or_default(),
-            ),
-        };
-        if raw_calls.is_empty() || self.seen_responses.contains(key.as_ref()) {
+        let same_turn = !self.open_calls.is_empty()
+            && self.open_response.as_ref() == Some(response)
+            && match metadata.get("tool_call_id").and_then(Value::as_str) {
+                Some(call_id) => self.open_calls.iter().any(|(id, _)| id == call_id),
+                None => true,
+            };
+        if same_turn {
             return;
         }
-        let calls: Vec<ToolCall> = raw_calls.iter().filter_map(ToolCall::from_wire).collect();
+        let message = &response["choices"][0]["message"];
+        let calls: Vec<ToolCall> = message["tool_calls"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .filter_map(ToolCall::from_wire)
+            .collect();
         if calls.is_empty() {
             return;
         }
-        self.seen_responses.insert(key.into_owned());
         self.flush();
         self.open_calls = calls
             .iter()
             .map(|c| (c.id.clone(), c.name.clone()))
             .collect();
+        self.open_response = Some(response.clone());
         let content = message["content"]
             .as_str()
             .filter(|c| !c.is_empty())
@@ -236,6 +244,7 @@ impl Builder {
 
     /// Answers the calls of the last assistant turn that got no result.
     fn flush(&mut self) {
+        self.open_response = None;
         for (id, name) in std::mem::take(&mut self.open_calls) {
             self.messages.push(placeholder(&id, &name));
         }
@@ -323,5 +332,90 @@ mod tests {
         }
         let resumed = Transcript::new("sys", &events);
         assert_eq!(*resumed.messages(), *transcript.messages());
+    }
+
+    /// The events of one step: a `run` action and its observation, both carrying `metadata`.
+    fn run_step(metadata: &serde_json::Value, first_id: u64) -> Vec<Event> {
+        let mut action = NewEvent::user_message("x", vec![]);
+        action.source = EventSource::Agent;
+        action.body = EventBody::Action {
+            action: "run".into(),
+            args: serde_json::Map::new(),
+        };
+        action
+            .extra
+            .insert("tool_call_metadata".into(), metadata.clone());
+        let mut observation = action.clone();
+        observation.source = EventSource::Environment;
+        observation.cause = Some(first_id);
+        observation.body = EventBody::Observation {
+            observation: "run".into(),
+            content: format!("output {first_id}"),
+            extras: serde_json::Map::new(),
+        };
+        vec![stored(action, first_id), stored(observation, first_id + 1)]
+    }
+
+    #[test]
+    fn repeated_empty_or_missing_response_ids_are_separate_responses() {
+        for response_id in [json!("same"), json!(""), serde_json::Value::Null] {
+            // Everything repeated: response id, call id, content (a looping model).
+            let metadata = json!({"tool_call_id": "call_0", "function_name": "execute_bash",
+                "model_response": {"id": response_id, "choices": [{"message": {"content": null,
+                  "tool_calls": [{"id": "call_0", "type": "function", "function":
+                    {"name": "execute_bash", "arguments": "{\"command\":\"ls\"}"}}]}}]}});
+            let mut events = vec![stored(NewEvent::user_message("hello", vec![]), 0)];
+            for step in 0..3 {
+                events.extend(run_step(&metadata, 1 + 2 * step));
+            }
+            let msgs = build_messages("sys", &events);
+            let roles: Vec<&str> = msgs
+                .iter()
+                .map(|m| match m {
+                    ChatMessage::System { .. } => "system",
+                    ChatMessage::User { .. } => "user",
+                    ChatMessage::Assistant { .. } => "assistant",
+                    ChatMessage::Tool { .. } => "tool",
+                })
+                .collect();
+            assert_eq!(
+                roles,
+                [
+                    "system",
+                    "user",
+                    "assistant",
+                    "tool",
+                    "assistant",
+                    "tool",
+                    "assistant",
+                    "tool"
+                ],
+                "response id {response_id}"
+            );
+            assert!(
+                matches!(&msgs[7], ChatMessage::Tool { tool_call_id, content }
+                    if tool_call_id == "call_0" && content.starts_with("output 5\n")),
+                "{:?}",
+                msgs[7]
+            );
+
+            let mut transcript = Transcript::new("sys", &[]);
+            for (n, event) in events.iter().enumerate() {
+                transcript.add(event);
+                let rebuilt: MessageLog = build_messages("sys", &events[..=n]).iter().collect();
+                assert_eq!(*transcript.messages(), rebuilt, "after event {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_agent_reply_is_not_sent() {
+        let mut reply = NewEvent::user_message("", vec![]);
+        reply.source = EventSource::Agent;
+        let events = vec![
+            stored(NewEvent::user_message("hello", vec![]), 0),
+            stored(reply, 1),
+        ];
+        assert_eq!(build_messages("sys", &events).len(), 2);
     }
 }

@@ -3,7 +3,9 @@
 //! [`run_agent`] rebuilds the LLM conversation from the stored events, then alternates LLM
 //! calls and tool executions, emitting every step as an OpenHands V0 event through
 //! [`AgentIo`]. It waits on its input channel whenever the user has to speak (a plain-text
-//! answer, `finish`, an error or a limit) or confirm an action (confirmation mode).
+//! answer, `finish`, an error, a limit or a loop caught by the stuck detector) or confirm an
+//! action (confirmation mode). An empty LLM reply (no text, no tool call) is recorded and the
+//! LLM asked again; the stuck detector ends a run of them.
 //!
 //! Lifetime: the loop runs until it receives [`AgentInput::Stop`] or its input channel is
 //! closed while it waits. Finishing a task does not end it: a new user message continues the
@@ -14,6 +16,7 @@ mod events;
 mod history;
 mod prompt;
 mod run_loop;
+mod stuck;
 
 use crate::llm::LlmConfig;
 use openhands_core::StoreError;

@@ -3,12 +3,15 @@
 //! Iterations are counted as LLM calls since the last user message; a new message resets the
 //! count. Budget is the conversation's accumulated cost (continued from the `llm_metrics` of
 //! stored events); a new message after the budget was hit extends the limit by
-//! `max_budget_per_task`, as OpenHands does.
+//! `max_budget_per_task`, as OpenHands does. After each step the [`StuckDetector`] looks at
+//! the steps since the last user message; when the agent repeats itself the loop stops with
+//! an error that names the pattern, as it does at the iteration limit.
 
 use super::actions::{self, Action};
 use super::events::{self, BAD_ACTION, CallContext};
 use super::history::{self, Transcript};
 use super::prompt::system_prompt;
+use super::stuck::StuckDetector;
 use super::{AgentConfig, AgentInput, AgentIo, AgentOutcome};
 use crate::llm::{ChatResponse, LlmClient, LlmError, ToolCall, cost_usd};
 use crate::tools::tool_specs_json;
@@ -25,6 +28,8 @@ const AWAITING_CONFIRMATION: &str = "awaiting_user_confirmation";
 const FINISHED: &str = "finished";
 const STOPPED: &str = "stopped";
 const ERROR: &str = "error";
+/// `error_id` of the error reported when the stuck detector stops the agent.
+const STUCK_IN_LOOP: &str = "AGENT_ERROR$STUCK_IN_LOOP";
 /// The tool server's shell session the agent's commands run in.
 const SHELL_SESSION: &str = "agent";
 
@@ -90,6 +95,8 @@ pub(crate) struct Agent {
     inputs: Inputs,
     /// The LLM messages, updated as events are stored (the events themselves are not kept).
     transcript: Transcript,
+    /// Fed the same events, to notice when the agent repeats itself.
+    stuck: StuckDetector,
     /// The history ended with a user message nobody answered yet.
     resume_with_call: bool,
     /// Built on the first call and reused (it holds the connection pool).
@@ -117,6 +124,7 @@ impl Agent {
             .map(|b| if cost >= b { cost + b } else { b });
         Self {
             transcript: Transcript::new(&system_prompt(&config), &history),
+            stuck: StuckDetector::new(&history),
             resume_with_call: history::awaits_reply(&history),
             config,
             io,
@@ -188,6 +196,7 @@ impl Agent {
             .await
             .map_err(|e| Exit::Fatal(format!("storing an agent event failed: {e}")))?;
         self.transcript.add(&stored);
+        self.stuck.add(&stored);
         Ok(stored)
     }
 
@@ -262,6 +271,14 @@ impl Agent {
         self.iterations += 1;
         self.account(&response).await;
         let message = response.message;
+        let text = message.content.as_deref().unwrap_or_default();
+        if message.tool_calls.is_empty() && text.trim().is_empty() {
+            // Nothing to show or to do: not an answer to wait on. Recorded (so the stuck
+            // detector counts it) and the LLM asked again.
+            self.emit(events::agent_message(text, false, self.metrics()))
+                .await?;
+            return self.unless_stuck().await;
+        }
         if message.tool_calls.is_empty() {
             let text = message.content.unwrap_or_default();
             self.emit(events::agent_message(&text, true, self.metrics()))
@@ -283,7 +300,18 @@ impl Agent {
                 return Ok(false);
             }
         }
-        Ok(true)
+        self.unless_stuck().await
+    }
+
+    /// Stops the agent (an error naming the pattern, then waiting for the user) when the
+    /// stuck detector sees it repeat itself; returns whether to call the LLM again.
+    async fn unless_stuck(&mut self) -> Step<bool> {
+        let Some(pattern) = self.stuck.check() else {
+            return Ok(true);
+        };
+        tracing::warn!(%pattern, "agent stopped: stuck in a loop");
+        let text = format!("Agent got stuck in a loop: {pattern}. Send a message to continue.");
+        self.fail(&text, STUCK_IN_LOOP).await
     }
 
     /// The LLM call, interruptible by `Stop`. The outer error ends the loop.

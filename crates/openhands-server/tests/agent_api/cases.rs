@@ -757,10 +757,12 @@ async fn a_watcher_that_stops_reading_never_slows_the_agent_or_other_watchers() 
     // tuning; `event_feed`'s unit tests cover the close itself.)
     const COMMANDS: usize = 40;
     let mut script = vec![finish()];
-    for _ in 0..COMMANDS {
+    // Each command differs, or the stuck detector would rightly stop an agent that runs
+    // the same one again and again.
+    for n in 0..COMMANDS {
         script.push(tool(
             "execute_bash",
-            json!({"command": "yes 0123456789abcdef | head -c 40000"}),
+            json!({"command": format!("yes {n:02}23456789abcdef | head -c 40000")}),
         ));
     }
     script.push(finish());

@@ -85,7 +85,12 @@ impl Tool {
     fn call(self, call: u64) -> (&'static str, serde_json::Value) {
         match self {
             Tool::Think => ("think", json!({"thought": format!("bench step {call}")})),
-            Tool::Bash => ("execute_bash", json!({"command": "true"})),
+            // Numbered, like the thoughts: the agent's stuck detector stops an agent that
+            // runs the very same command again and again.
+            Tool::Bash => (
+                "execute_bash",
+                json!({"command": format!("true # bench step {call}")}),
+            ),
             Tool::Finish => ("finish", json!({"message": "bench task done"})),
         }
     }
@@ -246,7 +251,7 @@ mod tests {
         let function = &body["choices"][0]["message"]["tool_calls"][0]["function"];
         assert_eq!(function["name"], "execute_bash");
         let args: Value = serde_json::from_str(function["arguments"].as_str().context("args")?)?;
-        assert_eq!(args["command"], "true");
+        assert_eq!(args["command"], "true # bench step 3");
         Ok(())
     }
 
