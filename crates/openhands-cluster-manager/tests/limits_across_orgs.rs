@@ -11,14 +11,12 @@
 use openhands_cluster_manager::ClusterConversationManager;
 use openhands_cluster_manager::lease::{AtLimit, Claim, Leases};
 use openhands_core::config::Config;
-use openhands_core::conversation::{ConversationMetadata, ConversationStatus};
+use openhands_core::conversation::ConversationStatus;
 use openhands_core::crypto::Cipher;
-use openhands_core::extension::{ConversationManager, ManagerError, StartRequest};
+use openhands_core::extension::{ConversationManager, ManagerError};
 use openhands_core::registry::{PluginContext, Services};
 use openhands_core::scope::UserScope;
-use openhands_core::secret::Secret;
-use openhands_core::settings::Settings;
-use openhands_runtime::testing::{HelloOnlySandbox, ScriptedLlm};
+use openhands_runtime::testing::{HelloOnlySandbox, ScriptedLlm, start_request};
 use openhands_test_support::redis::redis_for_test;
 use std::sync::Arc;
 use std::time::Duration;
@@ -255,30 +253,14 @@ impl TwoReplicas {
         replica: &ClusterConversationManager,
         scope: &UserScope,
     ) -> (Result<ConversationStatus, ManagerError>, String) {
-        let id = openhands_core::conversation::new_conversation_id();
-        let mut metadata =
-            ConversationMetadata::new(id.clone(), scope.user_id.clone(), chrono::Utc::now());
-        metadata.org_id = scope.org_id.clone();
+        let request = start_request(scope, &self.llm);
+        let id = request.metadata.conversation_id.clone();
         self.services
             .conversation_store
-            .save(scope, &metadata)
+            .save(scope, &request.metadata)
             .await
             .expect("metadata stored");
-        let settings = Settings {
-            llm_model: Some("openai/test-model".into()),
-            llm_api_key: Some(Secret::new("sk-test")),
-            llm_base_url: Some(self.llm.base_url()),
-            ..Settings::default()
-        };
-        let started = replica
-            .start(StartRequest {
-                scope: scope.clone(),
-                metadata,
-                settings,
-                secrets: Default::default(),
-                conversation_instructions: None,
-            })
-            .await;
+        let started = replica.start(request).await;
         (started, id)
     }
 

@@ -162,13 +162,7 @@ fn admin_failure(err: AdminError) -> ApiError {
             "The identity provider does not know this account",
         ),
         AdminError::Unavailable(cause) => {
-            tracing::warn!(error = %cause, "Keycloak admin API unavailable");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "provider_unavailable",
-                "The identity provider is unreachable; try again shortly",
-            )
-            .with_header("retry-after", "5")
+            crate::routes::provider_unavailable(&cause).with_header("retry-after", "5")
         }
         other => {
             tracing::error!(error = %other, "Keycloak admin API call failed");

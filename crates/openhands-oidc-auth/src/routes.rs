@@ -83,6 +83,17 @@ pub(crate) fn internal(cause: &dyn std::fmt::Display, message: &str) -> ApiError
     ApiError::internal(cause, json!({"error": message, "code": "internal_error"}))
 }
 
+/// The identity provider (its OIDC endpoints or Keycloak's admin API) did not answer: 503
+/// `provider_unavailable`, the client may retry.
+pub(crate) fn provider_unavailable(cause: &dyn std::fmt::Display) -> ApiError {
+    tracing::warn!(error = %cause, "identity provider unavailable");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "provider_unavailable",
+        "The identity provider is unreachable; try again shortly",
+    )
+}
+
 /// The session storage failed: 503, the client may retry.
 pub(crate) fn storage_unavailable(cause: &dyn std::fmt::Display) -> ApiError {
     tracing::error!(error = %cause, "session storage unavailable");
@@ -109,14 +120,7 @@ pub(crate) async fn service(state: &AppState) -> Result<Arc<OidcAuth>, ApiError>
 
 fn provider_failure(err: ProviderError) -> ApiError {
     match err {
-        ProviderError::Unavailable(cause) => {
-            tracing::warn!(error = %cause, "identity provider unavailable");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "provider_unavailable",
-                "The identity provider is unreachable; try again shortly",
-            )
-        }
+        ProviderError::Unavailable(cause) => provider_unavailable(&cause),
         ProviderError::Refused(cause) => {
             tracing::info!(error = %cause, "login code refused by the provider");
             error(

@@ -451,3 +451,30 @@ impl openhands_core::extension::Sandbox for HelloOnlySandbox {
         openhands_core::sandbox_host::Isolation::None
     }
 }
+
+/// A start request for a new conversation of `scope` whose agent talks to `llm`, for tests
+/// of conversation managers. Store `request.metadata` before starting it.
+pub fn start_request(
+    scope: &openhands_core::scope::UserScope,
+    llm: &ScriptedLlm,
+) -> openhands_core::extension::StartRequest {
+    let id = openhands_core::conversation::new_conversation_id();
+    let mut metadata = openhands_core::conversation::ConversationMetadata::new(
+        id,
+        scope.user_id.clone(),
+        chrono::Utc::now(),
+    );
+    metadata.org_id = scope.org_id.clone();
+    openhands_core::extension::StartRequest {
+        scope: scope.clone(),
+        metadata,
+        settings: openhands_core::settings::Settings {
+            llm_model: Some("openai/test-model".into()),
+            llm_api_key: Some(openhands_core::secret::Secret::new("sk-test")),
+            llm_base_url: Some(llm.base_url()),
+            ..Default::default()
+        },
+        secrets: Default::default(),
+        conversation_instructions: None,
+    }
+}

@@ -7,14 +7,12 @@
 //! server says hello and nothing else: the agents here never call a tool.
 
 use openhands_core::config::Config;
-use openhands_core::conversation::{ConversationMetadata, ConversationStatus};
+use openhands_core::conversation::ConversationStatus;
 use openhands_core::crypto::Cipher;
-use openhands_core::extension::{ConversationManager, ManagerError, StartRequest};
+use openhands_core::extension::{ConversationManager, ManagerError};
 use openhands_core::registry::{PluginContext, Services};
 use openhands_core::scope::UserScope;
-use openhands_core::secret::Secret;
-use openhands_core::settings::Settings;
-use openhands_runtime::testing::{HelloOnlySandbox, ScriptedLlm};
+use openhands_runtime::testing::{HelloOnlySandbox, ScriptedLlm, start_request};
 use openhands_standalone_manager::StandaloneConversationManager;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -70,31 +68,14 @@ impl Harness {
 
     /// Starts a new conversation of `scope`; the manager's answer and the id.
     async fn start(&self, scope: &UserScope) -> (Result<ConversationStatus, ManagerError>, String) {
-        let id = openhands_core::conversation::new_conversation_id();
-        let mut metadata =
-            ConversationMetadata::new(id.clone(), scope.user_id.clone(), chrono::Utc::now());
-        metadata.org_id = scope.org_id.clone();
+        let request = start_request(scope, &self.llm);
+        let id = request.metadata.conversation_id.clone();
         self.services
             .conversation_store
-            .save(scope, &metadata)
+            .save(scope, &request.metadata)
             .await
             .expect("metadata stored");
-        let settings = Settings {
-            llm_model: Some("openai/test-model".into()),
-            llm_api_key: Some(Secret::new("sk-test")),
-            llm_base_url: Some(self.llm.base_url()),
-            ..Settings::default()
-        };
-        let started = self
-            .manager
-            .start(StartRequest {
-                scope: scope.clone(),
-                metadata,
-                settings,
-                secrets: Default::default(),
-                conversation_instructions: None,
-            })
-            .await;
+        let started = self.manager.start(request).await;
         (started, id)
     }
 
