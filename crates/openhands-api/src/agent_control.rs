@@ -16,6 +16,8 @@ pub enum StartError {
     SettingsMissing,
     /// The server runs `max_running_conversations` already (the manager's message).
     AtCapacity(String),
+    /// This server is shutting down (the manager's message).
+    ShuttingDown(String),
     Failed(String),
 }
 
@@ -23,7 +25,9 @@ impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StartError::SettingsMissing => f.write_str("Settings not found"),
-            StartError::AtCapacity(message) | StartError::Failed(message) => f.write_str(message),
+            StartError::AtCapacity(message)
+            | StartError::ShuttingDown(message)
+            | StartError::Failed(message) => f.write_str(message),
         }
     }
 }
@@ -34,6 +38,7 @@ impl StartError {
     pub fn into_api_error(self, otherwise: impl FnOnce(StartError) -> ApiError) -> ApiError {
         match self {
             StartError::AtCapacity(message) => capacity_reached(&message),
+            StartError::ShuttingDown(message) => shutting_down(&message),
             other => otherwise(other),
         }
     }
@@ -51,6 +56,17 @@ pub fn capacity_reached(message: &str) -> ApiError {
         json!({"detail": message, "code": "capacity_reached"}),
     )
     .with_header("retry-after", CAPACITY_RETRY_AFTER_SECONDS.to_string())
+}
+
+/// 503 `{"detail", "code": "server_shutting_down"}` with `Retry-After: 1`: this server is
+/// draining for a shutdown and starts nothing; the load balancer sends the retry to another
+/// server (`/ready` already answers 503 here).
+pub fn shutting_down(message: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({"detail": message, "code": "server_shutting_down"}),
+    )
+    .with_header("retry-after", "1".to_owned())
 }
 
 /// Starts (or finds running) the agent of a stored conversation with the user's current
@@ -79,10 +95,12 @@ pub async fn start_agent(
             settings,
             secrets,
             conversation_instructions,
+            resume_work: false,
         })
         .await
         .map_err(|e| match e {
             ManagerError::CapacityReached { .. } => StartError::AtCapacity(e.to_string()),
+            ManagerError::ShuttingDown => StartError::ShuttingDown(e.to_string()),
             other => failed(&other),
         })
 }

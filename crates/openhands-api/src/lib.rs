@@ -15,6 +15,7 @@ pub mod error;
 pub mod event_feed;
 pub mod gate;
 pub mod host_check;
+pub mod lifecycle;
 pub mod methods;
 pub mod middleware;
 pub mod openapi;

@@ -16,6 +16,8 @@ pub struct AppState {
     /// The OpenAPI document, rendered once.
     pub openapi_json: Vec<u8>,
     pub cpu_sampler: crate::system_stats::CpuSampler,
+    /// Draining and closing at shutdown (see [`crate::lifecycle`]).
+    pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
 }
 
 impl AppState {
@@ -27,6 +29,7 @@ impl AppState {
             last_request_ms: AtomicU64::new(0),
             openapi_json: Vec::new(),
             cpu_sampler: crate::system_stats::CpuSampler::default(),
+            lifecycle: Arc::default(),
         };
         state.openapi_json = crate::openapi::render(&state);
         state

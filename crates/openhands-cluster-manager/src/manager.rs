@@ -59,6 +59,8 @@ struct Shared {
     watcher_buffer: usize,
     /// `max_concurrent_conversations`, cluster-wide.
     per_user: u32,
+    /// `shutdown_drain_ms`: how long a command may finish at shutdown.
+    drain_deadline: Duration,
     owned: Mutex<HashMap<String, Owned>>,
     relays: Mutex<HashMap<String, broadcast::Sender<LiveMessage>>>,
     /// The WebSocket watchers of this replica, announced in Redis for idle close.
@@ -128,6 +130,7 @@ impl ClusterConversationManager {
             services,
             lease,
             per_user: config.max_concurrent_conversations.max(1),
+            drain_deadline: config.shutdown_drain(),
             watcher_buffer: config.watcher_buffer.max(1),
             owned: Mutex::new(HashMap::new()),
             relays: Mutex::new(HashMap::new()),
@@ -289,7 +292,7 @@ impl Shared {
         Ok(replicas)
     }
 
-    /// Stops this replica's runs and hands each to a live replica (see
+    /// Drains this replica's runs and hands each to a live replica, all at once (see
     /// [`crate::takeover`]); a conversation no replica accepts stays stopped.
     async fn hand_over(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
@@ -298,44 +301,62 @@ impl Shared {
             .iter()
             .map(|(id, o)| (id.clone(), o.scope.clone()))
             .collect();
+        let (replicas, _) = tokio::join!(
+            self.live_replicas(),
+            self.local
+                .drain(takeover::LEAVING_REASON, self.drain_deadline)
+        );
         if owned.is_empty() {
             return;
         }
-        let replicas = self.live_replicas().await.unwrap_or_else(|err| {
+        let replicas = replicas.unwrap_or_else(|err| {
             tracing::warn!(error = %err, "finding live replicas failed; stopping the conversations instead");
             Vec::new()
         });
-        for (turn, (id, scope)) in owned.into_iter().enumerate() {
-            if let Err(err) = self.stop_owned(&scope, &id).await {
+        // Each run has ended; its events reach the stream and its lease goes, before any
+        // replica is asked to take it (an upkeep round may have done it already).
+        for (id, scope) in &owned {
+            if let Err(err) = self.stop_owned(scope, id).await {
                 tracing::warn!(conversation_id = %id, error = %err, "stopping a conversation at shutdown failed");
-                continue;
-            }
-            // Spread the conversations over the replicas, trying the others in turn.
-            let accepted = (0..replicas.len()).map(|i| &replicas[(turn + i) % replicas.len()]);
-            let mut handed = false;
-            for replica in accepted {
-                match self
-                    .router
-                    .request(replica, &scope, &id, Op::TakeOver)
-                    .await
-                {
-                    Ok(Outcome::TakenOver) => {
-                        tracing::info!(conversation_id = %id, replica = %replica, "handed a conversation over at shutdown");
-                        handed = true;
-                        break;
-                    }
-                    Ok(other) => {
-                        tracing::warn!(conversation_id = %id, replica = %replica, answer = ?other, "a replica refused a conversation at shutdown")
-                    }
-                    Err(err) => {
-                        tracing::warn!(conversation_id = %id, replica = %replica, error = %err, "handing a conversation over failed")
-                    }
-                }
-            }
-            if !handed {
-                tracing::info!(conversation_id = %id, "no replica took the conversation over; it stays stopped");
             }
         }
+        let offers = owned
+            .into_iter()
+            .enumerate()
+            .map(|(turn, (id, scope))| self.offer(turn, id, scope, &replicas));
+        let handed = futures_util::future::join_all(offers).await;
+        let handed_count = handed.iter().filter(|handed| **handed).count();
+        tracing::info!(
+            handed = handed_count,
+            stopped = handed.len() - handed_count,
+            "handed this replica's conversations over at shutdown"
+        );
+    }
+
+    /// Asks the live replicas, starting with the `turn`-th (to spread the conversations),
+    /// to take a conversation over; true when one did.
+    async fn offer(&self, turn: usize, id: String, scope: UserScope, replicas: &[String]) -> bool {
+        let order = (0..replicas.len()).map(|i| &replicas[(turn + i) % replicas.len()]);
+        for replica in order {
+            match self
+                .router
+                .request(replica, &scope, &id, Op::TakeOver)
+                .await
+            {
+                Ok(Outcome::TakenOver) => {
+                    tracing::debug!(conversation_id = %id, replica = %replica, "handed a conversation over at shutdown");
+                    return true;
+                }
+                Ok(other) => {
+                    tracing::warn!(conversation_id = %id, replica = %replica, answer = ?other, "a replica refused a conversation at shutdown")
+                }
+                Err(err) => {
+                    tracing::warn!(conversation_id = %id, replica = %replica, error = %err, "handing a conversation over failed")
+                }
+            }
+        }
+        tracing::info!(conversation_id = %id, "no replica took the conversation over; it stays stopped");
+        false
     }
 
     /// Stops a run of this replica and gives its lease up.
@@ -732,10 +753,14 @@ impl Shared {
             .await
             .map_err(|e| format!("reading the user's secrets failed: {e}"))?
             .unwrap_or_default();
-        let state = takeover::state_after_takeover(&*self.event_store, scope, id).await;
+        let resumption = takeover::resumption(&*self.event_store, scope, id).await;
         let event = self
             .event_store
-            .append(scope, id, takeover::resumed_event(&state, reason))
+            .append(
+                scope,
+                id,
+                takeover::resumed_event(&resumption.agent_state, reason),
+            )
             .await
             .map_err(|e| format!("storing the status event failed: {e}"))?;
         xadd(
@@ -752,6 +777,7 @@ impl Shared {
                 settings,
                 secrets,
                 conversation_instructions,
+                resume_work: resumption.resume_work,
             },
             Some(event.id),
         )
@@ -808,6 +834,9 @@ async fn tick(shared: Weak<Shared>, every: Duration) {
 #[async_trait]
 impl ConversationManager for ClusterConversationManager {
     async fn admits(&self, scope: &UserScope) -> Result<(), ManagerError> {
+        if self.shared.shutting_down.load(Ordering::SeqCst) {
+            return Err(ManagerError::ShuttingDown);
+        }
         let leases = &self.shared.leases;
         let cap = leases.global_cap();
         if cap == 0 {
@@ -861,6 +890,9 @@ impl ConversationManager for ClusterConversationManager {
         let mut transition = shared.transitions.lock().await;
         if shared.owns(&scope, &id) {
             return shared.local.start(request).await;
+        }
+        if shared.shutting_down.load(Ordering::SeqCst) {
+            return Err(ManagerError::ShuttingDown);
         }
         let mut claim = shared.claim_to_start(&id, &scope).await?;
         if claim == Claim::Refused

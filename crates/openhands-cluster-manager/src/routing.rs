@@ -126,9 +126,11 @@ impl Outcome {
             ManagerError::NotFound(_) => Outcome::NotFound,
             ManagerError::Failed(message) => Outcome::Failed { message },
             // Starts are never routed; a refusal for capacity travels as its message.
-            other @ ManagerError::CapacityReached { .. } => Outcome::Failed {
-                message: other.to_string(),
-            },
+            other @ (ManagerError::CapacityReached { .. } | ManagerError::ShuttingDown) => {
+                Outcome::Failed {
+                    message: other.to_string(),
+                }
+            }
         }
     }
 

@@ -13,16 +13,22 @@
 //! The new owner first stores an `agent_state_changed` event through the event store (so
 //! ids stay gap-free: the dead owner appends nothing any more) and publishes it to the
 //! conversation's stream, so every watcher, on any surviving replica, sees that the
-//! conversation moved and keeps streaming from the same stream. Its `agent_state` is the
-//! last state stored before, with `running`/`loading` (a turn cut short) reported as
-//! `awaiting_user_input`: a resumed agent owing a reply to a user message calls the LLM at
-//! once and says `running` itself; otherwise it waits for the user.
+//! conversation moved and keeps streaming from the same stream. What happens next depends
+//! on the last state stored before ([`Resumption`]):
 //!
-//! **Handover** at shutdown uses the same resume: the leaving replica stops each run,
-//! releases it, and sends a `take_over` command to a live replica (found by its heartbeat
-//! key), which claims and resumes it with [`HANDED_OVER_REASON`]; when no replica accepts,
-//! the conversation stays stopped, as before. The `stopped` state the leaving run stored is
-//! skipped when choosing the state to report.
+//! - `running`: the agent was working. The new run goes on with the task at once, without
+//!   a user message (`StartRequest::resume_work`); an action whose result was lost with the
+//!   old owner first gets an observation saying so (never a silent second execution; see
+//!   `openhands_runtime::agent::resume`).
+//! - waiting for the user, for a confirmation, finished, or in error: it keeps waiting. A
+//!   user message nobody answered yet is still answered at once.
+//!
+//! **Handover** at shutdown uses the same resume: the leaving replica drains its runs (each
+//! agent leaves at a step boundary and stores `stopped`), releases them, and sends a
+//! `take_over` command for each, all at once, to the live replicas (found by their heartbeat
+//! keys), which claim and resume them with [`HANDED_OVER_REASON`]; when no replica accepts,
+//! the conversation stays stopped. The `stopped` state the leaving run stored is skipped
+//! when choosing the state to go on from.
 
 use openhands_core::event::{Event, EventBody, EventQuery, EventSource, NewEvent};
 use openhands_core::extension::EventStore;
@@ -32,6 +38,10 @@ use serde_json::{Map, json};
 /// The `reason` of the takeover's status event.
 pub const RESUMED_REASON: &str =
     "Resumed on another server: the server that ran this conversation stopped answering.";
+/// The `reason` of the `stopped` state a replica shutting down stores before it hands the
+/// conversation over.
+pub const LEAVING_REASON: &str =
+    "This server is shutting down; the conversation moves to another server.";
 /// The `reason` of the status event of a handover at shutdown.
 pub const HANDED_OVER_REASON: &str =
     "Moved to another server: the server that ran this conversation is shutting down.";
@@ -49,12 +59,21 @@ fn agent_state(event: &Event) -> Option<&str> {
     }
 }
 
-/// The agent state to report after a takeover (see the module doc).
-pub async fn state_after_takeover(
+/// How a taken-over conversation goes on (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resumption {
+    /// The state the status event reports.
+    pub agent_state: String,
+    /// The agent was working: it goes on without waiting for the user.
+    pub resume_work: bool,
+}
+
+/// How to go on after a takeover, from the last agent state stored (see the module doc).
+pub async fn resumption(
     store: &dyn EventStore,
     scope: &UserScope,
     conversation_id: &str,
-) -> String {
+) -> Resumption {
     let query = EventQuery {
         start_id: 0,
         end_id: None,
@@ -80,8 +99,18 @@ pub async fn state_after_takeover(
         }
     };
     match last.as_deref() {
-        None | Some("running" | "loading") => "awaiting_user_input".to_owned(),
-        Some(state) => state.to_owned(),
+        Some("running") => Resumption {
+            agent_state: "running".to_owned(),
+            resume_work: true,
+        },
+        None | Some("loading") => Resumption {
+            agent_state: "awaiting_user_input".to_owned(),
+            resume_work: false,
+        },
+        Some(state) => Resumption {
+            agent_state: state.to_owned(),
+            resume_work: false,
+        },
     }
 }
 

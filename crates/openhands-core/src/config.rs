@@ -188,6 +188,11 @@ pub struct Config {
     /// Live messages buffered per conversation; a watcher further behind than this is
     /// closed as too slow (the agent never waits for it). Env: `OPENHANDS_WATCHER_BUFFER`.
     pub watcher_buffer: usize,
+    /// At shutdown (SIGTERM), how long, in milliseconds, a command the agent is running may
+    /// take to finish before it is interrupted (its result then says so). LLM calls in
+    /// flight are abandoned at once and steps end at their boundary, so this bounds the
+    /// drain only when a command is slow. Env: `OPENHANDS_SHUTDOWN_DRAIN_MS`.
+    pub shutdown_drain_ms: u64,
     /// How long a replica may serve a user's `GET /api/settings` from memory, in seconds;
     /// `0` turns the cache off. Writes invalidate it at once on every replica (through the
     /// change feed); the TTL only bounds staleness after a lost notice.
@@ -271,6 +276,7 @@ impl Default for Config {
             max_running_conversations: 0,
             conversation_max_age_seconds: 864_000,
             watcher_buffer: 256,
+            shutdown_drain_ms: 10_000,
             settings_cache_seconds: 30,
             webhook_worker: true,
             llm_egress_allow: Vec::new(),
@@ -670,6 +676,11 @@ fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> 
 pub struct ConfigError(String);
 
 impl Config {
+    /// `shutdown_drain_ms` as a duration.
+    pub fn shutdown_drain(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.shutdown_drain_ms)
+    }
+
     /// Loads from the process environment and `openhands.toml` (or `OPENHANDS_CONFIG_FILE`).
     pub fn load() -> Result<Self, ConfigError> {
         let file = std::env::var("OPENHANDS_CONFIG_FILE")

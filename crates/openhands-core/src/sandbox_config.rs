@@ -29,8 +29,23 @@ pub struct SandboxConfig {
     /// Seconds a tool server started only for the file routes (no agent running) lives
     /// after its last use.
     pub idle_tool_server_seconds: u64,
+    /// Where the conversations' workspaces live; unset: `<data dir>/workspaces`. Replicas
+    /// of a cluster that share it (a network file system) carry a conversation's files
+    /// along when it moves to another replica (takeover, handover at shutdown); otherwise
+    /// the new owner starts from a fresh clone.
+    pub workspaces_dir: Option<std::path::PathBuf>,
     pub limits: SandboxLimits,
     pub network: NetworkPolicy,
+}
+
+impl SandboxConfig {
+    /// The directory of the conversations' workspaces: `workspaces_dir`, else
+    /// `<data_dir>/workspaces`.
+    pub fn workspaces_dir(&self, data_dir: &std::path::Path) -> std::path::PathBuf {
+        self.workspaces_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("workspaces"))
+    }
 }
 
 impl Default for SandboxConfig {
@@ -42,6 +57,7 @@ impl Default for SandboxConfig {
             bwrap_path: "bwrap".into(),
             clone_hosts: Vec::new(),
             idle_tool_server_seconds: 60,
+            workspaces_dir: None,
             limits: SandboxLimits::default(),
             network: NetworkPolicy::default(),
         }

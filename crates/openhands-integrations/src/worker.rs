@@ -334,6 +334,7 @@ pub async fn start_job(
             settings,
             secrets,
             conversation_instructions: None,
+            resume_work: false,
         })
         .await;
     if let Err(err) = started {

@@ -29,6 +29,11 @@ pub enum ScriptedReply {
     StatusWithRetryAfter { status: u16, retry_after_secs: u64 },
     /// This body, verbatim, with status 200.
     Raw(Value),
+    /// `reply`, after `delay_ms` (an LLM that takes its time).
+    Delayed {
+        delay_ms: u64,
+        reply: Box<ScriptedReply>,
+    },
 }
 
 impl ScriptedReply {
@@ -66,6 +71,32 @@ struct Shared {
     replies: VecDeque<ScriptedReply>,
     requests: Vec<RecordedRequest>,
     served: u64,
+    /// Answers each request once the queue is empty (else `finish`).
+    policy: Option<Policy>,
+}
+
+/// Decides the reply from the request body (see [`ScriptedLlm::with_policy`]).
+pub type Policy = Arc<dyn Fn(&Value) -> ScriptedReply + Send + Sync>;
+
+/// The reply of a task of `steps` numbered steps, decided from the request alone (so one
+/// server serves any number of conversations, on any server, resumed anywhere): the number
+/// of tool results in the conversation so far is the step; step `k` runs
+/// `echo k >> steps.log` then `sleep_seconds`, and once every step has a result the answer
+/// is `finish`. A result that says the command was interrupted counts as a step done, as an
+/// agent moving on would.
+pub fn numbered_steps(steps: usize, sleep_seconds: f64) -> Policy {
+    Arc::new(move |request: &Value| {
+        let done = request["messages"]
+            .as_array()
+            .map_or(0, |m| m.iter().filter(|m| m["role"] == "tool").count());
+        if done >= steps {
+            return ScriptedReply::tool_call("finish", serde_json::json!({"message": "Counted."}));
+        }
+        ScriptedReply::tool_call(
+            "execute_bash",
+            serde_json::json!({"command": format!("echo {done} >> steps.log; sleep {sleep_seconds}")}),
+        )
+    })
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -98,12 +129,27 @@ impl Drop for ScriptedLlm {
 impl ScriptedLlm {
     /// Binds `127.0.0.1:0` and serves `replies` in order.
     pub async fn start(replies: impl IntoIterator<Item = ScriptedReply>) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let base_url = format!("http://{}/v1", listener.local_addr()?);
-        let shared = Arc::new(Mutex::new(Shared {
+        Self::serve(Shared {
             replies: replies.into_iter().collect(),
             ..Shared::default()
-        }));
+        })
+        .await
+    }
+
+    /// Binds `127.0.0.1:0` and answers every request with what `policy` decides from it
+    /// (e.g. [`numbered_steps`]).
+    pub async fn with_policy(policy: Policy) -> std::io::Result<Self> {
+        Self::serve(Shared {
+            policy: Some(policy),
+            ..Shared::default()
+        })
+        .await
+    }
+
+    async fn serve(shared: Shared) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let base_url = format!("http://{}/v1", listener.local_addr()?);
+        let shared = Arc::new(Mutex::new(shared));
         let state = Arc::clone(&shared);
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -171,15 +217,29 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Mutex<Shared>>) {
             .collect();
         let response = if path == "/v1/chat/completions" || path == "/chat/completions" {
             let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let mut state = lock(&shared);
-            state.requests.push(RecordedRequest {
-                path,
-                headers,
-                body,
-            });
-            state.served += 1;
-            let reply = state.replies.pop_front();
-            render(reply, state.served)
+            let (mut reply, served) = {
+                let mut state = lock(&shared);
+                state.served += 1;
+                let reply = state
+                    .replies
+                    .pop_front()
+                    .or_else(|| state.policy.as_ref().map(|policy| policy(&body)));
+                state.requests.push(RecordedRequest {
+                    path,
+                    headers,
+                    body,
+                });
+                (reply, state.served)
+            };
+            if let Some(ScriptedReply::Delayed {
+                delay_ms,
+                reply: later,
+            }) = reply
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+                reply = Some(*later);
+            }
+            render(reply, served)
         } else {
             http_response(404, &[], &json!({"error": "not found"}).to_string())
         };
@@ -259,6 +319,7 @@ fn render(reply: Option<ScriptedReply>, n: u64) -> String {
             &error_body(status),
         ),
         Some(ScriptedReply::Raw(body)) => http_response(200, &[], &body.to_string()),
+        Some(ScriptedReply::Delayed { reply, .. }) => render(Some(*reply), n),
     }
 }
 
@@ -476,5 +537,6 @@ pub fn start_request(
         },
         secrets: Default::default(),
         conversation_instructions: None,
+        resume_work: false,
     }
 }

@@ -115,7 +115,7 @@ openhands_core::register_plugin!(
             tracing::warn!("sandbox: {warning}");
         }
         Ok(Arc::new(ToolServerSandbox::new(
-            &ctx.data_dir,
+            &config.workspaces_dir(&ctx.data_dir),
             launcher,
             Duration::from_secs(config.idle_tool_server_seconds.max(1)),
         )))

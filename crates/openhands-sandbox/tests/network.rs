@@ -164,7 +164,11 @@ async fn run_in_sandbox(network: NetworkPolicy, command: &str) -> CommandOutput 
     };
     let launcher =
         IsolatedLauncher::new(&config, data.path().join("run")).expect("preflight passes");
-    let sandbox = ToolServerSandbox::new(data.path(), launcher, Duration::from_secs(60));
+    let sandbox = ToolServerSandbox::new(
+        &data.path().join("workspaces"),
+        launcher,
+        Duration::from_secs(60),
+    );
     let id = support::conversation_id();
     let prepared = sandbox
         .prepare(SandboxSpec {

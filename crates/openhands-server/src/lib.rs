@@ -9,6 +9,7 @@ pub mod cli;
 pub mod plugins;
 #[cfg(feature = "saas")]
 pub mod saas;
+pub mod shutdown;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};

@@ -112,11 +112,23 @@ fn init_logging(config: &Config) {
     }
 }
 
+/// How long requests still open after the WebSockets closed may take at shutdown.
+const HTTP_SHUTDOWN_GRACE_SECONDS: u64 = 5;
+
 fn serve(config: Config) -> anyhow::Result<()> {
     init_logging(&config);
-    actix_web::rt::System::new().block_on(async move {
-        let address = (config.host.clone(), config.port);
-        let state = openhands_server::build_state(config).await?;
+    // Conversations (agent loops, the cluster's upkeep) run on a runtime of their own, where
+    // the state is built: actix's HTTP workers each have a runtime that ends with the HTTP
+    // server, and a conversation must outlive that to be drained and handed over.
+    let work = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("openhands-work")
+        .enable_all()
+        .build()
+        .context("starting the runtime for conversations")?;
+    let state = work.block_on(openhands_server::build_state(config))?;
+    let work_handle = work.handle().clone();
+    let result = actix_web::rt::System::new().block_on(async move {
+        let address = (state.config.host.clone(), state.config.port);
         let app_state = state.clone();
         let server =
             actix_web::HttpServer::new(move || openhands_server::create_app(app_state.clone()))
@@ -125,16 +137,69 @@ fn serve(config: Config) -> anyhow::Result<()> {
                 .tcp_nodelay(true)
                 .bind(&address)
                 .with_context(|| format!("binding {}:{}", address.0, address.1))?
-                .shutdown_timeout(10)
+                // Signals are ours: the conversations go first (see `shutdown`).
+                .disable_signals()
+                .shutdown_timeout(HTTP_SHUTDOWN_GRACE_SECONDS)
                 .run();
+        let http = server.handle();
+        let mut server = actix_web::rt::spawn(server);
         tracing::info!(
             address = %format!("http://{}:{}", address.0, address.1),
             config_class = state.ext.class_name,
             data_dir = %state.config.data_dir().display(),
             "OpenHands server listening"
         );
-        server.await.context("server failed")?;
-        state.ext.conversation_manager.shutdown().await;
-        Ok(())
-    })
+        tokio::select! {
+            ended = &mut server => {
+                // The HTTP server ended by itself (it failed): stop the conversations too.
+                work_handle.spawn(stop_conversations(state.clone())).await.ok();
+                return ended.context("server task failed")?.context("server failed");
+            }
+            signal = shutdown_signal() => tracing::info!(signal, "shutting down"),
+        }
+        openhands_server::shutdown::shut_down(&state, &work_handle).await;
+        http.stop(true).await;
+        server
+            .await
+            .context("server task failed")?
+            .context("server failed")
+    });
+    work.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
+}
+
+/// The first SIGTERM or SIGINT (Ctrl-C); a second one during the shutdown exits at once.
+async fn shutdown_signal() -> &'static str {
+    let received = next_signal().await;
+    actix_web::rt::spawn(async {
+        let again = next_signal().await;
+        eprintln!("{again} again: exiting without finishing the shutdown");
+        std::process::exit(130);
+    });
+    received
+}
+
+#[cfg(unix)]
+async fn next_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+#[cfg(not(unix))]
+async fn next_signal() -> &'static str {
+    let _ = tokio::signal::ctrl_c().await;
+    "Ctrl-C"
+}
+
+async fn stop_conversations(state: actix_web::web::Data<openhands_api::AppState>) {
+    state.ext.conversation_manager.shutdown().await;
 }

@@ -16,7 +16,7 @@ mod manager;
 mod publisher;
 mod runner;
 
-pub use manager::StandaloneConversationManager;
+pub use manager::{SHUTDOWN_REASON, StandaloneConversationManager};
 
 use std::sync::Arc;
 

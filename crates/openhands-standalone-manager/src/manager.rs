@@ -18,16 +18,20 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 /// How long a stopping agent may take before its task is aborted.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// The `reason` of the `stopped` state a shutdown stores on a single server.
+pub const SHUTDOWN_REASON: &str = "The server shut down. Send a message to continue.";
 
 struct Running {
     scope: UserScope,
     status: ConversationStatus,
     inputs: mpsc::Sender<TaskInput>,
     last_active: Arc<Mutex<Instant>>,
-    task: tokio::task::JoinHandle<()>,
+    /// The agent's task; taken by a drain, which waits for it.
+    task: Option<JoinHandle<()>>,
     /// Distinguishes this run from a later one of the same conversation.
     generation: u64,
 }
@@ -43,6 +47,8 @@ struct Inner {
     next_generation: u64,
     /// Capacity of each live channel (`watcher_buffer`).
     watcher_buffer: usize,
+    /// Set by [`StandaloneConversationManager::drain`]: nothing new starts.
+    draining: bool,
 }
 
 impl Inner {
@@ -60,11 +66,18 @@ pub struct StandaloneConversationManager {
     config: Arc<Config>,
     services: Services,
     inner: Arc<Mutex<Inner>>,
+    /// Where agent tasks run: the runtime current when the manager was built. The server
+    /// builds it on a runtime of its own that outlives the HTTP workers, so a shutdown can
+    /// drain the agents after the workers stopped (a task spawned from a request handler
+    /// would otherwise live on that worker's runtime, and die with it).
+    tasks: tokio::runtime::Handle,
 }
 
 impl StandaloneConversationManager {
+    /// A manager whose agents run on the current Tokio runtime (see `tasks`).
     pub fn new(config: Arc<Config>, services: Services) -> Self {
         Self {
+            tasks: tokio::runtime::Handle::current(),
             services,
             inner: Arc::new(Mutex::new(Inner {
                 watcher_buffer: config.watcher_buffer,
@@ -128,6 +141,51 @@ impl StandaloneConversationManager {
         }
     }
 
+    /// Ends every run at its next step boundary and waits for them (see
+    /// [`TaskInput::Drain`]); from now on nothing starts here. A command still running after
+    /// `deadline` is interrupted, and a run still going [`STOP_GRACE`] after that is aborted.
+    /// Runs stay listed until they end. Returns the conversations that were running, with
+    /// their scopes.
+    pub async fn drain(&self, reason: &str, deadline: Duration) -> Vec<(String, UserScope)> {
+        type Draining = (String, UserScope, mpsc::Sender<TaskInput>, JoinHandle<()>);
+        let runs: Vec<Draining> = {
+            let mut inner = self.lock();
+            inner.draining = true;
+            inner
+                .running
+                .iter_mut()
+                .filter_map(|(id, run)| {
+                    let task = run.task.take()?;
+                    Some((id.clone(), run.scope.clone(), run.inputs.clone(), task))
+                })
+                .collect()
+        };
+        for (_, _, inputs, _) in &runs {
+            let _ = inputs.send(TaskInput::Drain(reason.to_owned())).await;
+        }
+        let until = tokio::time::Instant::now() + deadline;
+        let mut late = Vec::new();
+        let mut drained = Vec::with_capacity(runs.len());
+        for (id, scope, inputs, mut task) in runs {
+            if tokio::time::timeout_at(until, &mut task).await.is_err() {
+                tracing::warn!(conversation_id = %id, "a command outlived the shutdown's drain deadline; interrupting it");
+                let _ = inputs.send(TaskInput::Stop).await;
+                late.push((id.clone(), task));
+            }
+            drained.push((id, scope));
+        }
+        for (id, mut task) in late {
+            if tokio::time::timeout_at(until + STOP_GRACE, &mut task)
+                .await
+                .is_err()
+            {
+                tracing::warn!(conversation_id = %id, "agent did not stop in time; aborting it");
+                task.abort();
+            }
+        }
+        drained
+    }
+
     /// The least recently active running conversation of the user of `scope` (in any of
     /// their orgs) and its scope, when the user is at the limit.
     fn eviction_candidate(&self, scope: &UserScope) -> Option<(String, UserScope)> {
@@ -168,6 +226,14 @@ impl StandaloneConversationManager {
     }
 }
 
+/// Waits [`STOP_GRACE`] for a stopped run's task, then aborts it.
+async fn stop_in_grace(conversation_id: &str, mut task: JoinHandle<()>) {
+    if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
+        tracing::warn!(conversation_id, "agent did not stop in time; aborting it");
+        task.abort();
+    }
+}
+
 /// Whether two scopes count against the same `max_concurrent_conversations`: the same user
 /// in any of their organizations (orgs are free to create, so a per-org count would let a
 /// user multiply the limit); a scope without a user (OSS's local user) only with itself.
@@ -201,6 +267,9 @@ impl ConversationManager for StandaloneConversationManager {
 
     async fn admits(&self, scope: &UserScope) -> Result<(), ManagerError> {
         let cap = self.config.max_running_conversations;
+        if self.lock().draining {
+            return Err(ManagerError::ShuttingDown);
+        }
         let full = Self::at_capacity(&self.lock(), cap, "");
         if full && self.eviction_candidate(scope).is_none() {
             return Err(ManagerError::CapacityReached { limit: cap });
@@ -212,6 +281,9 @@ impl ConversationManager for StandaloneConversationManager {
         let id = request.metadata.conversation_id.clone();
         {
             let mut inner = self.lock();
+            if inner.draining {
+                return Err(ManagerError::ShuttingDown);
+            }
             match inner.running.get(&id).map(|r| r.status) {
                 // A failed run has ended; starting again replaces it.
                 Some(ConversationStatus::Error) => {
@@ -264,6 +336,9 @@ impl ConversationManager for StandaloneConversationManager {
         let (tx, rx) = mpsc::channel(64);
         let last_active = Arc::new(Mutex::new(Instant::now()));
         let mut inner = self.lock();
+        if inner.draining {
+            return Err(ManagerError::ShuttingDown);
+        }
         if let Some(status) = inner.running.get(&id).map(|r| r.status) {
             return Ok(status);
         }
@@ -318,7 +393,7 @@ impl ConversationManager for StandaloneConversationManager {
         let task_id = id.clone();
         let monitoring = self.services.monitoring.clone();
         let started = Instant::now();
-        let handle = tokio::spawn(async move {
+        let handle = self.tasks.spawn(async move {
             let end = task.run(rx).await;
             // Whatever the agent left running ends with its run.
             sandbox.release(&task_id).await;
@@ -358,7 +433,7 @@ impl ConversationManager for StandaloneConversationManager {
                 status: ConversationStatus::Starting,
                 inputs: tx,
                 last_active,
-                task: handle,
+                task: Some(handle),
                 generation,
             },
         );
@@ -380,10 +455,9 @@ impl ConversationManager for StandaloneConversationManager {
         let Some(run) = run else { return Ok(None) };
         let status = run.status;
         let _ = run.inputs.send(TaskInput::Stop).await;
-        let mut task = run.task;
-        if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
-            tracing::warn!(conversation_id, "agent did not stop in time; aborting it");
-            task.abort();
+        // Without its task, the run is being drained, which waits for it.
+        if let Some(task) = run.task {
+            stop_in_grace(conversation_id, task).await;
         }
         Ok(Some(status))
     }
@@ -434,14 +508,14 @@ impl ConversationManager for StandaloneConversationManager {
     }
 
     async fn shutdown(&self) {
-        let runs: Vec<(UserScope, String)> = self
-            .lock()
-            .running
-            .iter()
-            .map(|(id, r)| (r.scope.clone(), id.clone()))
-            .collect();
-        for (scope, id) in runs {
-            let _ = self.stop(&scope, &id).await;
+        let drained = self
+            .drain(SHUTDOWN_REASON, self.config.shutdown_drain())
+            .await;
+        if !drained.is_empty() {
+            tracing::info!(
+                conversations = drained.len(),
+                "stopped the running conversations for the shutdown"
+            );
         }
     }
 }

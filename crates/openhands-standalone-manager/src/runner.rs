@@ -26,6 +26,9 @@ const DEFAULT_MAX_ITERATIONS: u32 = 100;
 pub enum TaskInput {
     User(ConversationInput),
     Stop,
+    /// The server is shutting down: leave at the next step boundary (see
+    /// [`AgentInput::Drain`]), storing `stopped` with this reason.
+    Drain(String),
 }
 
 /// Environment for the sandbox: custom secrets by name, provider tokens as
@@ -214,7 +217,7 @@ impl Task {
             .filter(|n| *n > 0)
             .and_then(|n| u32::try_from(n).ok())
             .unwrap_or(DEFAULT_MAX_ITERATIONS);
-        let config = AgentConfig {
+        let mut config = AgentConfig {
             llm: LlmConfig {
                 model: settings
                     .llm_model
@@ -243,6 +246,7 @@ impl Task {
             conversation_instructions: request.conversation_instructions.clone(),
             command_timeout: Duration::from_secs(120),
             max_command_timeout: Some(max_command_timeout).filter(|t| !t.is_zero()),
+            resume_work: request.resume_work,
         };
         let mut pending: Option<AgentInput> = None;
         loop {
@@ -255,6 +259,8 @@ impl Task {
                 let _ = agent_tx.send(first).await;
             }
             let agent = run_agent(config.clone(), history, io.clone(), agent_rx);
+            // Work is resumed once, by the first run; later runs answer the user.
+            config.resume_work = false;
             tokio::pin!(agent);
             let outcome = loop {
                 tokio::select! {
@@ -262,6 +268,7 @@ impl Task {
                     input = inputs.recv() => {
                         let forwarded = match input {
                             Some(TaskInput::User(input)) => to_agent_input(input),
+                            Some(TaskInput::Drain(reason)) => AgentInput::Drain { reason },
                             Some(TaskInput::Stop) | None => AgentInput::Stop,
                         };
                         let _ = agent_tx.send(forwarded).await;
@@ -269,7 +276,7 @@ impl Task {
                 }
             };
             match outcome {
-                AgentOutcome::Stopped => return TaskEnd::Stopped,
+                AgentOutcome::Stopped | AgentOutcome::Drained => return TaskEnd::Stopped,
                 AgentOutcome::Error(message) => return TaskEnd::Failed(message),
                 AgentOutcome::Finished | AgentOutcome::AwaitingInput => {
                     // Idle until the user says something new.
@@ -280,6 +287,10 @@ impl Task {
                                 break;
                             }
                             Some(TaskInput::User(_)) => continue,
+                            Some(TaskInput::Drain(reason)) => {
+                                emit(state_event("stopped", &reason)).await;
+                                return TaskEnd::Stopped;
+                            }
                             Some(TaskInput::Stop) | None => {
                                 emit(state_event("stopped", "")).await;
                                 return TaskEnd::Stopped;

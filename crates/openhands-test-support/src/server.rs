@@ -27,9 +27,9 @@ pub struct TestServer {
     config: Config,
     handle: Option<actix_web::dev::ServerHandle>,
     thread: Option<std::thread::JoinHandle<()>>,
-    /// Set by [`TestServer::shut_down`]: the server thread then runs the conversation
-    /// manager's `shutdown` after the HTTP server stopped, as `main` does.
-    graceful: Arc<std::sync::atomic::AtomicBool>,
+    /// Fired by [`TestServer::shut_down`]: the server thread then shuts down as `main`
+    /// does at a signal.
+    graceful: Option<tokio::sync::oneshot::Sender<()>>,
     /// Kept so the directory lives as long as the server (and across restarts).
     data_dir: Arc<tempfile::TempDir>,
     /// The scripted LLM of [`TestServer::store_default_settings`], kept alive with the server.
@@ -100,8 +100,7 @@ impl TestServer {
         // `port` 0 (the test default) picks a free port; tests that must know the address
         // beforehand (an OIDC redirect URI) reserve one and set it.
         let port = config.port;
-        let graceful = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let shut_down = graceful.clone();
+        let (graceful, shut_down) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
                 let state = match openhands_server::build_state(thread_config).await {
@@ -128,10 +127,18 @@ impl TestServer {
                 };
                 let address = server.addrs()[0];
                 let running = server.run();
-                let _ = tx.send(Ok((address, running.handle())));
-                let _ = running.await;
-                if shut_down.load(std::sync::atomic::Ordering::SeqCst) {
-                    state.ext.conversation_manager.shutdown().await;
+                let handle = running.handle();
+                let _ = tx.send(Ok((address, handle.clone())));
+                let mut running = actix_web::rt::spawn(running);
+                tokio::select! {
+                    _ = &mut running => {}
+                    Ok(()) = shut_down => {
+                        // As `main` does at a signal.
+                        let conversations = tokio::runtime::Handle::current();
+                        openhands_server::shutdown::shut_down(&state, &conversations).await;
+                        handle.stop(true).await;
+                        let _ = running.await;
+                    }
                 }
             });
         });
@@ -148,7 +155,7 @@ impl TestServer {
             config,
             handle: Some(handle),
             thread: Some(thread),
-            graceful,
+            graceful: Some(graceful),
             data_dir,
             llm: std::sync::Mutex::new(None),
             redis,
@@ -175,12 +182,18 @@ impl TestServer {
         }
     }
 
-    /// Stops the server as `main` does at a signal: the HTTP server first, then the
-    /// conversation manager's `shutdown`; waits for both.
+    /// Stops the server as `main` does at a signal (see `openhands_server::shutdown`):
+    /// conversations drained and handed over, WebSockets closed with 1012, then the HTTP
+    /// server; waits for all of it.
     pub async fn shut_down(&mut self) {
-        self.graceful
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        self.stop().await;
+        let signalled = self.graceful.take().is_some_and(|g| g.send(()).is_ok());
+        if !signalled {
+            return self.stop().await;
+        }
+        self.handle.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
     }
 
     /// Stops this server and starts a new one on the same data dir and config.

@@ -296,6 +296,9 @@ pub async fn create_conversation(
         Err(e @ ManagerError::CapacityReached { .. }) => {
             return Err(crate::agent_control::capacity_reached(&e.to_string()));
         }
+        Err(e @ ManagerError::ShuttingDown) => {
+            return Err(crate::agent_control::shutting_down(&e.to_string()));
+        }
         Err(other) => tracing::warn!(error = %other, "capacity pre-check failed"),
         Ok(()) => {}
     }

@@ -138,11 +138,19 @@ pub async fn server_info(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// Readiness: 200 when every store and every backend a plugin registered a check for
-/// (Redis in SaaS mode) answers, else 503 naming what failed.
+/// (Redis in SaaS mode) answers, else 503 naming what failed; 503 (`failed.server`) from the
+/// moment a shutdown begins.
 #[utoipa::path(get, path = "/ready", tag = "health", responses(
     (status = 200, description = "Every store and backend answers", body = Readiness),
-    (status = 503, description = "Some store or backend failed; `failed` names it", body = Readiness)))]
+    (status = 503, description = "Some store or backend failed, or the server is shutting down; `failed` names it", body = Readiness)))]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    if state.lifecycle.is_draining() {
+        // Out of the load balancer's pool at once; the checks would not change that.
+        return HttpResponse::ServiceUnavailable().json(json!({
+            "status": "error", "checks": {},
+            "failed": {"server": "shutting down: its conversations are moving to other servers"},
+        }));
+    }
     let ext = &state.ext;
     let (settings, secrets, conversations, events) = tokio::join!(
         with_timeout(ext.settings_store.health()),

@@ -14,6 +14,7 @@ use super::conversations::conversation_id_from;
 use crate::agent_control::{deliver, parse_action};
 use crate::error::ApiError;
 use crate::event_feed::{Control, EventFeed, OnDrop, ReplaySource};
+use crate::lifecycle::RESTART_CLOSE_REASON;
 use crate::state::AppState;
 use crate::user::{AuthRequest, CurrentUser, PendingCookies, authenticate};
 use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Item, ProtocolError};
@@ -149,6 +150,7 @@ impl ClientSide {
         let mut fragments: Option<BytesMut> = None;
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
+        let lifecycle = self.state.lifecycle.clone();
         loop {
             loop {
                 match codec.decode(&mut buf) {
@@ -175,6 +177,15 @@ impl ClientSide {
                     }
                 }
                 () = self.control.closed() => return,
+                () = lifecycle.sockets_closing() => {
+                    // Code 1012: clients reconnect at once, to a live server.
+                    let reason = CloseReason {
+                        code: CloseCode::Restart,
+                        description: Some(RESTART_CLOSE_REASON.to_owned()),
+                    };
+                    let _ = self.control.send(Control::Close(Some(reason))).await;
+                    return;
+                }
             }
         }
     }

@@ -97,6 +97,10 @@ pub struct StartRequest {
     pub secrets: UserSecrets,
     /// Extra instructions for this conversation only.
     pub conversation_instructions: Option<String>,
+    /// Set when another server takes the conversation over while its agent was working
+    /// (the owner died or shut down): the agent goes on with the task without waiting for
+    /// the user. Starts on a user's behalf leave it `false`.
+    pub resume_work: bool,
 }
 
 /// Why a manager call failed.
@@ -115,6 +119,10 @@ pub enum ManagerError {
         "the server runs the most conversations it allows at once ({limit}); try again in a moment"
     )]
     CapacityReached { limit: u32 },
+    /// This server is shutting down and starts nothing new; another server (or this one
+    /// after its restart) will. The caller may retry at once.
+    #[error("this server is shutting down; try again in a moment")]
+    ShuttingDown,
 }
 
 /// Owns the agent loops of running conversations.
@@ -169,6 +177,10 @@ pub trait ConversationManager: Send + Sync {
     /// A watcher attached or detached (used for idle close).
     fn watcher_count_changed(&self, conversation_id: &str, delta: i64);
 
-    /// Stops everything at server shutdown.
+    /// Ends this server's runs at server shutdown, refusing new starts from the first
+    /// moment: each agent leaves at its next step boundary (an LLM call in flight is
+    /// abandoned, a command may finish until `shutdown_drain_ms`), stores `stopped`, and a
+    /// clustered manager hands the conversation to a live replica, which goes on with the
+    /// work. Returns once every run has ended (or was aborted).
     async fn shutdown(&self);
 }

@@ -4,8 +4,9 @@
 //! server (`openhands_core::tool_protocol`) as a child process: `oss.process` launches it
 //! as a plain process, `saas.bwrap` inside bubblewrap. It owns what they share:
 //!
-//! * the workspace directories, `<data dir>/workspaces/<conversation id>`, which the server
-//!   creates and deletes as wholes but never looks inside;
+//! * the workspace directories, `<workspaces dir>/<conversation id>` (`sandbox.workspaces_dir`,
+//!   by default `<data dir>/workspaces`), which the server creates and deletes as wholes
+//!   but never looks inside;
 //! * one running tool server per conversation, started by [`Sandbox::prepare`] for the
 //!   agent or by [`Sandbox::tools`] for the file routes; one started only for the file
 //!   routes ends after `sandbox.idle_tool_server_seconds` without use, one the agent
@@ -46,11 +47,12 @@ pub struct ToolServerSandbox<L: ToolServerLauncher> {
 }
 
 impl<L: ToolServerLauncher> ToolServerSandbox<L> {
-    /// Sandboxes with workspaces under `<data_dir>/workspaces`; a tool server started
-    /// only for the file routes lives `idle` after its last use.
-    pub fn new(data_dir: &Path, launcher: L, idle: Duration) -> Self {
+    /// Sandboxes with workspaces under `workspaces` (see
+    /// [`crate::sandbox_config::SandboxConfig::workspaces_dir`]); a tool server started only
+    /// for the file routes lives `idle` after its last use.
+    pub fn new(workspaces: &Path, launcher: L, idle: Duration) -> Self {
         Self {
-            root: data_dir.join("workspaces"),
+            root: workspaces.to_owned(),
             live: LiveSandboxes::new(launcher, idle),
         }
     }

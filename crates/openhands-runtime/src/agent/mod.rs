@@ -10,11 +10,17 @@
 //! Lifetime: the loop runs until it receives [`AgentInput::Stop`] or its input channel is
 //! closed while it waits. Finishing a task does not end it: a new user message continues the
 //! conversation. The returned [`AgentOutcome`] tells in which state the channel was closed.
+//!
+//! Moving between servers: [`AgentInput::Drain`] (a server shutting down) ends the loop at
+//! the next step boundary, keeping everything already received; a run started with
+//! [`AgentConfig::resume_work`] goes on with the task without waiting for the user, after
+//! recording the fate of an action whose result was lost (see [`resume`]).
 
 mod actions;
 mod events;
 mod history;
 mod prompt;
+pub mod resume;
 mod run_loop;
 mod stuck;
 
@@ -54,6 +60,9 @@ pub struct AgentConfig {
     /// Longest any command may run, whatever the LLM asks for (the deployment's
     /// `sandbox.limits.command_timeout_seconds`); `None`: no cap.
     pub max_command_timeout: Option<Duration>,
+    /// The conversation was taken over from a server that was running the agent (it died
+    /// or shut down): go on with the task at once instead of waiting for the user.
+    pub resume_work: bool,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -68,6 +77,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("conversation_instructions", &self.conversation_instructions)
             .field("command_timeout", &self.command_timeout)
             .field("max_command_timeout", &self.max_command_timeout)
+            .field("resume_work", &self.resume_work)
             .finish()
     }
 }
@@ -85,6 +95,7 @@ impl AgentConfig {
             conversation_instructions: None,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             max_command_timeout: None,
+            resume_work: false,
         }
     }
 
@@ -119,6 +130,11 @@ pub enum AgentInput {
     Reject,
     /// End the loop (interrupting a running command).
     Stop,
+    /// The server is shutting down: end the loop at the next step boundary. An LLM call in
+    /// flight is abandoned (nothing of it was stored); a command in flight may finish, until
+    /// a `Stop` interrupts it (its result then says so). Messages that arrived meanwhile are
+    /// stored, then `stopped` with `reason`.
+    Drain { reason: String },
 }
 
 /// Where the agent's events and usage go.
@@ -148,6 +164,8 @@ pub enum AgentOutcome {
     Error(String),
     /// The input channel closed while the agent waited for a message or a confirmation.
     AwaitingInput,
+    /// A [`AgentInput::Drain`] ended the loop; the work can go on elsewhere.
+    Drained,
 }
 
 /// Runs the agent over `history` until stopped or until `inputs` closes while it waits.

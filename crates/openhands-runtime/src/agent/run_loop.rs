@@ -6,11 +6,17 @@
 //! `max_budget_per_task`, as OpenHands does. After each step the [`StuckDetector`] looks at
 //! the steps since the last user message; when the agent repeats itself the loop stops with
 //! an error that names the pattern, as it does at the iteration limit.
+//!
+//! A drain ([`AgentInput::Drain`]) is honoured at step boundaries: before an LLM call, between
+//! the tool calls of one response, and while waiting. It abandons an LLM call in flight (its
+//! reply was not stored, so the next server asks again) but lets a command finish; a `Stop`
+//! after it interrupts the command and records that as the command's result.
 
 use super::actions::{self, Action};
 use super::events::{self, BAD_ACTION, CallContext};
 use super::history::{self, Transcript};
 use super::prompt::system_prompt;
+use super::resume::{self, ACTION_INTERRUPTED};
 use super::stuck::StuckDetector;
 use super::{AgentConfig, AgentInput, AgentIo, AgentOutcome};
 use crate::llm::{ChatResponse, LlmClient, LlmError, ToolCall, cost_usd};
@@ -40,6 +46,10 @@ enum Exit {
     Closed,
     /// An event could not be stored.
     Fatal(String),
+    /// A drain: leave at this step boundary.
+    Drained,
+    /// A `Stop` after a drain cut the command in flight short (its result still to record).
+    CutShort,
 }
 
 type Step<T> = Result<T, Exit>;
@@ -49,6 +59,14 @@ struct Inputs {
     rx: Receiver<AgentInput>,
     queued: VecDeque<AgentInput>,
     closed: bool,
+    /// The reason of a drain received, once one was.
+    draining: Option<String>,
+}
+
+/// How work driven by [`Inputs::unless_stopped`] ended early.
+enum Cut {
+    Stopped,
+    Drained,
 }
 
 impl Inputs {
@@ -64,16 +82,52 @@ impl Inputs {
         input
     }
 
-    /// Drives `work` to completion unless a `Stop` arrives first (then `None`); other inputs
-    /// are queued for later.
-    async fn unless_stopped<F: Future>(&mut self, work: F) -> Option<F::Output> {
+    /// Notes a drain, or queues any other input for later.
+    fn keep(&mut self, input: AgentInput) {
+        match input {
+            AgentInput::Drain { reason } => self.draining = Some(reason),
+            other => self.queued.push_back(other),
+        }
+    }
+
+    /// Takes in what arrived meanwhile without waiting; fails at a `Stop` or a drain.
+    fn check(&mut self) -> Step<()> {
+        while !self.closed {
+            match self.rx.try_recv() {
+                Ok(AgentInput::Stop) => return Err(Exit::Stopped),
+                Ok(other) => self.keep(other),
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => self.closed = true,
+            }
+        }
+        match self.draining {
+            Some(_) => Err(Exit::Drained),
+            None => Ok(()),
+        }
+    }
+
+    /// Drives `work` to completion unless a `Stop` arrives first, or a drain when
+    /// `drain_cuts`; other inputs are queued for later.
+    async fn unless_stopped<F: Future>(
+        &mut self,
+        work: F,
+        drain_cuts: bool,
+    ) -> Result<F::Output, Cut> {
+        if drain_cuts && self.draining.is_some() {
+            return Err(Cut::Drained);
+        }
         tokio::pin!(work);
         loop {
             tokio::select! {
-                out = &mut work => return Some(out),
+                out = &mut work => return Ok(out),
                 input = self.rx.recv(), if !self.closed => match input {
-                    Some(AgentInput::Stop) => return None,
-                    Some(other) => self.queued.push_back(other),
+                    Some(AgentInput::Stop) => return Err(Cut::Stopped),
+                    Some(other) => {
+                        self.keep(other);
+                        if drain_cuts && self.draining.is_some() {
+                            return Err(Cut::Drained);
+                        }
+                    }
                     None => self.closed = true,
                 },
             }
@@ -97,8 +151,11 @@ pub(crate) struct Agent {
     transcript: Transcript,
     /// Fed the same events, to notice when the agent repeats itself.
     stuck: StuckDetector,
-    /// The history ended with a user message nobody answered yet.
+    /// Call the LLM before waiting for anything: the history ended with a user message nobody
+    /// answered yet, or the run resumes work cut short elsewhere.
     resume_with_call: bool,
+    /// The last action, when its result was lost (recorded before anything else happens).
+    lost_action: Option<Event>,
     /// Built on the first call and reused (it holds the connection pool).
     llm: Option<LlmClient>,
     state: Option<&'static str>,
@@ -125,13 +182,15 @@ impl Agent {
         Self {
             transcript: Transcript::new(&system_prompt(&config), &history),
             stuck: StuckDetector::new(&history),
-            resume_with_call: history::awaits_reply(&history),
+            resume_with_call: history::awaits_reply(&history) || config.resume_work,
+            lost_action: resume::lost_action(&history).cloned(),
             config,
             io,
             inputs: Inputs {
                 rx,
                 queued: VecDeque::new(),
                 closed: false,
+                draining: None,
             },
             llm: None,
             state: None,
@@ -158,6 +217,11 @@ impl Agent {
                 }
                 AgentOutcome::Stopped
             }
+            Err(Exit::Drained | Exit::CutShort) => match self.leave().await {
+                Ok(()) => AgentOutcome::Drained,
+                Err(Exit::Fatal(e)) => AgentOutcome::Error(e),
+                Err(_) => AgentOutcome::Drained,
+            },
             Err(Exit::Fatal(e)) => {
                 tracing::error!(error = %e, "agent loop ended: an event could not be stored");
                 AgentOutcome::Error(e)
@@ -165,16 +229,64 @@ impl Agent {
         }
     }
 
+    /// What a drained agent stores before it goes: the messages that arrived meanwhile (so
+    /// the next server answers them), then `stopped` with the drain's reason.
+    async fn leave(&mut self) -> Step<()> {
+        while let Some(input) = self.inputs.queued.pop_front() {
+            match input {
+                AgentInput::UserMessage {
+                    content,
+                    image_urls,
+                } => self.user_message(&content, image_urls).await?,
+                other => tracing::info!(input = ?other, "input dropped by a draining agent"),
+            }
+        }
+        let reason = self.inputs.draining.take().unwrap_or_default();
+        self.state = Some(STOPPED);
+        self.emit(events::state_changed(STOPPED, &reason))
+            .await
+            .map(drop)
+    }
+
+    /// Records that the last action's result was lost, as its result (see [`resume`]).
+    async fn record_lost_action(&mut self) -> Step<()> {
+        let Some(action) = self.lost_action.take() else {
+            return Ok(());
+        };
+        let ctx = self.context_of(&action);
+        tracing::info!(
+            action_id = action.id,
+            "recording that an action's result was lost"
+        );
+        self.emit(events::error_observation(
+            resume::LOST_RESULT,
+            ACTION_INTERRUPTED,
+            Some(action.id),
+            Some(&ctx),
+        ))
+        .await
+        .map(drop)
+    }
+
     async fn main(&mut self) -> Step<()> {
+        self.record_lost_action().await?;
         let mut call_llm = self.resume_with_call;
         loop {
             if call_llm {
+                self.inputs.check()?;
                 call_llm = self.step().await?;
                 continue;
+            }
+            if self.inputs.draining.is_some() {
+                return Err(Exit::Drained);
             }
             match self.inputs.next().await {
                 None => return Ok(()),
                 Some(AgentInput::Stop) => return Err(Exit::Stopped),
+                Some(AgentInput::Drain { reason }) => {
+                    self.inputs.draining = Some(reason);
+                    return Err(Exit::Drained);
+                }
                 Some(AgentInput::UserMessage {
                     content,
                     image_urls,
@@ -295,6 +407,10 @@ impl Agent {
             } else {
                 String::new()
             };
+            if index > 0 {
+                // The calls not made yet are left for the next server to ask for again.
+                self.inputs.check()?;
+            }
             let ctx = CallContext::new(&response_id, &message, call, self.metrics());
             if !self.handle_call(call, &thought, &ctx).await? {
                 return Ok(false);
@@ -327,7 +443,11 @@ impl Agent {
         };
         let messages = self.transcript.messages();
         let call = client.complete_log(&messages, tool_specs_json());
-        self.inputs.unless_stopped(call).await.ok_or(Exit::Stopped)
+        match self.inputs.unless_stopped(call, true).await {
+            Ok(result) => Ok(result),
+            Err(Cut::Stopped) => Err(Exit::Stopped),
+            Err(Cut::Drained) => Err(Exit::Drained),
+        }
     }
 
     async fn account(&mut self, response: &ChatResponse) {
@@ -385,7 +505,19 @@ impl Agent {
                     .config
                     .max_command_timeout
                     .map_or(timeout, |cap| timeout.min(cap));
-                let result = self.run_command(&command, timeout).await?;
+                let result = match self.run_command(&command, timeout).await {
+                    Err(Exit::CutShort) => {
+                        self.emit(events::error_observation(
+                            resume::CUT_SHORT_RESULT,
+                            ACTION_INTERRUPTED,
+                            Some(cause),
+                            Some(ctx),
+                        ))
+                        .await?;
+                        return Err(Exit::Drained);
+                    }
+                    other => other?,
+                };
                 match result {
                     Ok(out) => {
                         self.emit(events::run_observation(cause, &command, &out, ctx))
@@ -439,9 +571,17 @@ impl Agent {
         }
         self.emit(build("awaiting_confirmation")).await?;
         self.set_state(AWAITING_CONFIRMATION, "").await?;
+        if self.inputs.draining.is_some() {
+            return Err(Exit::Drained);
+        }
         let decision = match self.inputs.next().await {
             None => return Err(Exit::Closed),
             Some(AgentInput::Stop) => return Err(Exit::Stopped),
+            Some(AgentInput::Drain { reason }) => {
+                // The action stays awaiting confirmation, for the next server to ask about.
+                self.inputs.draining = Some(reason);
+                return Err(Exit::Drained);
+            }
             Some(AgentInput::Confirm) => Decision::Confirmed,
             Some(AgentInput::Reject) => Decision::Rejected,
             Some(message @ AgentInput::UserMessage { .. }) => {
@@ -491,16 +631,19 @@ impl Agent {
             command: command.to_owned(),
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
         };
-        match self.inputs.unless_stopped(tools.call(request)).await {
-            Some(result) => Ok(result),
-            None => {
+        match self.inputs.unless_stopped(tools.call(request), false).await {
+            Ok(result) => Ok(result),
+            Err(_) => {
                 let interrupt = Request::BashInterrupt {
                     session: SHELL_SESSION.into(),
                 };
                 if let Err(e) = tools.call::<Done>(interrupt).await {
                     tracing::debug!(error = %e, "interrupting the stopped command failed");
                 }
-                Err(Exit::Stopped)
+                Err(match self.inputs.draining {
+                    Some(_) => Exit::CutShort,
+                    None => Exit::Stopped,
+                })
             }
         }
     }
