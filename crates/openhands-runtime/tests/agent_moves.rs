@@ -166,16 +166,23 @@ async fn a_drain_abandons_an_llm_call_in_flight_and_stores_nothing_of_it() {
     assert_eq!(counter_lines(ws.path()), 0);
 }
 
-/// The events of a run killed while its command ran: the action stored, no result.
+/// The events of a run killed while its command ran: the action stored, no result. The
+/// kill comes once the workspace holds `lines` lines of `counter`.
 async fn history_with_a_lost_command(
     server: &ScriptedLlm,
     workspace: &std::path::Path,
+    lines: usize,
 ) -> Vec<Event> {
     let run = start(config(server, workspace).await, first_message("count"));
     run.wait_for("the command", |events| {
         events.iter().any(|e| event_kind(e) == "action:run")
     })
     .await;
+    let deadline = Instant::now() + WAIT;
+    while counter_lines(workspace) < lines {
+        assert!(Instant::now() < deadline, "the command never wrote");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // As if the server died: no drain, no stop, nothing more stored.
     run.task.abort();
     let mut history = first_message("count");
@@ -189,7 +196,7 @@ async fn a_resumed_run_records_the_lost_result_then_goes_on_without_a_message() 
     let server = ScriptedLlm::start([bash("echo step >> counter; sleep 30")])
         .await
         .expect("server");
-    let history = history_with_a_lost_command(&server, ws.path()).await;
+    let history = history_with_a_lost_command(&server, ws.path(), 1).await;
     let lost = history
         .iter()
         .find(|e| event_kind(e) == "action:run")
@@ -237,7 +244,7 @@ async fn a_run_started_for_the_user_records_the_lost_result_and_waits() {
     let server = ScriptedLlm::start([bash("sleep 30")])
         .await
         .expect("server");
-    let history = history_with_a_lost_command(&server, ws.path()).await;
+    let history = history_with_a_lost_command(&server, ws.path(), 0).await;
     let run = start(config(&server, ws.path()).await, history);
     run.wait_for("the lost result", |events| {
         events.iter().any(|e| event_kind(e) == "observation:error")
@@ -250,4 +257,44 @@ async fn a_run_started_for_the_user_records_the_lost_result_and_waits() {
         "no LLM call until the user speaks"
     );
     assert_eq!(run.close().await, AgentOutcome::AwaitingInput);
+}
+
+#[tokio::test]
+async fn an_action_awaiting_confirmation_is_asked_about_again_by_the_next_run() {
+    let ws = tempfile::tempdir().expect("workspace");
+    let server = ScriptedLlm::start([bash("echo yes > confirmed.txt")])
+        .await
+        .expect("server");
+    let mut asking = config(&server, ws.path()).await;
+    asking.confirmation_mode = true;
+    let first = start(asking.clone(), first_message("write it"));
+    first.wait_for_state("awaiting_user_confirmation", 1).await;
+    let mut history = first_message("write it");
+    history.extend(first.io.events());
+    // The server ends (a restart, or a move to another server) before the user decides.
+    assert_eq!(first.close().await, AgentOutcome::AwaitingInput);
+
+    let second = start(asking, history);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(second.io.events().is_empty(), "it waits for the decision");
+    second.tx.send(AgentInput::Confirm).await.expect("send");
+    second.wait_for_state("finished", 1).await;
+    let io = second.io.clone();
+    assert_eq!(second.close().await, AgentOutcome::Finished);
+
+    let events = io.events();
+    assert_eq!(
+        kinds(&events)[..3],
+        ["action:run", "state:running", "observation:run"],
+        "{:#?}",
+        kinds(&events)
+    );
+    assert_eq!(args(&events[0])["confirmation_state"], "confirmed");
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("confirmed.txt"))
+            .expect("the confirmed command ran")
+            .trim(),
+        "yes"
+    );
+    assert_eq!(server.requests().len(), 2, "one call before, one after");
 }

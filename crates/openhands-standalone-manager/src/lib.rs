@@ -10,6 +10,11 @@
 //! at the cap a start is refused with `ManagerError::CapacityReached`, never made room for
 //! by stopping another user's work. Conversations with no watcher and no activity for
 //! `sandbox.close_delay` seconds are closed by a sweeper task.
+//!
+//! Agent tasks run on the runtime current when the manager was built (the server builds it
+//! on one that outlives its HTTP workers). At shutdown, [`StandaloneConversationManager::drain`]
+//! ends every run at its next step boundary (see `openhands_runtime::agent::AgentInput::Drain`)
+//! and waits for them, refusing new starts with `ManagerError::ShuttingDown`.
 
 mod io;
 mod manager;

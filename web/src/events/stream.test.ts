@@ -112,6 +112,21 @@ describe("EventStream", () => {
     expect(h.events.map((e) => e.id)).toEqual([0, 1, 2]);
   });
 
+  it("reconnects at once when the server restarts (1012), then backs off as usual", () => {
+    const h = harness();
+    h.stream.start();
+    h.sockets[0].open();
+    h.sockets[0].receive(event(4));
+    h.sockets[0].drop(1012);
+    expect(h.statuses.at(-1)).toBe("reconnecting");
+    expect(h.timers.map((t) => t.ms)).toEqual([0]);
+    h.timers[0].fn();
+    expect(h.sockets[1].url).toMatch(/latest_event_id=4$/);
+    // The next server is not up yet: an ordinary drop backs off from the start.
+    h.sockets[1].drop();
+    expect(h.timers.map((t) => t.ms)).toEqual([0, 500]);
+  });
+
   it("backs off while the server stays away, and resets after a successful open", () => {
     const h = harness();
     h.stream.start();

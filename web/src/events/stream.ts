@@ -51,6 +51,12 @@ export function socketUrl(origin: string, conversationId: string, latestId: numb
   return `${origin}/api/conversations/${encodeURIComponent(conversationId)}/events/socket?latest_event_id=${latestId}`;
 }
 
+/**
+ * Close code of a server that is restarting (a deploy): it has handed its conversations to
+ * other servers, so the stream reconnects at once (the load balancer picks a live one).
+ */
+export const SERVICE_RESTART = 1012;
+
 /** Delay before reconnect attempt `attempt` (0-based): 0.5 s doubling up to 10 s. */
 export function reconnectDelay(attempt: number): number {
   return Math.min(500 * 2 ** attempt, 10_000);
@@ -159,10 +165,10 @@ export class EventStream {
     socket.onerror = () => {
       // A close always follows; the reconnect happens there.
     };
-    socket.onclose = () => {
+    socket.onclose = (ev) => {
       if (this.socket !== socket) return;
       this.socket = undefined;
-      this.scheduleReconnect();
+      this.scheduleReconnect(ev?.code === SERVICE_RESTART);
     };
   }
 
@@ -178,11 +184,12 @@ export class EventStream {
     this.handlers.onEvent(frame.event);
   }
 
-  private scheduleReconnect(): void {
+  /** `now`: the server asked for it (1012); not a failure, so no back-off. */
+  private scheduleReconnect(now = false): void {
     if (this.disposed) return;
     this.handlers.onStatus?.("reconnecting");
-    const delay = reconnectDelay(this.attempt);
-    this.attempt += 1;
+    const delay = now ? 0 : reconnectDelay(this.attempt);
+    if (!now) this.attempt += 1;
     this.timer = this.schedule(() => {
       this.timer = undefined;
       if (!this.disposed) this.open("reconnecting");

@@ -92,7 +92,7 @@ pub struct StartBody {
     (status = 200, body = ConversationResponse),
     (status = 400, description = "Invalid conversation id", body = ErrorDetail),
     (status = 404, description = "No such conversation", body = StatusError),
-    (status = 503, description = "Storage unavailable for now, or the server runs the most conversations it allows (`capacity_reached`, `max_running_conversations`); `Retry-After` says when to retry", body = ErrorDetail),
+    (status = 503, description = "Storage unavailable for now, or the server runs the most conversations it allows (`capacity_reached`, `max_running_conversations`), or it is shutting down (`server_shutting_down`: retry at once, another server answers); `Retry-After` says when to retry", body = ErrorDetail),
     (status = 500, description = "The agent could not be started (e.g. no settings stored)", body = StatusError)))]
 pub async fn start(
     user: CurrentUser,
@@ -165,7 +165,7 @@ pub struct MessageBody {
     (status = 200, body = Success, example = json!({"success": true})),
     (status = 400, description = "Invalid conversation id", body = ErrorDetail),
     (status = 404, description = "No such conversation", body = SuccessError),
-    (status = 503, description = "Storage unavailable for now, or the server runs the most conversations it allows (`capacity_reached`, `max_running_conversations`); `Retry-After` says when to retry", body = ErrorDetail)))]
+    (status = 503, description = "Storage unavailable for now, or the server runs the most conversations it allows (`capacity_reached`, `max_running_conversations`), or it is shutting down (`server_shutting_down`: retry at once, another server answers); `Retry-After` says when to retry", body = ErrorDetail)))]
 pub async fn message(
     user: CurrentUser,
     state: web::Data<AppState>,
@@ -190,7 +190,7 @@ pub async fn message(
     (status = 400, description = "Unsupported action (`success` shape), or an invalid conversation id (`detail`)", body = inline(SuccessErrorOrDetail)),
     (status = 404, description = "No such conversation", body = ErrorDetail),
     (status = 409, description = "Nothing to confirm or reject: the agent is not running", body = SuccessError),
-    (status = 503, description = "Storage unavailable for now, or the server runs the most conversations it allows (`capacity_reached`, `max_running_conversations`); `Retry-After` says when to retry", body = ErrorDetail)))]
+    (status = 503, description = "Storage unavailable for now, or the server runs the most conversations it allows (`capacity_reached`, `max_running_conversations`), or it is shutting down (`server_shutting_down`: retry at once, another server answers); `Retry-After` says when to retry", body = ErrorDetail)))]
 pub async fn post_event(
     user: CurrentUser,
     state: web::Data<AppState>,

@@ -196,7 +196,7 @@ fn non_blank(text: Option<String>) -> Option<String> {
         body = inline(StatusOrDetail)),
     (status = 409, description = "A conversation with that id exists (`CONVERSATION$ALREADY_EXISTS`)", body = StatusError),
     (status = 422, description = "Unknown or invalid field, or a NUL character in a string", body = ValidationErrors),
-    (status = 503, description = "Storage unavailable for now, or the server runs the most conversations it allows (`capacity_reached`, `max_running_conversations`); `Retry-After` says when to retry", body = ErrorDetail)))]
+    (status = 503, description = "Storage unavailable for now, or the server runs the most conversations it allows (`capacity_reached`, `max_running_conversations`), or it is shutting down (`server_shutting_down`: retry at once, another server answers); `Retry-After` says when to retry", body = ErrorDetail)))]
 pub async fn create_conversation(
     user: CurrentUser,
     state: web::Data<AppState>,

@@ -4,7 +4,9 @@
 //! ones, with no gap and no duplicate (see [`crate::event_feed`]). This module does the
 //! upgrade and runs the reading side: text frames from the client are OpenHands action
 //! dicts (a `message`, or `change_agent_state` to confirm, reject or stop), pings are
-//! answered, and the server pings every [`PING_EVERY`] to keep idle connections open.
+//! answered, and the server pings every [`PING_EVERY`] to keep idle connections open. At a
+//! graceful shutdown, once the conversations were handed over, the socket closes with 1012
+//! (service restart) so the client reconnects at once (see [`crate::lifecycle`]).
 //! Browsers cannot set headers on a WebSocket, so `session_api_key` may come as a query
 //! parameter. Browsers do send `Origin`, and no CORS rule stops a page on another site from
 //! opening a WebSocket: [`crate::origin::OriginCheck`] refuses such upgrades before this

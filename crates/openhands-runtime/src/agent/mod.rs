@@ -19,6 +19,7 @@
 mod actions;
 mod events;
 mod history;
+mod inputs;
 mod prompt;
 pub mod resume;
 mod run_loop;

@@ -12,7 +12,12 @@
 //!
 //! Only the last action of the agent can be in that state (the loop stores each result
 //! before the next action), and only while no user message came after it.
+//!
+//! An action still awaiting the user's confirmation when the agent ended is not forgotten
+//! either: the next run asks about it again ([`pending_confirmation`]), so a confirmation
+//! sent after a restart or a move executes it, as it would have before.
 
+use crate::llm::ToolCall;
 use openhands_core::event::{Event, EventBody, EventSource};
 use serde_json::Value;
 
@@ -55,6 +60,36 @@ pub(crate) fn lost_action(events: &[Event]) -> Option<&Event> {
             || (e.source == EventSource::User && matches!(e.body, EventBody::Action { .. }))
     });
     (!answered_or_overtaken).then_some(action)
+}
+
+/// The agent's last action when it still awaits the user's confirmation: stored as
+/// `awaiting_confirmation`, with neither a decision (a `confirmed` or `rejected` copy) nor a
+/// user message after it.
+pub(crate) fn pending_confirmation(events: &[Event]) -> Option<&Event> {
+    let position = events.iter().rposition(|e| {
+        e.source == EventSource::Agent && matches!(e.body, EventBody::Action { .. })
+    })?;
+    let action = &events[position];
+    let EventBody::Action { args, .. } = &action.body else {
+        return None;
+    };
+    let awaiting =
+        args.get("confirmation_state").and_then(Value::as_str) == Some("awaiting_confirmation");
+    let overtaken = events[position + 1..]
+        .iter()
+        .any(|e| e.source == EventSource::User && matches!(e.body, EventBody::Action { .. }));
+    (awaiting && !overtaken).then_some(action)
+}
+
+/// The tool call a stored action came from, rebuilt from its `tool_call_metadata`.
+pub(crate) fn tool_call_of(action: &Event) -> Option<ToolCall> {
+    let metadata = action.extra.get("tool_call_metadata")?;
+    let id = metadata.get("tool_call_id")?.as_str()?;
+    metadata["model_response"]["choices"][0]["message"]["tool_calls"]
+        .as_array()?
+        .iter()
+        .filter_map(ToolCall::from_wire)
+        .find(|call| call.id == id)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 use super::actions::{self, Action};
 use super::events::{self, BAD_ACTION, CallContext};
 use super::history::{self, Transcript};
+use super::inputs::{Cut, Exit, Inputs, Step};
 use super::prompt::system_prompt;
 use super::resume::{self, ACTION_INTERRUPTED};
 use super::stuck::StuckDetector;
@@ -23,8 +24,6 @@ use crate::llm::{ChatResponse, LlmClient, LlmError, ToolCall, cost_usd};
 use crate::tools::tool_specs_json;
 use openhands_core::event::{Event, NewEvent};
 use openhands_core::tool_protocol::{CommandOutput, Done, EditorOutcome, Request, ToolCallError};
-use std::collections::VecDeque;
-use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::mpsc::Receiver;
 
@@ -38,102 +37,6 @@ const ERROR: &str = "error";
 const STUCK_IN_LOOP: &str = "AGENT_ERROR$STUCK_IN_LOOP";
 /// The tool server's shell session the agent's commands run in.
 const SHELL_SESSION: &str = "agent";
-
-/// Why the loop ends early.
-enum Exit {
-    Stopped,
-    /// The input channel closed while the agent waited.
-    Closed,
-    /// An event could not be stored.
-    Fatal(String),
-    /// A drain: leave at this step boundary.
-    Drained,
-    /// A `Stop` after a drain cut the command in flight short (its result still to record).
-    CutShort,
-}
-
-type Step<T> = Result<T, Exit>;
-
-/// The input channel plus inputs that arrived while the agent was busy.
-struct Inputs {
-    rx: Receiver<AgentInput>,
-    queued: VecDeque<AgentInput>,
-    closed: bool,
-    /// The reason of a drain received, once one was.
-    draining: Option<String>,
-}
-
-/// How work driven by [`Inputs::unless_stopped`] ended early.
-enum Cut {
-    Stopped,
-    Drained,
-}
-
-impl Inputs {
-    async fn next(&mut self) -> Option<AgentInput> {
-        if let Some(input) = self.queued.pop_front() {
-            return Some(input);
-        }
-        if self.closed {
-            return None;
-        }
-        let input = self.rx.recv().await;
-        self.closed = input.is_none();
-        input
-    }
-
-    /// Notes a drain, or queues any other input for later.
-    fn keep(&mut self, input: AgentInput) {
-        match input {
-            AgentInput::Drain { reason } => self.draining = Some(reason),
-            other => self.queued.push_back(other),
-        }
-    }
-
-    /// Takes in what arrived meanwhile without waiting; fails at a `Stop` or a drain.
-    fn check(&mut self) -> Step<()> {
-        while !self.closed {
-            match self.rx.try_recv() {
-                Ok(AgentInput::Stop) => return Err(Exit::Stopped),
-                Ok(other) => self.keep(other),
-                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
-                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => self.closed = true,
-            }
-        }
-        match self.draining {
-            Some(_) => Err(Exit::Drained),
-            None => Ok(()),
-        }
-    }
-
-    /// Drives `work` to completion unless a `Stop` arrives first, or a drain when
-    /// `drain_cuts`; other inputs are queued for later.
-    async fn unless_stopped<F: Future>(
-        &mut self,
-        work: F,
-        drain_cuts: bool,
-    ) -> Result<F::Output, Cut> {
-        if drain_cuts && self.draining.is_some() {
-            return Err(Cut::Drained);
-        }
-        tokio::pin!(work);
-        loop {
-            tokio::select! {
-                out = &mut work => return Ok(out),
-                input = self.rx.recv(), if !self.closed => match input {
-                    Some(AgentInput::Stop) => return Err(Cut::Stopped),
-                    Some(other) => {
-                        self.keep(other);
-                        if drain_cuts && self.draining.is_some() {
-                            return Err(Cut::Drained);
-                        }
-                    }
-                    None => self.closed = true,
-                },
-            }
-        }
-    }
-}
 
 /// What the user decided about an action awaiting confirmation.
 enum Decision {
@@ -156,6 +59,10 @@ pub(crate) struct Agent {
     resume_with_call: bool,
     /// The last action, when its result was lost (recorded before anything else happens).
     lost_action: Option<Event>,
+    /// The last action, when it still awaits the user's confirmation (asked about again).
+    pending_confirmation: Option<Event>,
+    /// The next confirmation is for an action already stored as awaiting it.
+    asking_again: bool,
     /// Built on the first call and reused (it holds the connection pool).
     llm: Option<LlmClient>,
     state: Option<&'static str>,
@@ -184,14 +91,11 @@ impl Agent {
             stuck: StuckDetector::new(&history),
             resume_with_call: history::awaits_reply(&history) || config.resume_work,
             lost_action: resume::lost_action(&history).cloned(),
+            pending_confirmation: resume::pending_confirmation(&history).cloned(),
+            asking_again: false,
             config,
             io,
-            inputs: Inputs {
-                rx,
-                queued: VecDeque::new(),
-                closed: false,
-                draining: None,
-            },
+            inputs: Inputs::new(rx),
             llm: None,
             state: None,
             last_error: String::new(),
@@ -268,9 +172,35 @@ impl Agent {
         .map(drop)
     }
 
+    /// Waits again for the decision about an action that was awaiting confirmation when the
+    /// agent last ended, and carries it out; returns whether to call the LLM next.
+    async fn ask_again(&mut self) -> Step<bool> {
+        let Some(action) = self.pending_confirmation.take() else {
+            return Ok(self.resume_with_call);
+        };
+        let Some(call) = resume::tool_call_of(&action) else {
+            tracing::warn!(
+                action_id = action.id,
+                "an action awaiting confirmation has no tool call to rebuild"
+            );
+            return Ok(self.resume_with_call);
+        };
+        let thought = match &action.body {
+            openhands_core::event::EventBody::Action { args, .. } => args
+                .get("thought")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            openhands_core::event::EventBody::Observation { .. } => String::new(),
+        };
+        let ctx = self.context_of(&action);
+        self.asking_again = true;
+        self.handle_call(&call, &thought, &ctx).await
+    }
+
     async fn main(&mut self) -> Step<()> {
         self.record_lost_action().await?;
-        let mut call_llm = self.resume_with_call;
+        let mut call_llm = self.ask_again().await?;
         loop {
             if call_llm {
                 self.inputs.check()?;
@@ -566,11 +496,16 @@ impl Agent {
     /// Emits the action, asking for confirmation first in confirmation mode. Returns the id
     /// of the action to execute, or `None` when the user rejected it.
     async fn confirm(&mut self, build: impl Fn(&str) -> NewEvent) -> Step<Option<u64>> {
-        if !self.config.confirmation_mode {
+        if std::mem::take(&mut self.asking_again) {
+            // Stored as awaiting confirmation by an earlier run: the user decides, whatever
+            // the confirmation setting says now.
+            self.state = Some(AWAITING_CONFIRMATION);
+        } else if !self.config.confirmation_mode {
             return Ok(Some(self.emit(build("confirmed")).await?.id));
+        } else {
+            self.emit(build("awaiting_confirmation")).await?;
+            self.set_state(AWAITING_CONFIRMATION, "").await?;
         }
-        self.emit(build("awaiting_confirmation")).await?;
-        self.set_state(AWAITING_CONFIRMATION, "").await?;
         if self.inputs.draining.is_some() {
             return Err(Exit::Drained);
         }
