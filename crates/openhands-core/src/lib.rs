@@ -28,6 +28,7 @@ pub mod oss;
 pub mod readiness;
 pub mod registry;
 pub mod repository;
+pub mod resolver;
 pub mod runtime_keys;
 pub mod sandbox_config;
 pub mod sandbox_host;

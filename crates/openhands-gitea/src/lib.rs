@@ -10,7 +10,8 @@
 //!   webhook secret (checked in constant time); the delivery id is `X-Gitea-Delivery`,
 //!   the event type `X-Gitea-Event`.
 //! - Triggers ([`payload`]): an issue labelled `openhands`, or a new comment mentioning
-//!   `@openhands` (not by the bot itself).
+//!   `@openhands` as a whole word (not by the bot itself), with the resolver kit's rules,
+//!   prompts and replies (`openhands_core::resolver`).
 //! - Callback: a comment on the issue with the outcome (`POST
 //!   {base}/api/v1/repos/{owner}/{repo}/issues/{n}/comments`, `Authorization: token ...`).
 //! - Settings ([`config`]): the crate's own `GITEA_*` environment variables.
@@ -28,6 +29,7 @@ use openhands_core::extension::{
     VerifyError, WebhookHeaders, verify_hmac_sha256_hex,
 };
 use openhands_core::registry::PluginError;
+use openhands_core::resolver::messages;
 use std::sync::Arc;
 
 /// The integration's name (`/integration/gitea/events`).
@@ -47,22 +49,16 @@ impl Gitea {
         }
     }
 
-    /// The comment posted when a job's conversation ends.
-    pub fn comment_text(outcome: &Outcome) -> String {
-        let verdict = match outcome.agent_state.as_str() {
-            "finished" => "OpenHands finished working on this.",
-            "awaiting_user_input" => "OpenHands is waiting for your input.",
-            _ => "OpenHands stopped with an error.",
-        };
-        let mut text = format!(
-            "{verdict}\n\nConversation: `{}` (state `{}`)",
-            outcome.conversation_id, outcome.agent_state
-        );
-        if let Some(message) = &outcome.message {
-            text.push_str("\n\n");
-            text.push_str(message);
-        }
-        text
+    /// The comment posted when a job's conversation ends (the resolver kit's outcome
+    /// reply, with this repository's pull-request and branch links on the Gitea host).
+    pub fn comment_text(&self, outcome: &Outcome, repository: &str) -> String {
+        let kinds = ["pulls/", "src/branch/", "compare/"];
+        messages::outcome(
+            outcome,
+            "pull request",
+            |link| messages::is_repository_link(link, &self.config.base_url, repository, &kinds),
+            None,
+        )
     }
 }
 
@@ -127,7 +123,7 @@ impl Integration for Gitea {
             .http
             .post(&url)
             .header("Authorization", format!("token {}", self.config.token))
-            .json(&serde_json::json!({"body": Self::comment_text(outcome)}))
+            .json(&serde_json::json!({"body": self.comment_text(outcome, &reply.repository)}))
             .send()
             .await
             .map_err(|e| {

@@ -1,6 +1,8 @@
 //! Gitea / Forgejo webhook payloads (the fields we use) and the job they ask for (the View).
 
 use openhands_core::extension::{Job, ParseError};
+use openhands_core::resolver::Triggers;
+use openhands_core::resolver::prompts::{self, Thread};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -23,6 +25,9 @@ pub struct Issue {
     pub body: String,
     #[serde(default)]
     pub labels: Vec<Label>,
+    /// Set when the issue is a pull request (its comments come as `issue_comment` too).
+    #[serde(default)]
+    pub pull_request: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,8 +71,9 @@ pub struct ReplyTo {
 /// The job a delivery asks for (the repository is the payload's `clone_url`, so the
 /// sandbox clones from the Gitea host): an issue labelled [`LABEL`] (`issues` event, action
 /// `label_updated`/`labeled`/`opened` with the label), or a new comment mentioning
-/// [`MENTION`] (`issue_comment`, action `created`) not written by the bot. `None` for
-/// anything else.
+/// [`MENTION`] as a whole word (`issue_comment`, action `created`) not written by the bot;
+/// the trigger rules and the task's wording are the resolver kit's
+/// (`openhands_core::resolver`). `None` for anything else.
 pub fn job_of(
     event_type: &str,
     body: &[u8],
@@ -80,11 +86,28 @@ pub fn job_of(
         return Ok(None);
     };
     let repository = event.repository.full_name.clone();
+    let rules = Triggers {
+        label: LABEL,
+        mention: MENTION,
+        bot_login: Some(bot_login),
+    };
+    let on_pr = issue.pull_request.is_some();
+    let thread = Thread {
+        repository: &repository,
+        what: if on_pr { "pull request" } else { "issue" },
+        on_change_request: on_pr,
+        number: issue.number,
+        title: &issue.title,
+        body: &issue.body,
+    };
     let (instructions, summary) = match event_type {
         // Gitea sends label changes as `issues` (`X-Gitea-Event-Type: issue_label`).
         "issues" | "issue_label" => {
-            let labelled = issue.labels.iter().any(|l| l.name == LABEL)
-                || event.label.as_ref().is_some_and(|l| l.name == LABEL);
+            let labelled = issue.labels.iter().any(|l| rules.is_trigger_label(&l.name))
+                || event
+                    .label
+                    .as_ref()
+                    .is_some_and(|l| rules.is_trigger_label(&l.name));
             let labelling = matches!(
                 event.action.as_str(),
                 "label_updated" | "labeled" | "opened"
@@ -93,10 +116,7 @@ pub fn job_of(
                 return Ok(None);
             }
             (
-                format!(
-                    "Resolve issue #{} of {repository}: {}\n\n{}",
-                    issue.number, issue.title, issue.body
-                ),
+                prompts::labelled_issue(&thread, "pull request"),
                 format!("{repository}#{} labelled: {}", issue.number, issue.title),
             )
         }
@@ -110,17 +130,11 @@ pub fn job_of(
                 .or(event.sender.as_ref())
                 .map(|u| u.login.as_str())
                 .unwrap_or_default();
-            if event.action != "created"
-                || author.eq_ignore_ascii_case(bot_login)
-                || !comment.body.to_ascii_lowercase().contains(MENTION)
-            {
+            if event.action != "created" || !rules.comment_asks(&comment.body, author) {
                 return Ok(None);
             }
             (
-                format!(
-                    "On issue #{} of {repository} ({}), {author} asks:\n\n{}\n\nIssue text:\n{}",
-                    issue.number, issue.title, comment.body, issue.body
-                ),
+                prompts::comment(&thread, author, &comment.body),
                 format!("{repository}#{} comment by {author}", issue.number),
             )
         }
@@ -204,6 +218,39 @@ mod tests {
             .ok(),
             Some(None)
         );
+    }
+
+    fn comment_event(body: &str) -> Vec<u8> {
+        json!({"action": "created", "issue": {"number": 3, "title": "t", "body": "b", "labels": []},
+               "comment": {"body": body, "user": {"login": "alice"}},
+               "repository": {"full_name": "a/b"}, "sender": {"login": "alice"}})
+        .to_string()
+        .into_bytes()
+    }
+
+    /// Regression: the crate matched `@openhands` as a substring, so an e-mail address or a
+    /// longer handle started a job.
+    #[test]
+    fn only_a_whole_word_mention_starts_a_job() {
+        for text in [
+            "write to user@openhands.com",
+            "ping @openhands-agent",
+            "@openhandsbot",
+        ] {
+            assert_eq!(
+                job_of("issue_comment", &comment_event(text), "u", "openhands").ok(),
+                Some(None),
+                "{text}"
+            );
+        }
+        let job = job_of(
+            "issue_comment",
+            &comment_event("(@OpenHands) fix"),
+            "u",
+            "openhands",
+        )
+        .expect("parses");
+        assert!(job.is_some());
     }
 
     #[test]

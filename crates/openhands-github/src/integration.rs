@@ -188,9 +188,11 @@ impl Integration for Github {
             headers.get("x-github-event").unwrap_or_default(),
             body,
             &Triggers {
-                label: &settings.label,
-                mention: &settings.mention,
-                bot_login: settings.bot_login.as_deref(),
+                rules: openhands_core::resolver::Triggers {
+                    label: &settings.label,
+                    mention: &settings.mention,
+                    bot_login: settings.bot_login.as_deref(),
+                },
                 web_url: &settings.web_url,
             },
         )

@@ -1,15 +1,12 @@
-//! The comments the integration posts, in one place so their wording is reviewed together.
-//! They never contain a token or an internal error; failures say what the asker can do.
+//! The comments the integration posts: the resolver kit's replies
+//! (`openhands_core::resolver::messages`) with GitHub's link shapes and names.
 
 use openhands_core::extension::{Outcome, StartFailure};
+use openhands_core::resolver::messages;
 
 /// Where a user links their GitHub account (the git-oauth login route).
 pub fn link_url(public_url: Option<&str>) -> Option<String> {
-    public_url.map(|base| format!("{base}/api/git-oauth/github/login?redirect_url=/settings/git"))
-}
-
-fn conversation_url(public_url: Option<&str>, conversation_id: &str) -> Option<String> {
-    public_url.map(|base| format!("{base}/conversations/{conversation_id}"))
+    messages::link_url(public_url, "github")
 }
 
 /// The outcome comment: what happened, the branch and pull-request links the agent's events
@@ -20,70 +17,23 @@ pub fn outcome(
     web_url: &str,
     public_url: Option<&str>,
 ) -> String {
-    let verdict = match outcome.agent_state.as_str() {
-        "finished" => "OpenHands finished working on this.",
-        "awaiting_user_input" => "OpenHands stopped and is waiting for your input.",
-        _ => "OpenHands stopped because of an error.",
-    };
-    let mut text = verdict.to_owned();
-    if let Some(message) = outcome.message.as_deref().filter(|m| !m.trim().is_empty()) {
-        text.push_str("\n\n");
-        text.push_str(message.trim());
-    }
-    let repo_base = format!("{web_url}/{repository}/");
-    let links: Vec<&String> = outcome
-        .links
-        .iter()
-        .filter(|l| {
-            l.starts_with(&repo_base)
-                && ["pull/", "tree/", "compare/"]
-                    .iter()
-                    .any(|kind| l[repo_base.len()..].starts_with(kind))
-        })
-        .collect();
-    if !links.is_empty() {
-        text.push_str("\n\nBranch and pull request:");
-        for link in links {
-            text.push_str("\n- ");
-            text.push_str(link);
-        }
-    }
-    match conversation_url(public_url, &outcome.conversation_id) {
-        Some(url) => text.push_str(&format!("\n\n[View the conversation]({url})")),
-        None => text.push_str(&format!("\n\nConversation `{}`", outcome.conversation_id)),
-    }
-    text
+    let kinds = ["pull/", "tree/", "compare/"];
+    messages::outcome(
+        outcome,
+        "pull request",
+        |link| messages::is_repository_link(link, web_url, repository, &kinds),
+        public_url,
+    )
 }
 
 /// To a sender whose GitHub account is linked to no OpenHands account.
 pub fn no_linked_account(login: &str, public_url: Option<&str>) -> String {
-    let how = match link_url(public_url) {
-        Some(url) => format!("[link your GitHub account]({url})"),
-        None => "link your GitHub account in OpenHands (Settings → Git)".to_owned(),
-    };
-    format!(
-        "@{login} I can't start on this yet: no OpenHands account is linked to your GitHub \
-         account. Please sign in to OpenHands, {how}, then ask again."
-    )
+    messages::no_linked_account("GitHub", login, link_url(public_url))
 }
 
 /// To a sender whose job could not be started.
 pub fn start_failed(login: &str, failure: StartFailure, public_url: Option<&str>) -> String {
-    match failure {
-        StartFailure::NoLlmSettings => {
-            let place = public_url
-                .map(|base| format!("[your settings]({base}/settings)"))
-                .unwrap_or_else(|| "your OpenHands settings".to_owned());
-            format!(
-                "@{login} I couldn't start: your OpenHands account has no LLM configured. \
-                 Please set a model and a valid LLM API key in {place}, then ask again."
-            )
-        }
-        StartFailure::Other => format!(
-            "@{login} Something went wrong on our side and I couldn't start working on this. \
-             Please try again in a little while."
-        ),
-    }
+    messages::start_failed(login, failure, public_url)
 }
 
 #[cfg(test)]
