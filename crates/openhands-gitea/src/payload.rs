@@ -100,7 +100,7 @@ pub fn job_of(
         title: &issue.title,
         body: &issue.body,
     };
-    let (instructions, summary) = match event_type {
+    let (instructions, follow_up, summary) = match event_type {
         // Gitea sends label changes as `issues` (`X-Gitea-Event-Type: issue_label`).
         "issues" | "issue_label" => {
             let labelled = issue.labels.iter().any(|l| rules.is_trigger_label(&l.name))
@@ -117,6 +117,7 @@ pub fn job_of(
             }
             (
                 prompts::labelled_issue(&thread, "pull request"),
+                None,
                 format!("{repository}#{} labelled: {}", issue.number, issue.title),
             )
         }
@@ -135,6 +136,7 @@ pub fn job_of(
             }
             (
                 prompts::comment(&thread, author, &comment.body),
+                Some(prompts::follow_up(&thread, author, &comment.body)),
                 format!("{repository}#{} comment by {author}", issue.number),
             )
         }
@@ -144,6 +146,7 @@ pub fn job_of(
         repository: repository.clone(),
         issue: issue.number,
     };
+    let thread = format!("{repository}#{}", issue.number);
     Ok(Some(Job {
         user_id: user_id.to_owned(),
         org_id: None,
@@ -159,6 +162,8 @@ pub fn job_of(
         instructions,
         summary,
         reply_to: serde_json::to_value(reply_to).unwrap_or_default(),
+        thread: Some(thread),
+        follow_up,
     }))
 }
 

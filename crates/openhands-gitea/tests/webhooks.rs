@@ -543,3 +543,73 @@ async fn a_failing_delivery_is_retried_then_dead_lettered_and_replays_after_the_
     .await;
     assert!(again.is_err());
 }
+
+#[tokio::test]
+async fn a_later_comment_on_the_same_issue_continues_its_conversation() {
+    let mut env = Env::start().await;
+    env.store_settings().await;
+    let labelled = env.labelled_issue();
+    env.deliver("issues", "d-1", &labelled, Env::sign(&labelled))
+        .await;
+    let first = env.wait_for("d-1", "done").await;
+    let conversation_id = first.conversation_id.clone().expect("conversation");
+    env.wait_for_comments(1).await;
+
+    // The same user asks again on issue 7: the same conversation gets the comment.
+    let again = env.comment_by("alice", "@openhands also update the docs");
+    env.deliver("issue_comment", "d-2", &again, Env::sign(&again))
+        .await;
+    let second = env.wait_for("d-2", "done").await;
+    assert_eq!(
+        second.conversation_id.as_deref(),
+        Some(conversation_id.as_str())
+    );
+    let comments = env.wait_for_comments(2).await;
+    assert_eq!(comments[1].path, "/api/v1/repos/acme/app/issues/7/comments");
+    let text = comments[1].body["body"].as_str().unwrap_or_default();
+    assert!(text.contains("finished"), "{text}");
+    assert_eq!(env.conversations().await.len(), 1, "no second conversation");
+    let res = env
+        .server
+        .client
+        .get(
+            env.server
+                .url(&format!("/api/conversations/{conversation_id}/trajectory")),
+        )
+        .header("X-Test-User", USER)
+        .send()
+        .await
+        .expect("trajectory");
+    let events = json_body(res).await["trajectory"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let messages: Vec<&str> = events
+        .iter()
+        .filter(|e| e["source"] == "user" && e["action"] == "message")
+        .filter_map(|e| e["args"]["content"].as_str())
+        .collect();
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    assert!(
+        messages[0].starts_with("Resolve issue #7"),
+        "{}",
+        messages[0]
+    );
+    assert_eq!(
+        messages[1],
+        "alice commented again on issue #7:\n\n@openhands also update the docs"
+    );
+    // The second outcome was reported after the follow-up's message, not for the first
+    // task's end.
+    let follow_up_id = events
+        .iter()
+        .find(|e| e["args"]["content"] == messages[1])
+        .and_then(|e| e["id"].as_i64())
+        .expect("the follow-up's id");
+    let finished_after = events.iter().any(|e| {
+        e["observation"] == "agent_state_changed"
+            && e["extras"]["agent_state"] == "finished"
+            && e["id"].as_i64() > Some(follow_up_id)
+    });
+    assert!(finished_after, "{events:#?}");
+}

@@ -183,7 +183,7 @@ pub fn job_of(
     }
     let repo = repository.full_name.as_str();
     let comment_text = |c: &Comment| c.body.clone().unwrap_or_default();
-    let (trigger, number, comment_id, branch, instructions, summary) = match event_type {
+    let (trigger, number, comment_id, branch, instructions, follow_up, summary) = match event_type {
         "issues" => {
             let (Some(issue), Some(label)) = (&event.issue, &event.label) else {
                 return Ok(None);
@@ -205,6 +205,7 @@ pub fn job_of(
                 None,
                 None,
                 prompts::labelled_issue(&thread, "pull request"),
+                None,
                 format!("{repo}#{} labelled: {}", issue.number, issue.title),
             )
         }
@@ -229,6 +230,7 @@ pub fn job_of(
                 body: issue.body.as_deref().unwrap_or_default(),
             };
             let instructions = prompts::comment(&thread, &sender.login, &text);
+            let follow_up = prompts::follow_up(&thread, &sender.login, &text);
             (
                 if on_pr {
                     Trigger::PrComment
@@ -239,6 +241,7 @@ pub fn job_of(
                 Some(comment.id),
                 None,
                 instructions,
+                Some(follow_up),
                 format!("{repo}#{} comment by {}", issue.number, sender.login),
             )
         }
@@ -272,6 +275,7 @@ pub fn job_of(
                 Some(comment.id),
                 pr.head.as_ref().map(|h| h.branch.clone()),
                 prompts::review_comment(&thread, &sender.login, &text, &place),
+                Some(prompts::follow_up(&thread, &sender.login, &text)),
                 format!("{repo}#{} review comment by {}", pr.number, sender.login),
             )
         }
@@ -304,6 +308,8 @@ pub fn job_of(
         summary,
         reply_to: serde_json::to_value(reply_to)
             .map_err(|e| ParseError(format!("reply data: {e}")))?,
+        thread: Some(format!("{repo}#{number}")),
+        follow_up,
     }))
 }
 

@@ -11,7 +11,7 @@ pub struct Model {
     pub provider: String,
     /// The `webhook_deliveries` row that started the job.
     pub delivery_id: String,
-    /// Unique: one callback per conversation.
+    /// Unique: one callback per conversation (a follow-up on a thread reuses it).
     pub conversation_id: String,
     /// The conversation's scope (`''` for none), to read its events.
     pub user_id: String,
@@ -33,6 +33,9 @@ pub struct Model {
     pub links: String,
     /// The outcome as JSON, once the conversation ended (kept while posting is retried).
     pub outcome: Option<String>,
+    /// A follow-up's callback: an ending state counts only after the follow-up's user
+    /// message was stored (the task before it may still end first).
+    pub awaits_message: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -74,6 +74,7 @@ pub async fn register(
         last_message: Set(None),
         links: Set("[]".to_owned()),
         outcome: Set(None),
+        awaits_message: Set(false),
         created_at: Set(now),
         updated_at: Set(now),
     };
@@ -81,6 +82,48 @@ pub async fn register(
         .exec_without_returning(db.connection())
         .await?;
     Ok(id)
+}
+
+/// Watches a thread's conversation again for a follow-up `job` (see [`crate::threads`]):
+/// its events from `cursor` on, and an ending state only after the follow-up's user
+/// message. The conversation's callback row is reused (one per conversation), reset to
+/// this job; returns its id.
+pub async fn follow_up(
+    db: &Database,
+    provider: &str,
+    delivery_id: &str,
+    conversation_id: &str,
+    job: &Job,
+    cursor: i64,
+) -> Result<String, DbErr> {
+    let existing = Entity::find()
+        .filter(Column::ConversationId.eq(conversation_id))
+        .one(db.connection())
+        .await?;
+    let Some(existing) = existing else {
+        let id = register(db, provider, delivery_id, conversation_id, job).await?;
+        update(db, &id, status::WATCHING, |m| {
+            m.event_cursor = Set(cursor);
+            m.awaits_message = Set(true);
+        })
+        .await?;
+        return Ok(id);
+    };
+    let job = serde_json::to_string(job).unwrap_or_else(|_| "{}".to_owned());
+    update(db, &existing.id, status::WATCHING, |m| {
+        m.delivery_id = Set(delivery_id.to_owned());
+        m.job = Set(job);
+        m.attempts = Set(0);
+        m.last_error = Set(None);
+        m.next_check_at = Set(Utc::now());
+        m.event_cursor = Set(cursor);
+        m.last_message = Set(None);
+        m.links = Set("[]".to_owned());
+        m.outcome = Set(None);
+        m.awaits_message = Set(true);
+    })
+    .await?;
+    Ok(existing.id)
 }
 
 /// Forgets the callback of a conversation that did not start.
@@ -137,6 +180,8 @@ struct Scan {
     links: Vec<String>,
     /// The ending agent state, if the conversation ended.
     ended: Option<String>,
+    /// A follow-up's message has not been seen yet (endings before it do not count).
+    awaits_message: bool,
 }
 
 async fn process(runtime: &Arc<Runtime>, row: Model) -> Result<(), DbErr> {
@@ -185,6 +230,7 @@ async fn process(runtime: &Arc<Runtime>, row: Model) -> Result<(), DbErr> {
                         m.event_cursor = Set(scan.cursor);
                         m.last_message = Set(scan.last_message);
                         m.links = Set(links);
+                        m.awaits_message = Set(scan.awaits_message);
                         m.next_check_at = Set(Utc::now() + CHECK_INTERVAL);
                     })
                     .await;
@@ -266,6 +312,7 @@ async fn scan(runtime: &Arc<Runtime>, row: &Model) -> Result<Scan, String> {
         last_message: row.last_message.clone(),
         links: serde_json::from_str(&row.links).unwrap_or_default(),
         ended: None,
+        awaits_message: row.awaits_message,
     };
     loop {
         let query = EventQuery {
@@ -298,6 +345,9 @@ async fn scan(runtime: &Arc<Runtime>, row: &Model) -> Result<Scan, String> {
 /// Notes the event's message and links; the ending agent state if it ends the conversation.
 fn observe(event: &Event, found: &mut Scan) -> Option<String> {
     if event.source == EventSource::User {
+        if matches!(&event.body, EventBody::Action { action, .. } if action == "message") {
+            found.awaits_message = false;
+        }
         return None;
     }
     match &event.body {
@@ -307,7 +357,8 @@ fn observe(event: &Event, found: &mut Scan) -> Option<String> {
             ..
         } if observation == "agent_state_changed" => {
             let state = extras.get("agent_state").and_then(|s| s.as_str())?;
-            return FINISHED_STATES.contains(&state).then(|| state.to_owned());
+            return (FINISHED_STATES.contains(&state) && !found.awaits_message)
+                .then(|| state.to_owned());
         }
         EventBody::Observation { content, .. } => collect_links(content, &mut found.links),
         EventBody::Action { args, .. } => {

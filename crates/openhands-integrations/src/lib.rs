@@ -17,6 +17,9 @@
 //! - [`callbacks`] and [`callback_entity`]: the durable `integration_callbacks` rows; the
 //!   worker reads each started conversation's events until it ends, then calls the
 //!   integration's `on_finished` (retried), also after a restart.
+//! - [`threads`] and [`follow_up`]: a later request by the same user on the same issue or
+//!   change request continues that thread's conversation (a user message to it) instead
+//!   of starting another; its callback reports when that request's work ends.
 //! - [`cli`]: `openhands webhooks list|replay`.
 //!
 //! See `docs/integrations.md` and `docs/writing-a-provider.md`.
@@ -26,9 +29,11 @@ pub mod callbacks;
 pub mod cli;
 pub mod deliveries;
 pub mod entity;
+pub mod follow_up;
 pub mod intake;
 pub mod migration;
 pub mod routes;
+pub mod threads;
 pub mod worker;
 
 pub use deliveries::{DeliveryError, Recorded, Status};

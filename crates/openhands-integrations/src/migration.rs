@@ -1,4 +1,4 @@
-//! The `webhook_deliveries` and `integration_callbacks` tables, contributed through `ProviderMigrations` (no edit to the
+//! The `webhook_deliveries`, `integration_callbacks` and `integration_threads` tables, contributed through `ProviderMigrations` (no edit to the
 //! migrations crate).
 
 use sea_orm_migration::prelude::*;
@@ -278,6 +278,84 @@ impl MigrationTrait for PayloadHashMigration {
     }
 }
 
+/// `integration_threads` (which conversation a user's requests on an issue or change request
+/// continue) and `integration_callbacks.awaits_message` (a follow-up's callback ignores the
+/// end of the task before it, until its message was taken in).
+pub struct ThreadsMigration;
+
+impl MigrationName for ThreadsMigration {
+    fn name(&self) -> &str {
+        "m20261207_000105_integrations_threads"
+    }
+}
+
+#[derive(DeriveIden)]
+enum IntegrationThreads {
+    Table,
+    Provider,
+    Thread,
+    UserId,
+    OrgId,
+    ConversationId,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum CallbackFollowUp {
+    #[sea_orm(iden = "integration_callbacks")]
+    Table,
+    AwaitsMessage,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for ThreadsMigration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(IntegrationThreads::Table)
+                    .col(text(IntegrationThreads::Provider))
+                    .col(text(IntegrationThreads::Thread))
+                    .col(text(IntegrationThreads::UserId))
+                    .col(text_null(IntegrationThreads::OrgId))
+                    .col(text(IntegrationThreads::ConversationId))
+                    .col(timestamp_with_time_zone(IntegrationThreads::CreatedAt))
+                    .col(timestamp_with_time_zone(IntegrationThreads::UpdatedAt))
+                    .primary_key(
+                        Index::create()
+                            .col(IntegrationThreads::Provider)
+                            .col(IntegrationThreads::Thread)
+                            .col(IntegrationThreads::UserId),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(CallbackFollowUp::Table)
+                    .add_column(boolean(CallbackFollowUp::AwaitsMessage).default(false))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(CallbackFollowUp::Table)
+                    .drop_column(CallbackFollowUp::AwaitsMessage)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .drop_table(Table::drop().table(IntegrationThreads::Table).to_owned())
+            .await
+    }
+}
+
 inventory::submit! {
     openhands_migrations::ProviderMigrations {
         provider: "integrations",
@@ -287,6 +365,7 @@ inventory::submit! {
                 Box::new(CallbacksMigration),
                 Box::new(DeliveryStorageMigration),
                 Box::new(PayloadHashMigration),
+                Box::new(ThreadsMigration),
             ]
         },
     }

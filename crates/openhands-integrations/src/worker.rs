@@ -6,6 +6,8 @@
 use crate::callbacks;
 use crate::deliveries::{self, Status};
 use crate::entity::Model;
+use crate::follow_up;
+use crate::threads;
 use async_trait::async_trait;
 use chrono::Utc;
 use openhands_core::conversation::{ConversationMetadata, ConversationTrigger};
@@ -266,8 +268,8 @@ async fn failed(
 }
 
 /// Creates and starts the job's conversation for the job's user (as `POST
-/// /api/conversations` does), with its durable finish callback stored first. Returns the
-/// conversation id.
+/// /api/conversations` does), with its durable finish callback stored first, or continues
+/// the conversation of the job's thread ([`crate::follow_up`]). Returns the conversation id.
 pub async fn start_job(
     runtime: &Arc<Runtime>,
     delivery_id: &str,
@@ -292,6 +294,19 @@ pub async fn start_job(
         .await
         .map_err(|e| store(&e))?
         .unwrap_or_default();
+    let provider = integration.name();
+    if let Some(existing) = follow_up::existing_conversation(runtime, provider, job, &scope).await?
+    {
+        let continuation = follow_up::Continuation {
+            provider,
+            delivery_id,
+            conversation_id: &existing,
+            settings,
+            secrets,
+        };
+        follow_up::continue_conversation(runtime, job, continuation).await?;
+        return Ok(existing);
+    }
     let conversation_id = openhands_core::conversation::new_conversation_id();
     let mut metadata =
         ConversationMetadata::new(conversation_id.clone(), scope.user_id.clone(), Utc::now());
@@ -317,19 +332,13 @@ pub async fn start_job(
     ext.monitoring
         .on_create_conversation(&scope, &conversation_id);
     // Stored before the start, so an end is never missed; forgotten if the start fails.
-    let callback = callbacks::register(
-        &runtime.db,
-        integration.name(),
-        delivery_id,
-        &conversation_id,
-        job,
-    )
-    .await
-    .map_err(|e| store(&e))?;
+    let callback = callbacks::register(&runtime.db, provider, delivery_id, &conversation_id, job)
+        .await
+        .map_err(|e| store(&e))?;
     let started = ext
         .conversation_manager
         .start(StartRequest {
-            scope,
+            scope: scope.clone(),
             metadata,
             settings,
             secrets,
@@ -343,6 +352,14 @@ pub async fn start_job(
                 "forgetting the callback of a conversation that did not start failed");
         }
         return Err(JobError::Start(err.to_string()));
+    }
+    if let Some(thread) = &job.thread
+        && let Err(err) =
+            threads::record(&runtime.db, provider, thread, &scope, &conversation_id).await
+    {
+        // The conversation runs; a later comment on the thread then starts another one.
+        tracing::warn!(conversation_id = %conversation_id, error = %err,
+            "recording the thread of a started conversation failed");
     }
     Ok(conversation_id)
 }

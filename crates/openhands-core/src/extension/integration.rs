@@ -73,6 +73,16 @@ pub struct Job {
     pub summary: String,
     /// Provider data the callback needs (e.g. the issue number), opaque to the framework.
     pub reply_to: serde_json::Value,
+    /// The issue or change request the request came from (`owner/repo#7`), unique within
+    /// the provider: a later request on the same thread by the same user continues that
+    /// thread's conversation instead of starting another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
+    /// What to tell the thread's conversation when it already exists (a comment's text,
+    /// without the issue again; `resolver::prompts::follow_up`). `None`: this request always
+    /// starts a new conversation (a label added again is a fresh attempt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_up: Option<String>,
 }
 
 impl Job {

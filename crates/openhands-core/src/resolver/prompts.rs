@@ -15,6 +15,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             "review_comment.md",
             include_str!("templates/review_comment.md"),
         ),
+        ("follow_up.md", include_str!("templates/follow_up.md")),
     ] {
         if let Err(err) = env.add_template(name, source) {
             tracing::error!(template = name, error = %err, "a resolver prompt template does not compile");
@@ -99,6 +100,15 @@ pub fn review_comment(
     )
 }
 
+/// The message a thread's existing conversation gets for a later comment that asks the
+/// agent again (the conversation already knows the issue).
+pub fn follow_up(thread: &Thread<'_>, author: &str, text: &str) -> String {
+    render(
+        "follow_up.md",
+        context! { author => author, text => text, what => thread.what, number => thread.number },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +145,14 @@ mod tests {
             "It & crashes.\n\nYou are on the pull request's branch: commit and push your \
                  changes to it."
         ));
+    }
+
+    #[test]
+    fn a_follow_up_is_the_new_comment_only() {
+        assert_eq!(
+            follow_up(&thread(false), "carol", "@openhands also the docs"),
+            "carol commented again on issue #7:\n\n@openhands also the docs"
+        );
     }
 
     #[test]
