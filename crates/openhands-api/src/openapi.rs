@@ -28,7 +28,7 @@ use crate::error::schema::{
     ValidationIssue,
 };
 use crate::routes::{
-    control, conversations, events, files, health, options, runtime, secrets, settings,
+    control, conversations, events, files, git, health, options, runtime, secrets, settings,
 };
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
@@ -60,6 +60,8 @@ pub const RAW_BODY: &str = "x-raw-body";
         control::start, control::stop, control::message, control::post_event, crate::trajectory::trajectory,
         files::list_files, files::select_file, files::zip_directory, files::upload_files,
         files::git_changes, files::git_diff,
+        git::user_info, git::repositories, git::search_repositories, git::branches,
+        git::installations,
     ),
     components(schemas(
         ErrorDetail, ErrorText, Message, StatusError, Success, SuccessError, ValidationErrors,
@@ -72,6 +74,7 @@ pub const RAW_BODY: &str = "x-raw-body";
         (name = "secrets", description = "Custom secrets and git-provider tokens; values are write-only"),
         (name = "conversations", description = "Conversations and their events; live events at GET /api/conversations/{conversation_id}/events/socket (WebSocket)"),
         (name = "files", description = "A conversation's workspace"),
+        (name = "git", description = "The user's git-provider data, read with their linked tokens"),
     )
 )]
 pub struct ApiDoc;

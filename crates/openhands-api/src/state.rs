@@ -18,10 +18,15 @@ pub struct AppState {
     pub cpu_sampler: crate::system_stats::CpuSampler,
     /// Draining and closing at shutdown (see [`crate::lifecycle`]).
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
+    /// The linked providers' services behind `/api/user/*`, one per provider.
+    pub git_services: Vec<Arc<dyn openhands_core::extension::GitService>>,
+    /// Users' repository listings, for [`crate::routes::git::LIST_TTL`].
+    pub repository_lists: crate::routes::git::ListCache,
 }
 
 impl AppState {
     pub fn new(config: Arc<Config>, ext: Extensions) -> Self {
+        let git_services = openhands_core::extension::GitServiceRegistration::available(&config);
         let mut state = Self {
             config,
             ext,
@@ -30,6 +35,11 @@ impl AppState {
             openapi_json: Vec::new(),
             cpu_sampler: crate::system_stats::CpuSampler::default(),
             lifecycle: Arc::default(),
+            git_services,
+            repository_lists: crate::routes::git::ListCache::new(
+                crate::routes::git::LIST_TTL,
+                10_000,
+            ),
         };
         state.openapi_json = crate::openapi::render(&state);
         state

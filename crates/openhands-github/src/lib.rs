@@ -37,6 +37,7 @@ pub mod messages;
 pub mod payload;
 pub mod settings;
 pub mod tokens;
+pub mod user_service;
 pub mod webhook;
 
 pub use config::{ConfigError, GithubAppConfig};

@@ -4,6 +4,7 @@ pub mod control;
 pub mod conversations;
 pub mod events;
 pub mod files;
+pub mod git;
 pub mod health;
 pub mod options;
 pub mod runtime;
@@ -24,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     events::configure(cfg);
     control::configure(cfg);
     files::configure(cfg);
+    git::configure(cfg);
     socket::configure(cfg);
     cfg.route("/openapi.json", web::get().to(crate::openapi::serve));
 }

@@ -7,6 +7,7 @@
 mod audit;
 mod auth;
 mod change_feed;
+mod git_service;
 mod integration;
 mod manager;
 mod monitoring;
@@ -18,6 +19,10 @@ mod stores;
 pub use audit::{AuditEntry, AuditError, AuditLog};
 pub use auth::{AuthError, AuthType, AuthenticatedUser, RequestHeaders, UserAuth};
 pub use change_feed::{ChangeFeed, ChangeFeedError, ChangeNotice};
+pub use git_service::{
+    Branch, GitService, GitServiceBuildFn, GitServiceError, GitServiceRegistration, GitUser,
+    PaginatedBranches, Repository, RepositoryPage, RepositorySearch,
+};
 pub use integration::{
     Admission, CallbackError, Integration, IntegrationBuildFn, IntegrationRegistration,
     InvalidPayload, Job, JobContext, Outcome, ParseError, RetryPolicy, StartFailure, VerifyError,
