@@ -164,6 +164,7 @@ pub fn job_of(
         reply_to: serde_json::to_value(reply_to).unwrap_or_default(),
         thread: Some(thread),
         follow_up,
+        git_provider: None,
     }))
 }
 

@@ -310,6 +310,7 @@ pub fn job_of(
             .map_err(|e| ParseError(format!("reply data: {e}")))?,
         thread: Some(format!("{repo}#{number}")),
         follow_up,
+        git_provider: None,
     }))
 }
 

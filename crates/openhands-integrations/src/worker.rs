@@ -313,6 +313,7 @@ pub async fn start_job(
     metadata.org_id = scope.org_id.clone();
     metadata.selected_repository = job.repository.clone();
     metadata.selected_branch = job.branch.clone();
+    metadata.git_provider = job.git_provider;
     metadata.trigger = Some(ConversationTrigger::Resolver);
     metadata.llm_model = settings.llm_model.clone();
     ext.conversation_store

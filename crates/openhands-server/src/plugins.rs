@@ -44,6 +44,10 @@ use openhands_gitea as _;
 #[cfg(feature = "github")]
 use openhands_github as _;
 
+// Integrations: GitLab webhooks (on only with GITLAB_WEBHOOKS_ENABLED).
+#[cfg(feature = "gitlab")]
+use openhands_gitlab as _;
+
 // SaaS mode: the isolated sandbox (`saas.bwrap`, the `saas` class's pick) and its proxy.
 #[cfg(feature = "saas")]
 use openhands_sandbox as _;

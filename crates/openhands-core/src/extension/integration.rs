@@ -83,6 +83,10 @@ pub struct Job {
     /// starts a new conversation (a label added again is a fresh attempt).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follow_up: Option<String>,
+    /// The git provider the repository is on, so the clone uses that provider's host and
+    /// token (`None`: GitHub, or a full clone URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_provider: Option<ProviderType>,
 }
 
 impl Job {
