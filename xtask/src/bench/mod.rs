@@ -9,8 +9,8 @@
 //! agent loop against a fake LLM, on a fresh server), `store` (the SQL stores on
 //! PostgreSQL), `saas_auth` (authenticated routes of a SaaS server on PostgreSQL),
 //! `webhooks` (signed GitHub deliveries recorded by a SaaS server on PostgreSQL),
-//! `cluster` (three SaaS replicas on PostgreSQL and Redis: cross-replica delivery and
-//! takeover after `kill -9`), `sandbox` (tool servers in `saas.bwrap` and `oss.process`
+//! `cluster` (three SaaS replicas on PostgreSQL and Redis: cross-replica delivery,
+//! takeover after `kill -9` and handover on SIGTERM), `sandbox` (tool servers in `saas.bwrap` and `oss.process`
 //! sandboxes: start, round trip, idle memory, agent events/s), `stats`, `rss`, `targets`
 //! and `report`.
 
@@ -112,7 +112,8 @@ pub struct BenchArgs {
     #[arg(long)]
     seed_binary: Option<PathBuf>,
     /// Skip the cluster figures (three SaaS replicas on the machine's PostgreSQL and Redis:
-    /// cross-replica delivery delay with 1,000 watchers, takeover time after `kill -9`).
+    /// cross-replica delivery delay with 1,000 watchers, takeover time after `kill -9`,
+    /// handover of 100 working conversations on SIGTERM).
     #[arg(long)]
     skip_cluster: bool,
     /// Run only the cluster figures and print them (results files are left alone), for

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::agent::AgentResults;
-use super::cluster::ClusterResults;
+use super::cluster::{ClusterResults, Handover};
 use super::saas_auth::SaasResults;
 use super::sandbox::SandboxResults;
 use super::store::StoreResults;
@@ -168,7 +168,7 @@ fn render_targets(md: &mut String, targets: &[Target]) {
     }
 }
 
-/// The cluster table alone, for `--only-cluster` runs, with its two targets.
+/// The cluster table alone, for `--only-cluster` runs, with its targets.
 pub fn render_cluster_only(cluster: &ClusterResults) -> String {
     let mut md = String::new();
     render_cluster(&mut md, cluster);
@@ -242,6 +242,60 @@ fn render_cluster(md: &mut String, cluster: &ClusterResults) {
         md,
         "| takeover runs (killed -> resumed on: status event / RUNNING, ms) | {} |",
         each.join("; ")
+    );
+    render_handover(md, &cluster.handover);
+}
+
+/// The handover rows of the cluster table.
+fn render_handover(md: &mut String, handover: &Handover) {
+    let setup = format!(
+        "{} working conversations on {}, think answered in {} ms",
+        handover.conversations, handover.stopped_replica, handover.llm_answer_ms
+    );
+    for (name, delays) in [
+        ("signal to `stopped` at a watcher", &handover.drained),
+        ("signal to the status event", &handover.status_event),
+        (
+            "signal to the next step on another replica",
+            &handover.next_step,
+        ),
+    ] {
+        let _ = writeln!(
+            md,
+            "| handover on SIGTERM: {name} p50 / p99 / max (ms; {setup}; {} seen) | {:.0} / {:.0} / {:.0} |",
+            delays.deliveries, delays.p50_ms, delays.p99_ms, delays.max_ms
+        );
+    }
+    for (name, delays) in [
+        ("status event", &handover.status_event_lag),
+        ("next step", &handover.next_step_lag),
+    ] {
+        let _ = writeln!(
+            md,
+            "| handover: {name}, its timestamp to the read at the watcher, p50 / p99 / max (ms) | {:.1} / {:.1} / {:.1} |",
+            delays.p50_ms, delays.p99_ms, delays.max_ms
+        );
+    }
+    let taken: Vec<String> = handover
+        .resumed_on
+        .iter()
+        .map(|(replica, count)| format!("{replica} {count}"))
+        .collect();
+    let _ = writeln!(
+        md,
+        "| handover: handed over / failed (of {}; running on: {}) | {} / {} |",
+        handover.conversations,
+        taken.join(", "),
+        handover.handed_over(),
+        handover.failures
+    );
+    for failure in &handover.failure_examples {
+        let _ = writeln!(md, "| handover failure | {} |", one_line(failure));
+    }
+    let _ = writeln!(
+        md,
+        "| handover: SIGTERM to the stopping replica's exit (ms) | {:.0} |",
+        handover.exit_ms
     );
 }
 
@@ -674,6 +728,25 @@ mod tests {
         );
         assert_eq!(value["cluster"]["takeover"]["complete"]["max_ms"], 4_100.0);
         assert_eq!(value["cluster"]["takeover"]["runs"][0]["killed"], "a");
+        assert!(
+            md.contains("| handover on SIGTERM: signal to the next step on another replica p50 / p99 / max (ms; 100 working conversations on a, think answered in 100 ms; 100 seen) | 420 / 850 / 860 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| handover: handed over / failed (of 100; running on: b 50, c 50) | 100 / 0 |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| handover: SIGTERM to the stopping replica's exit (ms) | 700 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| handover: next step, its timestamp to the read at the watcher, p50 / p99 / max (ms) | 1.5 / 4.0 / 4.5 |"),
+            "{md}"
+        );
+        assert_eq!(value["cluster"]["handover"]["next_step"]["p99_ms"], 850.0);
 
         let alone = render_cluster_only(&crate::bench::cluster::example(7.25, &[5_000.0]));
         assert!(
@@ -682,6 +755,11 @@ mod tests {
         );
         assert!(
             alone.contains("| takeover after kill -9 (worst run) | < 5 s | 5.00 | ❌ |"),
+            "{alone}"
+        );
+        assert!(
+            alone
+                .contains("| handover on SIGTERM, signal to next step (p99) | < 1 s | 0.85 | ✅ |"),
             "{alone}"
         );
         Ok(())

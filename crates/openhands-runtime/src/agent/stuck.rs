@@ -31,8 +31,13 @@ pub(crate) const ALTERNATION_STEPS: usize = 6;
 /// Empty LLM replies in a row that count as a loop.
 pub(crate) const EMPTY_REPLIES: usize = 3;
 
-/// Action arguments that do not change what an action does.
+/// Action arguments that do not change what an action does. `thought` is the LLM's comment
+/// beside a command, except for the `think` tool, where it is the whole action (and the
+/// observation is always the same): ignoring it there made every fourth thought in a row a
+/// "loop".
 const VOLATILE_ARGS: &[&str] = &["thought", "confirmation_state", "security_risk"];
+/// The action whose `thought` is what it does.
+const THINK_ACTION: &str = "think";
 
 /// What the agent did, by meaning.
 #[derive(Debug, Clone, PartialEq)]
@@ -236,7 +241,9 @@ fn action_key(action: &str, args: &Map<String, Value>, metadata: &Value) -> Acti
         .unwrap_or(action);
     let arguments: Map<String, Value> = args
         .iter()
-        .filter(|(k, _)| !VOLATILE_ARGS.contains(&k.as_str()))
+        .filter(|(k, _)| {
+            !VOLATILE_ARGS.contains(&k.as_str()) || (action == THINK_ACTION && *k == "thought")
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     ActionKey {
@@ -357,6 +364,13 @@ mod tests {
             ));
         }
 
+        /// A `think` step (its observation is always the same).
+        fn think(&mut self, thought: &str) {
+            let ctx = self.context("think", json!({ "thought": thought }));
+            let action = self.store(events::think_action(thought, &ctx));
+            self.store(events::think_observation(action, &ctx));
+        }
+
         fn reply(&mut self, text: &str) {
             self.store(events::agent_message(text, false, json!({})));
             self.store(events::state_changed("running", ""));
@@ -385,6 +399,27 @@ mod tests {
         );
         let text = stuck.map(|s| s.to_string()).unwrap_or_default();
         assert!(text.contains("same observation 4 times"), "{text}");
+    }
+
+    /// Regression: `thought` was ignored for `think` too, so four different thoughts in a row
+    /// were "the same action with the same observation".
+    #[test]
+    fn different_thoughts_in_a_row_are_not_stuck_but_the_same_one_is() {
+        let mut h = History::default();
+        h.user("go");
+        for n in 0..2 * REPEATS {
+            h.think(&format!("idea {n}"));
+        }
+        assert_eq!(h.check(), None);
+        for _ in 0..REPEATS {
+            h.think("the same idea");
+        }
+        assert_eq!(
+            h.check(),
+            Some(Stuck::RepeatedAction {
+                tool: "think".into()
+            })
+        );
     }
 
     #[test]

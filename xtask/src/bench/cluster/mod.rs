@@ -5,7 +5,9 @@
 //! - [`delivery`]: cross-replica delivery delay, owner storing an event to a WebSocket
 //!   watcher on another replica receiving it, with 1,000 watchers over the replicas;
 //! - [`takeover`]: time from `kill -9` of a conversation's owner until another replica
-//!   runs it, with the default lease.
+//!   runs it, with the default lease;
+//! - [`handover`]: time from SIGTERM to a replica running 100 working agents until each
+//!   takes its next step on another replica (the graceful path of a deploy).
 //!
 //! The machine's PostgreSQL (`127.0.0.1:5432`, user `postgres`, trust auth) gets a fresh
 //! database for the run, dropped afterwards; the machine's Redis gets a key prefix of the
@@ -15,6 +17,7 @@
 //! measurements'.
 
 mod delivery;
+mod handover;
 mod redis;
 mod replicas;
 mod takeover;
@@ -34,6 +37,7 @@ use redis::Redis;
 use replicas::{Deployment, NAMES, Replicas};
 
 pub use delivery::Delivery;
+pub use handover::Handover;
 pub use takeover::Takeover;
 
 /// The machine's PostgreSQL, where the run's database is made and dropped.
@@ -44,6 +48,10 @@ const WATCHERS: usize = 1000;
 const THINK_CALLS: u64 = 200;
 /// Kills of the takeover measurement.
 const TAKEOVER_RUNS: usize = 3;
+/// Working conversations on the replica that gets SIGTERM in the handover measurement.
+const HANDOVER_CONVERSATIONS: usize = 100;
+/// The replica that gets SIGTERM (index in [`NAMES`]).
+const HANDOVER_VICTIM: usize = 0;
 
 /// What the cluster measurements report.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -52,6 +60,7 @@ pub struct ClusterResults {
     pub replicas: usize,
     pub delivery: Delivery,
     pub takeover: Takeover,
+    pub handover: Handover,
 }
 
 /// What the cluster measurements need from the machine, found before they start.
@@ -73,7 +82,7 @@ pub fn check_services() -> Result<Services> {
     Ok(Services { redis })
 }
 
-/// Runs both measurements on replicas of `base`'s binary; data dirs and logs go under
+/// Runs the measurements on replicas of `base`'s binary; data dirs and logs go under
 /// `<bench dir>/cluster`.
 pub async fn measure(
     base: &ServerConfig,
@@ -129,6 +138,21 @@ pub async fn measure(
     )
     .await
     .context("takeover after kill -9")?;
+    // Last: its victim is not restarted, the two survivors are stopped below.
+    eprintln!(
+        "==> cluster: handover on SIGTERM ({HANDOVER_CONVERSATIONS} working conversations on replica {})",
+        NAMES[HANDOVER_VICTIM]
+    );
+    let handover = handover::measure(
+        &mut replicas,
+        &deployment,
+        &mut keys.redis,
+        &llm,
+        HANDOVER_VICTIM,
+        HANDOVER_CONVERSATIONS,
+    )
+    .await
+    .context("handover on SIGTERM")?;
     eprintln!("    fake LLM answered {} completions", llm.served());
     replicas
         .stop()
@@ -139,6 +163,7 @@ pub async fn measure(
         replicas: NAMES.len(),
         delivery,
         takeover,
+        handover,
     })
 }
 
@@ -203,7 +228,7 @@ fn unix_nanos() -> u128 {
 
 /// Results for the report's and the targets' tests: cross-replica p99 `cross_p99_ms`,
 /// one takeover run per entry of `takeovers_ms` (status event then `RUNNING` 100 ms
-/// later).
+/// later), a handover whose next step has p99 850 ms.
 #[cfg(test)]
 pub fn example(cross_p99_ms: f64, takeovers_ms: &[f64]) -> ClusterResults {
     use super::cpu::CpuUsage;
@@ -247,5 +272,6 @@ pub fn example(cross_p99_ms: f64, takeovers_ms: &[f64]) -> ClusterResults {
             },
         },
         takeover: Takeover::of(runs),
+        handover: handover::example(850.0),
     }
 }

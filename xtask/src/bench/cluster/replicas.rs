@@ -45,8 +45,9 @@ impl Deployment {
 /// The environment every replica (and `openhands migrate`) shares: SaaS mode with the
 /// local user on the deployment's database and Redis, rate limits off, every
 /// conversation of the run allowed to keep running (the measurements stop their own),
-/// no idle close, the cluster manager's decisions logged, and no config file (so
-/// nothing but the defaults sets the cluster timings).
+/// no idle close, the bench's fake LLM on loopback allowed (SaaS mode refuses internal
+/// LLM addresses otherwise), the cluster manager's decisions logged, and no config file
+/// (so nothing but the defaults sets the cluster timings).
 pub fn shared_env(deployment: &Deployment, config_file: &Path) -> Vec<(&'static str, String)> {
     vec![
         ("OPENHANDS_CONFIG_CLS", "saas".to_owned()),
@@ -60,6 +61,7 @@ pub fn shared_env(deployment: &Deployment, config_file: &Path) -> Vec<(&'static 
         ("OPENHANDS_USER_RATE_LIMIT", "off".to_owned()),
         ("MAX_CONCURRENT_CONVERSATIONS", "5000".to_owned()),
         ("SANDBOX_CLOSE_DELAY", "0".to_owned()),
+        ("OPENHANDS_LLM_EGRESS_ALLOW", "127.0.0.1".to_owned()),
         ("RUST_LOG", "warn,openhands_cluster_manager=info".to_owned()),
     ]
 }
@@ -95,6 +97,16 @@ impl Replica {
 
     pub fn pid(&self) -> Result<u32> {
         self.server.pid()
+    }
+
+    /// Stops the process with SIGTERM (its graceful shutdown: a clustered replica hands
+    /// its conversations over) and returns once it exited; a process that outlives the
+    /// server module's grace period is killed.
+    pub async fn stop(self) -> Result<()> {
+        self.server
+            .stop()
+            .await
+            .with_context(|| format!("stopping replica {}", self.name))
     }
 }
 
@@ -168,12 +180,16 @@ impl Replicas {
     /// Kills replica `index` with SIGKILL (no shutdown, no handover) and returns the
     /// moment of the kill; the slot stays empty until [`Replicas::restart`].
     pub fn kill(&mut self, index: usize) -> Result<Instant> {
-        let replica = self
-            .slots
+        self.take(index)?.server.kill()
+    }
+
+    /// Takes replica `index` out of its slot, e.g. to stop it with [`Replica::stop`]; the
+    /// slot stays empty until [`Replicas::restart`].
+    pub fn take(&mut self, index: usize) -> Result<Replica> {
+        self.slots
             .get_mut(index)
             .and_then(Option::take)
-            .with_context(|| format!("replica {index} is not running"))?;
-        replica.server.kill()
+            .with_context(|| format!("replica {index} is not running"))
     }
 
     /// Starts a new process (a new replica id) in slot `index` and waits until it is ready.
@@ -192,13 +208,9 @@ impl Replicas {
 
     /// Stops every running replica with SIGTERM, one after the other.
     pub async fn stop(mut self) -> Result<()> {
-        for (index, slot) in self.slots.iter_mut().enumerate() {
+        for slot in &mut self.slots {
             if let Some(replica) = slot.take() {
-                replica
-                    .server
-                    .stop()
-                    .await
-                    .with_context(|| format!("stopping replica {index}"))?;
+                replica.stop().await?;
             }
         }
         Ok(())
@@ -299,6 +311,7 @@ mod tests {
         );
         assert_eq!(get("OPENHANDS_CONFIG_FILE"), Some("/tmp/none.toml"));
         assert!(get("OPENHANDS_SECRETS_KEY").is_some());
+        assert_eq!(get("OPENHANDS_LLM_EGRESS_ALLOW"), Some("127.0.0.1"));
         assert_eq!(
             deployment.owner_key("c1"),
             "oh_bench_cluster_1:cm:owner:{c1}"

@@ -42,7 +42,7 @@ use crate::bench::stats;
 pub const DEFAULT_LEASE_MS: u64 = 3_000;
 pub const DEFAULT_RENEW_INTERVAL_MS: u64 = 250;
 /// The start of the takeover status event's `reason`.
-const RESUMED_REASON: &str = "Resumed on another server";
+pub(super) const RESUMED_REASON: &str = "Resumed on another server";
 /// How long the fake LLM takes per answer while the victim runs the turn, and how many
 /// `think` answers it has (far more than a run needs: the turn is still going on when
 /// the victim dies).
@@ -219,7 +219,7 @@ async fn run_once(
 
 /// Reads the watcher until the agent has reached `running` and [`MID_TURN_EVENTS`]
 /// more events arrived.
-async fn wait_mid_turn(socket: &mut Socket) -> Result<()> {
+pub(super) async fn wait_mid_turn(socket: &mut Socket) -> Result<()> {
     let mut after_running = None;
     loop {
         let event = match watcher::next(socket).await? {
@@ -291,10 +291,16 @@ async fn running_again(
 
 /// Whether a state change is the takeover's.
 fn is_takeover(agent_state: Option<&str>, reason: Option<&str>) -> bool {
-    agent_state.is_some() && reason.is_some_and(|reason| reason.starts_with(RESUMED_REASON))
+    is_move(agent_state, reason, RESUMED_REASON)
 }
 
-fn millis(duration: Duration) -> f64 {
+/// Whether a state change is the status event of a move (a takeover, a handover) whose
+/// `reason` starts with `prefix`.
+pub(super) fn is_move(agent_state: Option<&str>, reason: Option<&str>, prefix: &str) -> bool {
+    agent_state.is_some() && reason.is_some_and(|reason| reason.starts_with(prefix))
+}
+
+pub(super) fn millis(duration: Duration) -> f64 {
     round(duration.as_secs_f64() * 1000.0)
 }
 
