@@ -10,7 +10,7 @@
 //! else 502. A user without any provider token gets OpenHands' 401 JSON string.
 
 use crate::error::ApiError;
-use crate::error::schema::{ErrorDetail, ErrorText};
+use crate::error::schema::ErrorDetail;
 use crate::state::AppState;
 use crate::user::CurrentUser;
 use actix_web::http::StatusCode;
@@ -33,6 +33,12 @@ pub const LIST_TTL: Duration = Duration::from_secs(30);
 /// Largest page a caller may ask for (GitHub's own cap).
 const MAX_PER_PAGE: u32 = 100;
 const NO_TOKEN: &str = "Git provider token required.";
+
+/// A bare JSON string, as OpenHands answers here: `"Git provider token required."`, a refused
+/// token, or a provider without installations.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)] // documents the answer's shape only
+pub struct ProviderMessage(String);
 
 /// Repository listings by user, provider and query (see [`LIST_TTL`]).
 pub type ListCache = TtlCache<(UserScope, ProviderType, String), Vec<Repository>>;
@@ -118,7 +124,7 @@ async fn linked(
 /// The account of the first linked provider that answers.
 #[utoipa::path(get, path = "/api/user/info", tag = "git", security(("user" = [])), responses(
     (status = 200, body = GitUser),
-    (status = 401, description = "No provider token, or the provider refused it", body = ErrorText),
+    (status = 401, description = "No provider token, or the provider refused it", body = ProviderMessage),
     (status = 429, description = "The provider's rate limit; `Retry-After` says when", body = ErrorDetail),
     (status = 502, description = "The provider failed", body = ErrorDetail)))]
 pub async fn user_info(
@@ -167,7 +173,7 @@ fn bounded_per_page(value: Option<u32>, default: u32) -> Result<u32, ApiError> {
 #[utoipa::path(get, path = "/api/user/repositories", tag = "git", params(RepositoriesQuery), security(("user" = [])), responses(
     (status = 200, body = Vec<Repository>),
     (status = 400, description = "`per_page` out of range", body = ErrorDetail),
-    (status = 401, description = "No provider token, or the provider refused it", body = ErrorText),
+    (status = 401, description = "No provider token, or the provider refused it", body = ProviderMessage),
     (status = 404, description = "No such installation", body = ErrorDetail),
     (status = 429, description = "The provider's rate limit; `Retry-After` says when", body = ErrorDetail),
     (status = 502, description = "The provider failed", body = ErrorDetail)))]
@@ -227,7 +233,7 @@ pub struct SearchQuery {
 #[utoipa::path(get, path = "/api/user/search/repositories", tag = "git", params(SearchQuery), security(("user" = [])), responses(
     (status = 200, body = Vec<Repository>),
     (status = 400, description = "`per_page` out of range", body = ErrorDetail),
-    (status = 401, description = "No provider token, or the provider refused it", body = ErrorText),
+    (status = 401, description = "No provider token, or the provider refused it", body = ProviderMessage),
     (status = 429, description = "The provider's rate limit; `Retry-After` says when", body = ErrorDetail),
     (status = 502, description = "The provider failed", body = ErrorDetail)))]
 pub async fn search_repositories(
@@ -283,7 +289,7 @@ fn valid_repository(repository: &str) -> bool {
 #[utoipa::path(get, path = "/api/user/repository/branches", tag = "git", params(BranchesQuery), security(("user" = [])), responses(
     (status = 200, body = PaginatedBranches),
     (status = 400, description = "Not an `owner/repo` path, or `per_page` out of range", body = ErrorDetail),
-    (status = 401, description = "No provider token, or the provider refused it", body = ErrorText),
+    (status = 401, description = "No provider token, or the provider refused it", body = ProviderMessage),
     (status = 404, description = "No linked provider has this repository", body = ErrorDetail),
     (status = 429, description = "The provider's rate limit; `Retry-After` says when", body = ErrorDetail),
     (status = 502, description = "The provider failed", body = ErrorDetail)))]
@@ -324,8 +330,8 @@ pub struct InstallationsQuery {
 /// The app installations (GitHub) the user can see, as ids.
 #[utoipa::path(get, path = "/api/user/installations", tag = "git", params(InstallationsQuery), security(("user" = [])), responses(
     (status = 200, body = Vec<String>),
-    (status = 400, description = "The provider has no installations", body = ErrorText),
-    (status = 401, description = "No token for the provider, or the provider refused it", body = ErrorText),
+    (status = 400, description = "The provider has no installations", body = ProviderMessage),
+    (status = 401, description = "No token for the provider, or the provider refused it", body = ProviderMessage),
     (status = 429, description = "The provider's rate limit; `Retry-After` says when", body = ErrorDetail),
     (status = 502, description = "The provider failed", body = ErrorDetail)))]
 pub async fn installations(
