@@ -37,6 +37,7 @@ pub mod lease;
 mod manager;
 pub mod routing;
 pub mod takeover;
+mod transitions;
 pub mod watchers;
 
 pub use manager::{ClusterConversationManager, LEASE, ROUTE_TIMEOUT};

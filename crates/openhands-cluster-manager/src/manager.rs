@@ -2,11 +2,13 @@
 //! this replica owns; Redis decides who owns what, carries the events to other replicas
 //! and brings commands to the owner.
 
+mod moves;
+
 use crate::fanout::{Forwarder, GapSource, relay, stream_position, xadd};
 use crate::keys::Keys;
 use crate::lease::{AtLimit, Claim, Leases, OwnerRecord, Renewal};
 use crate::routing::{Command, Handler, Op, Outcome, Router};
-use crate::takeover;
+use crate::transitions::Transitions;
 use crate::watchers::{self, LocalWatchers};
 use async_trait::async_trait;
 use openhands_core::config::Config;
@@ -67,8 +69,8 @@ struct Shared {
     watchers: LocalWatchers,
     /// Set at shutdown: no more takeovers here.
     shutting_down: AtomicBool,
-    /// Serializes claims, releases and local stops.
-    transitions: tokio::sync::Mutex<()>,
+    /// Serializes each conversation's claims, releases and local stops.
+    transitions: Transitions,
     background: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -136,7 +138,7 @@ impl ClusterConversationManager {
             relays: Mutex::new(HashMap::new()),
             watchers: LocalWatchers::default(),
             shutting_down: AtomicBool::new(false),
-            transitions: tokio::sync::Mutex::new(()),
+            transitions: Transitions::default(),
             background: Mutex::new(Vec::new()),
         });
         let weak = Arc::downgrade(&shared);
@@ -211,161 +213,13 @@ impl Shared {
         }
     }
 
-    /// Claims and resumes a conversation another replica handed over at its shutdown.
-    async fn take_over(&self, scope: &UserScope, id: &str) -> Outcome {
-        let _transition = self.transitions.lock().await;
-        if self.shutting_down.load(Ordering::SeqCst) {
-            return Outcome::Failed {
-                message: format!("replica {} is shutting down too", self.leases.replica_id()),
-            };
-        }
-        if self.owns(scope, id) {
-            return Outcome::TakenOver;
-        }
-        let claim = self
-            .leases
-            .claim(id, scope, ConversationStatus::Starting, AtLimit::Yield)
-            .await;
-        let failure = match claim {
-            // Started meanwhile elsewhere (a user's message): it runs, which is the point.
-            Ok(Claim::Refused) => return Outcome::TakenOver,
-            Ok(Claim::Won { .. }) => {
-                match self.resume(id, scope, takeover::HANDED_OVER_REASON).await {
-                    Ok(()) => return Outcome::TakenOver,
-                    Err(reason) => reason,
-                }
-            }
-            Ok(Claim::OverLimit) => "its user runs the most conversations allowed".to_owned(),
-            Ok(Claim::AtCapacity) => "the cluster runs the most conversations allowed".to_owned(),
-            Err(err) => {
-                return Outcome::Failed {
-                    message: format!("claiming it in Redis: {err}"),
-                };
-            }
-        };
-        if let Err(err) = self.leases.release(id, scope).await {
-            tracing::warn!(conversation_id = id, error = %err, "releasing a conversation failed; its lease will run out");
-        }
-        Outcome::Failed {
-            message: format!("not resuming conversation {id}: {failure}"),
-        }
-    }
-
-    /// The other replicas whose heartbeat is alive.
-    async fn live_replicas(&self) -> Result<Vec<String>, RedisError> {
-        let pattern = format!(
-            "{}*",
-            glob_escape(&self.keys.replica("")).trim_end_matches('}')
-        );
-        let mine = self.leases.replica_id().to_owned();
-        let mut replicas: Vec<String> = self
-            .pool
-            .run(|mut connection| async move {
-                let mut found: Vec<String> = Vec::new();
-                let mut cursor: u64 = 0;
-                loop {
-                    let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(500)
-                        .query_async(&mut connection)
-                        .await?;
-                    found.extend(keys);
-                    if next == 0 {
-                        return Ok(found);
-                    }
-                    cursor = next;
-                }
-            })
-            .await?
-            .into_iter()
-            .filter_map(|key| {
-                let start = key.rfind('{')? + 1;
-                let end = key.rfind('}')?;
-                key.get(start..end).map(str::to_owned)
-            })
-            .filter(|replica| *replica != mine)
-            .collect();
-        replicas.sort();
-        Ok(replicas)
-    }
-
-    /// Drains this replica's runs and hands each to a live replica, all at once (see
-    /// [`crate::takeover`]); a conversation no replica accepts stays stopped.
-    async fn hand_over(&self) {
-        self.shutting_down.store(true, Ordering::SeqCst);
-        let owned: Vec<(String, UserScope)> = self
-            .owned()
-            .iter()
-            .map(|(id, o)| (id.clone(), o.scope.clone()))
-            .collect();
-        let (replicas, _) = tokio::join!(
-            self.live_replicas(),
-            self.local
-                .drain(takeover::LEAVING_REASON, self.drain_deadline)
-        );
-        if owned.is_empty() {
-            return;
-        }
-        let replicas = replicas.unwrap_or_else(|err| {
-            tracing::warn!(error = %err, "finding live replicas failed; stopping the conversations instead");
-            Vec::new()
-        });
-        // Each run has ended; its events reach the stream and its lease goes, before any
-        // replica is asked to take it (an upkeep round may have done it already).
-        for (id, scope) in &owned {
-            if let Err(err) = self.stop_owned(scope, id).await {
-                tracing::warn!(conversation_id = %id, error = %err, "stopping a conversation at shutdown failed");
-            }
-        }
-        let offers = owned
-            .into_iter()
-            .enumerate()
-            .map(|(turn, (id, scope))| self.offer(turn, id, scope, &replicas));
-        let handed = futures_util::future::join_all(offers).await;
-        let handed_count = handed.iter().filter(|handed| **handed).count();
-        tracing::info!(
-            handed = handed_count,
-            stopped = handed.len() - handed_count,
-            "handed this replica's conversations over at shutdown"
-        );
-    }
-
-    /// Asks the live replicas, starting with the `turn`-th (to spread the conversations),
-    /// to take a conversation over; true when one did.
-    async fn offer(&self, turn: usize, id: String, scope: UserScope, replicas: &[String]) -> bool {
-        let order = (0..replicas.len()).map(|i| &replicas[(turn + i) % replicas.len()]);
-        for replica in order {
-            match self
-                .router
-                .request(replica, &scope, &id, Op::TakeOver)
-                .await
-            {
-                Ok(Outcome::TakenOver) => {
-                    tracing::debug!(conversation_id = %id, replica = %replica, "handed a conversation over at shutdown");
-                    return true;
-                }
-                Ok(other) => {
-                    tracing::warn!(conversation_id = %id, replica = %replica, answer = ?other, "a replica refused a conversation at shutdown")
-                }
-                Err(err) => {
-                    tracing::warn!(conversation_id = %id, replica = %replica, error = %err, "handing a conversation over failed")
-                }
-            }
-        }
-        tracing::info!(conversation_id = %id, "no replica took the conversation over; it stays stopped");
-        false
-    }
-
     /// Stops a run of this replica and gives its lease up.
     async fn stop_owned(
         &self,
         scope: &UserScope,
         conversation_id: &str,
     ) -> Result<Option<ConversationStatus>, ManagerError> {
-        let _transition = self.transitions.lock().await;
+        let _transition = self.transitions.lock(conversation_id).await;
         let previous = self.local.stop(scope, conversation_id).await?;
         let owned = {
             let mut owned = self.owned();
@@ -387,7 +241,7 @@ impl Shared {
     /// Forgets a run that ended by itself (idle close, failure cleared) or whose lease was
     /// lost, releasing the lease when still held.
     async fn drop_owned(&self, conversation_id: &str, release: bool) {
-        let _transition = self.transitions.lock().await;
+        let _transition = self.transitions.lock(conversation_id).await;
         let Some(owned) = self.owned().remove(conversation_id) else {
             return;
         };
@@ -661,131 +515,6 @@ impl Shared {
         }
     }
 
-    /// Claims and resumes the conversations whose owner died (see [`crate::takeover`]).
-    async fn take_over_orphans(&self) {
-        if self.shutting_down.load(Ordering::SeqCst) {
-            return;
-        }
-        let orphans = match self.leases.orphans().await {
-            Ok(orphans) => orphans,
-            Err(err) => {
-                tracing::warn!(error = %err, "looking for conversations of dead replicas failed");
-                return;
-            }
-        };
-        let mut evictions = Vec::new();
-        for (id, record) in orphans {
-            let scope = record.scope();
-            let _transition = self.transitions.lock().await;
-            if self.owned().contains_key(&id) {
-                // Our own lease ran out; the next renewal stops the run here.
-                continue;
-            }
-            match self
-                .leases
-                .claim(&id, &scope, ConversationStatus::Starting, AtLimit::Yield)
-                .await
-            {
-                Ok(Claim::Won { evict }) => evictions.push((scope.clone(), evict)),
-                Ok(claim @ (Claim::OverLimit | Claim::AtCapacity)) => {
-                    let why = if claim == Claim::OverLimit {
-                        "its user runs the most conversations allowed"
-                    } else {
-                        "the cluster runs the most conversations allowed"
-                    };
-                    tracing::info!(conversation_id = %id, dead_replica = %record.replica, why, "not resuming a dead replica's conversation");
-                    if let Err(err) = self.leases.release(&id, &scope).await {
-                        tracing::warn!(conversation_id = %id, error = %err, "releasing a conversation failed; its lease will run out");
-                    }
-                    continue;
-                }
-                // Another replica was faster.
-                Ok(Claim::Refused) => continue,
-                Err(err) => {
-                    tracing::warn!(conversation_id = %id, error = %err, "claiming a dead replica's conversation failed");
-                    continue;
-                }
-            }
-            let resumed = match record.status {
-                ConversationStatus::Starting | ConversationStatus::Running => {
-                    self.resume(&id, &scope, takeover::RESUMED_REASON).await
-                }
-                other => Err(format!("it was not running ({other:?})")),
-            };
-            match resumed {
-                Ok(()) => tracing::info!(
-                    conversation_id = %id,
-                    dead_replica = %record.replica,
-                    "took over a conversation of a replica that stopped answering"
-                ),
-                Err(reason) => {
-                    tracing::info!(conversation_id = %id, dead_replica = %record.replica, reason, "not resuming a dead replica's conversation");
-                    if let Err(err) = self.leases.release(&id, &scope).await {
-                        tracing::warn!(conversation_id = %id, error = %err, "releasing a conversation failed; its lease will run out");
-                    }
-                }
-            }
-        }
-        for (scope, evict) in evictions {
-            self.evict(&scope, &evict).await;
-        }
-    }
-
-    /// Resumes a claimed conversation from the stores: status event first (stored and
-    /// published), then the run.
-    async fn resume(&self, id: &str, scope: &UserScope, reason: &str) -> Result<(), String> {
-        let services = &self.services;
-        let metadata = services
-            .conversation_store
-            .get(scope, id)
-            .await
-            .map_err(|e| format!("reading its metadata failed: {e}"))?
-            .ok_or("the conversation no longer exists")?;
-        let settings = services
-            .settings_store
-            .load(scope)
-            .await
-            .map_err(|e| format!("reading the user's settings failed: {e}"))?
-            .ok_or("the user has no settings")?;
-        let secrets = services
-            .secrets_store
-            .load(scope)
-            .await
-            .map_err(|e| format!("reading the user's secrets failed: {e}"))?
-            .unwrap_or_default();
-        let resumption = takeover::resumption(&*self.event_store, scope, id).await;
-        let event = self
-            .event_store
-            .append(
-                scope,
-                id,
-                takeover::resumed_event(&resumption.agent_state, reason),
-            )
-            .await
-            .map_err(|e| format!("storing the status event failed: {e}"))?;
-        xadd(
-            &self.pool,
-            &self.keys.events(id),
-            &LiveMessage::event(&event),
-        )
-        .await;
-        let conversation_instructions = metadata.conversation_instructions.clone();
-        self.run_claimed(
-            StartRequest {
-                scope: scope.clone(),
-                metadata,
-                settings,
-                secrets,
-                conversation_instructions,
-                resume_work: resumption.resume_work,
-            },
-            Some(event.id),
-        )
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("starting it failed: {e}"))
-    }
-
     /// Ends a relay with no watcher left; true when it should keep going.
     fn relay_wanted(&self, conversation_id: &str, sender: &broadcast::Sender<LiveMessage>) -> bool {
         let mut relays = self.relays();
@@ -800,18 +529,6 @@ impl Shared {
         }
         false
     }
-}
-
-/// `text` with the `SCAN MATCH` wildcards escaped.
-fn glob_escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
 }
 
 async fn tick(shared: Weak<Shared>, every: Duration) {
@@ -887,7 +604,7 @@ impl ConversationManager for ClusterConversationManager {
         let shared = &self.shared;
         let id = request.metadata.conversation_id.clone();
         let scope = request.scope.clone();
-        let mut transition = shared.transitions.lock().await;
+        let mut transition = shared.transitions.lock(&id).await;
         if shared.owns(&scope, &id) {
             return shared.local.start(request).await;
         }
@@ -903,7 +620,7 @@ impl ConversationManager for ClusterConversationManager {
             // Stops take `transitions` themselves, so it is let go meanwhile.
             drop(transition);
             shared.stop_anywhere(&scope, &id).await?;
-            transition = shared.transitions.lock().await;
+            transition = shared.transitions.lock(&id).await;
             if shared.owns(&scope, &id) {
                 return shared.local.start(request).await;
             }
