@@ -97,6 +97,10 @@ impl ToolServerLauncher for IsolatedLauncher {
         Isolation::Isolated
     }
 
+    fn reported_workspace(&self, workspace: &Path) -> Option<String> {
+        self.bwrap.reported_workspace(workspace)
+    }
+
     fn warnings(&self) -> Vec<String> {
         self.bwrap.preflight_warnings()
     }

@@ -21,7 +21,7 @@ mod manager;
 mod publisher;
 mod runner;
 
-pub use manager::{SHUTDOWN_REASON, StandaloneConversationManager};
+pub use manager::{DrainingRun, SHUTDOWN_REASON, StandaloneConversationManager};
 
 use std::sync::Arc;
 

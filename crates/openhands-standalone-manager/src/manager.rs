@@ -61,6 +61,33 @@ impl Inner {
     }
 }
 
+/// A run told to drain (see [`StandaloneConversationManager::begin_drain`]).
+pub struct DrainingRun {
+    pub conversation_id: String,
+    pub scope: UserScope,
+    inputs: mpsc::Sender<TaskInput>,
+    task: JoinHandle<()>,
+}
+
+impl DrainingRun {
+    /// Waits until the run has ended: a command still running at `until` is interrupted,
+    /// and a run still going [`STOP_GRACE`] after that is aborted.
+    pub async fn ended(mut self, until: tokio::time::Instant) {
+        if tokio::time::timeout_at(until, &mut self.task).await.is_ok() {
+            return;
+        }
+        tracing::warn!(conversation_id = %self.conversation_id, "a command outlived the shutdown's drain deadline; interrupting it");
+        let _ = self.inputs.send(TaskInput::Stop).await;
+        if tokio::time::timeout_at(until + STOP_GRACE, &mut self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(conversation_id = %self.conversation_id, "agent did not stop in time; aborting it");
+            self.task.abort();
+        }
+    }
+}
+
 /// Runs agent loops as tasks of this process.
 pub struct StandaloneConversationManager {
     config: Arc<Config>,
@@ -147,45 +174,41 @@ impl StandaloneConversationManager {
     /// Runs stay listed until they end. Returns the conversations that were running, with
     /// their scopes.
     pub async fn drain(&self, reason: &str, deadline: Duration) -> Vec<(String, UserScope)> {
-        type Draining = (String, UserScope, mpsc::Sender<TaskInput>, JoinHandle<()>);
-        let runs: Vec<Draining> = {
+        let until = tokio::time::Instant::now() + deadline;
+        let runs = self.begin_drain(reason).await;
+        let drained = runs
+            .iter()
+            .map(|run| (run.conversation_id.clone(), run.scope.clone()));
+        let drained: Vec<(String, UserScope)> = drained.collect();
+        futures_util::future::join_all(runs.into_iter().map(|run| run.ended(until))).await;
+        drained
+    }
+
+    /// The first half of [`Self::drain`]: tells every run to drain and refuses new ones
+    /// from now on; each [`DrainingRun`] is then awaited on its own, so a caller can move
+    /// each conversation on as soon as its own run has ended.
+    pub async fn begin_drain(&self, reason: &str) -> Vec<DrainingRun> {
+        let runs: Vec<DrainingRun> = {
             let mut inner = self.lock();
             inner.draining = true;
             inner
                 .running
                 .iter_mut()
                 .filter_map(|(id, run)| {
-                    let task = run.task.take()?;
-                    Some((id.clone(), run.scope.clone(), run.inputs.clone(), task))
+                    Some(DrainingRun {
+                        task: run.task.take()?,
+                        conversation_id: id.clone(),
+                        scope: run.scope.clone(),
+                        inputs: run.inputs.clone(),
+                    })
                 })
                 .collect()
         };
-        for (_, _, inputs, _) in &runs {
-            let _ = inputs.send(TaskInput::Drain(reason.to_owned())).await;
+        for run in &runs {
+            let _ = run.inputs.send(TaskInput::Drain(reason.to_owned())).await;
         }
-        let until = tokio::time::Instant::now() + deadline;
-        let mut late = Vec::new();
-        let mut drained = Vec::with_capacity(runs.len());
-        for (id, scope, inputs, mut task) in runs {
-            if tokio::time::timeout_at(until, &mut task).await.is_err() {
-                tracing::warn!(conversation_id = %id, "a command outlived the shutdown's drain deadline; interrupting it");
-                let _ = inputs.send(TaskInput::Stop).await;
-                late.push((id.clone(), task));
-            }
-            drained.push((id, scope));
-        }
-        for (id, mut task) in late {
-            if tokio::time::timeout_at(until + STOP_GRACE, &mut task)
-                .await
-                .is_err()
-            {
-                tracing::warn!(conversation_id = %id, "agent did not stop in time; aborting it");
-                task.abort();
-            }
-        }
-        drained
+        runs
     }
-
     /// The least recently active running conversation of the user of `scope` (in any of
     /// their orgs) and its scope, when the user is at the limit.
     fn eviction_candidate(&self, scope: &UserScope) -> Option<(String, UserScope)> {

@@ -12,6 +12,7 @@ use openhands_core::secret::Secret;
 use openhands_core::secrets::{ProviderType, UserSecrets};
 use openhands_runtime::agent::{AgentConfig, AgentInput, AgentOutcome, run_agent};
 use openhands_runtime::llm::{LlmConfig, LlmEgress};
+use openhands_runtime::tools::SandboxTools;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -179,6 +180,7 @@ impl Task {
                 }
             }
         };
+        let t0 = std::time::Instant::now();
         io.live.notice(json!({
             "status_update": true, "type": "info", "id": "STATUS$SETTING_UP_WORKSPACE",
             "message": "Setting up the workspace"
@@ -202,16 +204,34 @@ impl Task {
             git_user_name: settings.git_user_name.clone(),
             git_user_email: settings.git_user_email.clone(),
         };
-        let prepared = match sandbox.prepare(spec).await {
-            Ok(prepared) => prepared,
-            Err(err) => {
-                let message = format!("Setting up the workspace failed: {err}");
-                emit(error_event(&message, "STATUS$ERROR")).await;
-                emit(state_event("error", &message)).await;
-                return TaskEnd::Failed(message);
+        let conversation_id = request.metadata.conversation_id.clone();
+        let mut start = match sandbox
+            .workspace_path(&conversation_id)
+            .filter(|_| request.resume_work)
+        {
+            // Resumed work goes on at once: the LLM is asked while the sandbox starts.
+            Some(workspace) => {
+                let sandbox = sandbox.clone();
+                SandboxStart::pending(
+                    SandboxTools::starting(workspace, async move {
+                        sandbox
+                            .prepare(spec)
+                            .await
+                            .map(|prepared| prepared.tools)
+                            .map_err(|err| err.to_string())
+                    }),
+                    on_running,
+                )
             }
+            None => match sandbox.prepare(spec).await {
+                Ok(prepared) => {
+                    on_running();
+                    SandboxStart::ready(SandboxTools::ready(prepared.tools))
+                }
+                Err(err) => return fail_setup(&emit, err.to_string()).await,
+            },
         };
-        on_running();
+        tracing::info!(target: "openhands_cluster_manager::timing", ms = t0.elapsed().as_millis() as u64, "TIMING sandbox prepared");
         let max_iterations = settings
             .max_iterations
             .filter(|n| *n > 0)
@@ -241,7 +261,7 @@ impl Task {
             max_iterations,
             max_budget_per_task: settings.max_budget_per_task,
             confirmation_mode: settings.confirmation_mode.unwrap_or(false),
-            tools: prepared.tools,
+            tools: start.tools.clone(),
             repository: request.metadata.selected_repository.clone(),
             conversation_instructions: request.conversation_instructions.clone(),
             command_timeout: Duration::from_secs(120),
@@ -249,57 +269,139 @@ impl Task {
             resume_work: request.resume_work,
         };
         let mut pending: Option<AgentInput> = None;
-        loop {
-            let history = match read_history(&*event_store, &request).await {
-                Ok(history) => history,
-                Err(message) => return TaskEnd::Failed(message),
-            };
-            let (agent_tx, agent_rx) = mpsc::channel(64);
-            if let Some(first) = pending.take() {
-                let _ = agent_tx.send(first).await;
-            }
-            let agent = run_agent(config.clone(), history, io.clone(), agent_rx);
-            // Work is resumed once, by the first run; later runs answer the user.
-            config.resume_work = false;
-            tokio::pin!(agent);
-            let outcome = loop {
-                tokio::select! {
-                    outcome = &mut agent => break outcome,
-                    input = inputs.recv() => {
-                        let forwarded = match input {
-                            Some(TaskInput::User(input)) => to_agent_input(input),
-                            Some(TaskInput::Drain(reason)) => AgentInput::Drain { reason },
-                            Some(TaskInput::Stop) | None => AgentInput::Stop,
-                        };
-                        let _ = agent_tx.send(forwarded).await;
-                    }
+        // `return` in the block ends the run; the sandbox start is seen through after it,
+        // so the release that follows the run finds every process it has to end.
+        let end = async {
+            loop {
+                let history = match read_history(&*event_store, &request).await {
+                    Ok(history) => history,
+                    Err(message) => return TaskEnd::Failed(message),
+                };
+                let (agent_tx, agent_rx) = mpsc::channel(64);
+                if let Some(first) = pending.take() {
+                    let _ = agent_tx.send(first).await;
                 }
-            };
-            match outcome {
-                AgentOutcome::Stopped | AgentOutcome::Drained => return TaskEnd::Stopped,
-                AgentOutcome::Error(message) => return TaskEnd::Failed(message),
-                AgentOutcome::Finished | AgentOutcome::AwaitingInput => {
-                    // Idle until the user says something new.
-                    loop {
-                        match inputs.recv().await {
-                            Some(TaskInput::User(input @ ConversationInput::Message { .. })) => {
-                                pending = Some(to_agent_input(input));
-                                break;
+                let agent = run_agent(config.clone(), history, io.clone(), agent_rx);
+                // Work is resumed once, by the first run; later runs answer the user.
+                config.resume_work = false;
+                tokio::pin!(agent);
+                let outcome = loop {
+                    tokio::select! {
+                        outcome = &mut agent => break outcome,
+                        started = start.settled() => {
+                            if let Err(reason) = started {
+                                return fail_setup(&emit, reason).await;
                             }
-                            Some(TaskInput::User(_)) => continue,
-                            Some(TaskInput::Drain(reason)) => {
-                                emit(state_event("stopped", &reason)).await;
-                                return TaskEnd::Stopped;
-                            }
-                            Some(TaskInput::Stop) | None => {
-                                emit(state_event("stopped", "")).await;
-                                return TaskEnd::Stopped;
+                        }
+                        input = inputs.recv() => {
+                            let forwarded = match input {
+                                Some(TaskInput::User(input)) => to_agent_input(input),
+                                Some(TaskInput::Drain(reason)) => AgentInput::Drain { reason },
+                                Some(TaskInput::Stop) | None => AgentInput::Stop,
+                            };
+                            let _ = agent_tx.send(forwarded).await;
+                        }
+                    }
+                };
+                match outcome {
+                    AgentOutcome::Stopped | AgentOutcome::Drained => return TaskEnd::Stopped,
+                    AgentOutcome::Error(message) => return TaskEnd::Failed(message),
+                    AgentOutcome::Finished | AgentOutcome::AwaitingInput => {
+                        // Idle until the user says something new.
+                        loop {
+                            let input = tokio::select! {
+                                input = inputs.recv() => input,
+                                started = start.settled() => match started {
+                                    Ok(()) => continue,
+                                    Err(reason) => return fail_setup(&emit, reason).await,
+                                },
+                            };
+                            match input {
+                                Some(TaskInput::User(
+                                    input @ ConversationInput::Message { .. },
+                                )) => {
+                                    pending = Some(to_agent_input(input));
+                                    break;
+                                }
+                                Some(TaskInput::User(_)) => continue,
+                                Some(TaskInput::Drain(reason)) => {
+                                    emit(state_event("stopped", &reason)).await;
+                                    return TaskEnd::Stopped;
+                                }
+                                Some(TaskInput::Stop) | None => {
+                                    emit(state_event("stopped", "")).await;
+                                    return TaskEnd::Stopped;
+                                }
                             }
                         }
                     }
                 }
             }
         }
+        .await;
+        let _ = start.tools.started().await;
+        end
+    }
+}
+
+/// Ends a run whose workspace could not be set up, telling the user why.
+async fn fail_setup<E, F>(emit: &E, reason: String) -> TaskEnd
+where
+    E: Fn(NewEvent) -> F,
+    F: std::future::Future<Output = ()>,
+{
+    let message = format!("Setting up the workspace failed: {reason}");
+    emit(error_event(&message, "STATUS$ERROR")).await;
+    emit(state_event("error", &message)).await;
+    TaskEnd::Failed(message)
+}
+
+/// The sandbox of a run, and whether its start has been seen through: a run whose agent
+/// asks the LLM while the sandbox starts learns here when it runs (the conversation is
+/// `RUNNING` from then) or why it could not start (the run fails as if it had failed
+/// before the agent began).
+struct SandboxStart {
+    tools: SandboxTools,
+    on_running: Option<Box<dyn FnOnce() + Send>>,
+    settled: bool,
+}
+
+impl SandboxStart {
+    fn ready(tools: SandboxTools) -> Self {
+        Self {
+            tools,
+            on_running: None,
+            settled: true,
+        }
+    }
+
+    fn pending(tools: SandboxTools, on_running: Box<dyn FnOnce() + Send>) -> Self {
+        Self {
+            tools,
+            on_running: Some(on_running),
+            settled: false,
+        }
+    }
+
+    /// Resolves once, when the start ends (pending forever after that).
+    async fn settled(&mut self) -> Result<(), String> {
+        if self.settled {
+            return std::future::pending().await;
+        }
+        let started = self.tools.started().await;
+        self.settled = true;
+        let client = started?;
+        if client.workspace() != self.tools.workspace() {
+            tracing::warn!(
+                expected = self.tools.workspace(),
+                reported = client.workspace(),
+                "the sandbox reports another workspace path than the one the agent was told"
+            );
+        }
+        if let Some(on_running) = self.on_running.take() {
+            on_running();
+        }
+        Ok(())
     }
 }
 

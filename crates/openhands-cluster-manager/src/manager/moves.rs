@@ -16,6 +16,8 @@ use openhands_core::conversation::ConversationStatus;
 use openhands_core::extension::{LiveMessage, StartRequest};
 use openhands_core::scope::UserScope;
 use openhands_redis::{RedisError, redis};
+use openhands_standalone_manager::DrainingRun;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 /// How many dead replicas' conversations one replica resumes at once.
@@ -24,7 +26,9 @@ const TAKEOVERS_AT_ONCE: usize = 32;
 impl Shared {
     /// Claims and resumes a conversation another replica handed over at its shutdown.
     pub(super) async fn take_over(&self, scope: &UserScope, id: &str) -> Outcome {
+        let t0 = std::time::Instant::now();
         let _transition = self.transitions.lock(id).await;
+        tracing::info!(target: "openhands_cluster_manager::timing", ms = t0.elapsed().as_millis() as u64, "TIMING take_over locked");
         if self.shutting_down.load(Ordering::SeqCst) {
             return Outcome::Failed {
                 message: format!("replica {} is shutting down too", self.leases.replica_id()),
@@ -41,8 +45,12 @@ impl Shared {
             // Started meanwhile elsewhere (a user's message): it runs, which is the point.
             Ok(Claim::Refused) => return Outcome::TakenOver,
             Ok(Claim::Won { .. }) => {
+                tracing::info!(target: "openhands_cluster_manager::timing", ms = t0.elapsed().as_millis() as u64, "TIMING take_over claimed");
                 match self.resume(id, scope, takeover::HANDED_OVER_REASON).await {
-                    Ok(()) => return Outcome::TakenOver,
+                    Ok(()) => {
+                        tracing::info!(target: "openhands_cluster_manager::timing", ms = t0.elapsed().as_millis() as u64, "TIMING take_over resumed");
+                        return Outcome::TakenOver;
+                    }
                     Err(reason) => reason,
                 }
             }
@@ -112,31 +120,44 @@ impl Shared {
             .iter()
             .map(|(id, o)| (id.clone(), o.scope.clone()))
             .collect();
-        let (replicas, _) = tokio::join!(
-            self.live_replicas(),
-            self.local
-                .drain(takeover::LEAVING_REASON, self.drain_deadline)
+        let until = tokio::time::Instant::now() + self.drain_deadline;
+        let (runs, replicas) = tokio::join!(
+            self.local.begin_drain(takeover::LEAVING_REASON),
+            self.live_replicas()
         );
-        if owned.is_empty() {
-            return;
-        }
+        let mut runs: HashMap<String, DrainingRun> = runs
+            .into_iter()
+            .map(|run| (run.conversation_id.clone(), run))
+            .collect();
         let replicas = replicas.unwrap_or_else(|err| {
             tracing::warn!(error = %err, "finding live replicas failed; stopping the conversations instead");
             Vec::new()
         });
-        // Each run has ended; its events reach the stream and its lease goes, before any
-        // replica is asked to take it (an upkeep round may have done it already).
-        let stops = owned.iter().map(|(id, scope)| async move {
-            if let Err(err) = self.stop_owned(scope, id).await {
-                tracing::warn!(conversation_id = %id, error = %err, "stopping a conversation at shutdown failed");
+        // Each conversation moves as soon as its own run has ended: its events reach the
+        // stream and its lease goes before any replica is asked to take it (an upkeep round
+        // may have done that already), whatever the other runs still do.
+        let moves: Vec<_> = owned.into_iter().enumerate().map(|(turn, (id, scope))| {
+            let run = runs.remove(&id);
+            let replicas = &replicas;
+            async move {
+                if let Some(run) = run {
+                    run.ended(until).await;
+                }
+                if let Err(err) = self.stop_owned(&scope, &id).await {
+                    tracing::warn!(conversation_id = %id, error = %err, "stopping a conversation at shutdown failed");
+                }
+                self.offer(turn, id, scope, replicas).await
             }
-        });
-        futures_util::future::join_all(stops).await;
-        let offers = owned
-            .into_iter()
-            .enumerate()
-            .map(|(turn, (id, scope))| self.offer(turn, id, scope, &replicas));
-        let handed = futures_util::future::join_all(offers).await;
+        }).collect();
+        // Runs the cluster does not list (none, normally) end too before the replica exits.
+        let unlisted = runs.into_values().map(|run| run.ended(until));
+        let (handed, _) = tokio::join!(
+            futures_util::future::join_all(moves),
+            futures_util::future::join_all(unlisted)
+        );
+        if handed.is_empty() {
+            return;
+        }
         let handed_count = handed.iter().filter(|handed| **handed).count();
         tracing::info!(
             handed = handed_count,
@@ -260,26 +281,25 @@ impl Shared {
     /// Resumes a claimed conversation from the stores: status event first (stored and
     /// published), then the run.
     async fn resume(&self, id: &str, scope: &UserScope, reason: &str) -> Result<(), String> {
+        let t0 = std::time::Instant::now();
         let services = &self.services;
-        let metadata = services
-            .conversation_store
-            .get(scope, id)
-            .await
+        // Four independent reads, at once: a handover resumes many conversations together.
+        let (metadata, settings, secrets, resumption) = tokio::join!(
+            services.conversation_store.get(scope, id),
+            services.settings_store.load(scope),
+            services.secrets_store.load(scope),
+            takeover::resumption(&*self.event_store, scope, id),
+        );
+        let metadata = metadata
             .map_err(|e| format!("reading its metadata failed: {e}"))?
             .ok_or("the conversation no longer exists")?;
-        let settings = services
-            .settings_store
-            .load(scope)
-            .await
+        let settings = settings
             .map_err(|e| format!("reading the user's settings failed: {e}"))?
             .ok_or("the user has no settings")?;
-        let secrets = services
-            .secrets_store
-            .load(scope)
-            .await
+        let secrets = secrets
             .map_err(|e| format!("reading the user's secrets failed: {e}"))?
             .unwrap_or_default();
-        let resumption = takeover::resumption(&*self.event_store, scope, id).await;
+        tracing::info!(target: "openhands_cluster_manager::timing", ms = t0.elapsed().as_millis() as u64, "TIMING resume read");
         let event = self
             .event_store
             .append(
@@ -295,6 +315,7 @@ impl Shared {
             &LiveMessage::event(&event),
         )
         .await;
+        tracing::info!(target: "openhands_cluster_manager::timing", ms = t0.elapsed().as_millis() as u64, "TIMING resume appended+xadd");
         let conversation_instructions = metadata.conversation_instructions.clone();
         self.run_claimed(
             StartRequest {

@@ -66,6 +66,13 @@ pub trait Sandbox: Send + Sync {
     /// The conversation stopped: ends every process its sandbox started.
     async fn release(&self, conversation_id: &str);
 
+    /// The workspace path the conversation's tool server will report, known before
+    /// [`Self::prepare`] starts it; `None` when it cannot be known in advance. With it, a
+    /// resumed agent asks the LLM while its sandbox is still starting.
+    fn workspace_path(&self, _conversation_id: &str) -> Option<String> {
+        None
+    }
+
     /// Deletes the workspace (after ending its processes).
     async fn remove(&self, scope: &UserScope, conversation_id: &str) -> Result<(), SandboxError>;
 

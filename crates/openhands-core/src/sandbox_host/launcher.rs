@@ -32,6 +32,12 @@ pub trait ToolServerLauncher: Send + Sync + 'static {
     /// What this launcher isolates.
     fn isolation(&self) -> Isolation;
 
+    /// The workspace path a tool server launched for `workspace` reports in its hello,
+    /// when known in advance (see [`crate::extension::Sandbox::workspace_path`]).
+    fn reported_workspace(&self, _workspace: &Path) -> Option<String> {
+        None
+    }
+
     /// Problems that weaken the sandbox without stopping the server (no cgroups, running
     /// as root), for the log and `/ready`.
     fn warnings(&self) -> Vec<String> {

@@ -138,6 +138,11 @@ impl<L: ToolServerLauncher> Sandbox for ToolServerSandbox<L> {
         self.live.stop(conversation_id).await;
     }
 
+    fn workspace_path(&self, conversation_id: &str) -> Option<String> {
+        let dir = self.dir(conversation_id).ok()?;
+        self.live.launcher().reported_workspace(&dir)
+    }
+
     async fn remove(&self, _scope: &UserScope, conversation_id: &str) -> Result<(), SandboxError> {
         let dir = self.dir(conversation_id)?;
         self.live.stop(conversation_id).await;

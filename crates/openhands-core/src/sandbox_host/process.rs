@@ -111,6 +111,15 @@ impl ToolServerLauncher for ProcessLauncher {
         })
     }
 
+    fn reported_workspace(&self, workspace: &Path) -> Option<String> {
+        // The tool server canonicalizes its workspace; it may not exist yet, its parent does.
+        let canonical = workspace.canonicalize().ok().or_else(|| {
+            let parent = workspace.parent()?.canonicalize().ok()?;
+            Some(parent.join(workspace.file_name()?))
+        })?;
+        Some(canonical.display().to_string())
+    }
+
     fn isolation(&self) -> Isolation {
         Isolation::None
     }

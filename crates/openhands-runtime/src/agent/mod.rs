@@ -26,6 +26,7 @@ mod run_loop;
 mod stuck;
 
 use crate::llm::LlmConfig;
+use crate::tools::SandboxTools;
 use openhands_core::StoreError;
 use openhands_core::event::{Event, NewEvent};
 use openhands_core::tool_protocol::ToolClient;
@@ -49,9 +50,9 @@ pub struct AgentConfig {
     pub max_budget_per_task: Option<f64>,
     /// Ask the user before executing each tool action (not `think`/`finish`).
     pub confirmation_mode: bool,
-    /// The conversation's tool server (shells and editor), already configured with the
-    /// conversation's environment by its sandbox.
-    pub tools: Arc<ToolClient>,
+    /// The conversation's tool server (shells and editor), configured with the
+    /// conversation's environment by its sandbox; possibly still starting.
+    pub tools: SandboxTools,
     /// `owner/repo` the conversation works on, if any.
     pub repository: Option<String>,
     /// Extra instructions for this conversation, added to the system prompt.
@@ -91,7 +92,7 @@ impl AgentConfig {
             max_iterations: DEFAULT_MAX_ITERATIONS,
             max_budget_per_task: None,
             confirmation_mode: false,
-            tools,
+            tools: tools.into(),
             repository: None,
             conversation_instructions: None,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,

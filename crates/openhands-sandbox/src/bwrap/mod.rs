@@ -471,6 +471,10 @@ impl ToolServerLauncher for BwrapLauncher {
     fn isolation(&self) -> Isolation {
         Isolation::Isolated
     }
+
+    fn reported_workspace(&self, _workspace: &Path) -> Option<String> {
+        Some(policy::WORKSPACE_IN_SANDBOX.to_owned())
+    }
 }
 
 #[cfg(test)]

@@ -63,6 +63,12 @@ pub fn shared_env(deployment: &Deployment, config_file: &Path) -> Vec<(&'static 
         ("SANDBOX_CLOSE_DELAY", "0".to_owned()),
         ("OPENHANDS_LLM_EGRESS_ALLOW", "127.0.0.1".to_owned()),
         ("RUST_LOG", "warn,openhands_cluster_manager=info".to_owned()),
+        // Four replicas at once (three, and one restarting beside them) must fit in
+        // PostgreSQL's default 100 connections with room for the bench: the default pool
+        // (25 + 10 each) does not, and a taker waiting for a connection the leaving replica
+        // still holds idle stalls the handover until that replica exits.
+        ("DB_POOL_SIZE", "15".to_owned()),
+        ("DB_MAX_OVERFLOW", "5".to_owned()),
     ]
 }
 
