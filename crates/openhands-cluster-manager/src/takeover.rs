@@ -28,7 +28,10 @@
 //! `take_over` command for each, all at once, to the live replicas (found by their heartbeat
 //! keys), which claim and resume them with [`HANDED_OVER_REASON`]; when no replica accepts,
 //! the conversation stays stopped. The `stopped` state the leaving run stored is skipped
-//! when choosing the state to go on from.
+//! when choosing the state to go on from. Each conversation moves as soon as its own agent
+//! has left; its old sandbox is released meanwhile, so a background process the agent had
+//! started there may outlive the move by the time the release takes (well under a second),
+//! while the new owner's agent asks the LLM and starts its own sandbox.
 
 use openhands_core::event::{Event, EventBody, EventQuery, EventSource, NewEvent};
 use openhands_core::extension::EventStore;

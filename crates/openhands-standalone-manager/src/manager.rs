@@ -17,7 +17,7 @@ use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// How long a stopping agent may take before its task is aborted.
@@ -32,6 +32,9 @@ struct Running {
     last_active: Arc<Mutex<Instant>>,
     /// The agent's task; taken by a drain, which waits for it.
     task: Option<JoinHandle<()>>,
+    /// Becomes true when the agent's run has returned (its events stored and sent), before
+    /// its sandbox is released and the task ends.
+    left: watch::Receiver<bool>,
     /// Distinguishes this run from a later one of the same conversation.
     generation: u64,
 }
@@ -67,24 +70,46 @@ pub struct DrainingRun {
     pub scope: UserScope,
     inputs: mpsc::Sender<TaskInput>,
     task: JoinHandle<()>,
+    left: watch::Receiver<bool>,
 }
 
 impl DrainingRun {
-    /// Waits until the run has ended: a command still running at `until` is interrupted,
-    /// and a run still going [`STOP_GRACE`] after that is aborted.
-    pub async fn ended(mut self, until: tokio::time::Instant) {
-        if tokio::time::timeout_at(until, &mut self.task).await.is_ok() {
+    /// Waits until the agent has left (its events stored and sent; its sandbox may still
+    /// be being released): a command still running at `until` is interrupted, and a run
+    /// still going [`STOP_GRACE`] after that is aborted.
+    pub async fn agent_left(&mut self, until: tokio::time::Instant) {
+        let mut left = self.left.clone();
+        // An error means the task ended (or was aborted) without saying so: it has left.
+        let leaving = async move {
+            let _ = left.wait_for(|left| *left).await;
+        };
+        tokio::pin!(leaving);
+        if tokio::time::timeout_at(until, &mut leaving).await.is_ok() {
             return;
         }
         tracing::warn!(conversation_id = %self.conversation_id, "a command outlived the shutdown's drain deadline; interrupting it");
         let _ = self.inputs.send(TaskInput::Stop).await;
-        if tokio::time::timeout_at(until + STOP_GRACE, &mut self.task)
+        if tokio::time::timeout_at(until + STOP_GRACE, &mut leaving)
             .await
             .is_err()
         {
             tracing::warn!(conversation_id = %self.conversation_id, "agent did not stop in time; aborting it");
             self.task.abort();
         }
+    }
+
+    /// Waits until the run's task has ended, its sandbox released (after
+    /// [`Self::agent_left`], which bounds how long the agent may take).
+    pub async fn finished(self) {
+        if tokio::time::timeout(STOP_GRACE, self.task).await.is_err() {
+            tracing::warn!(conversation_id = %self.conversation_id, "releasing a drained run's sandbox took too long; leaving it");
+        }
+    }
+
+    /// [`Self::agent_left`], then [`Self::finished`].
+    pub async fn ended(mut self, until: tokio::time::Instant) {
+        self.agent_left(until).await;
+        self.finished().await;
     }
 }
 
@@ -200,6 +225,7 @@ impl StandaloneConversationManager {
                         conversation_id: id.clone(),
                         scope: run.scope.clone(),
                         inputs: run.inputs.clone(),
+                        left: run.left.clone(),
                     })
                 })
                 .collect()
@@ -416,8 +442,13 @@ impl ConversationManager for StandaloneConversationManager {
         let task_id = id.clone();
         let monitoring = self.services.monitoring.clone();
         let started = Instant::now();
+        let (left_tx, left) = watch::channel(false);
         let handle = self.tasks.spawn(async move {
             let end = task.run(rx).await;
+            // Stored events go out before anyone learns that the agent left (a handover
+            // moves the conversation on from here, while the sandbox is being released).
+            live.flush();
+            left_tx.send_replace(true);
             // Whatever the agent left running ends with its run.
             sandbox.release(&task_id).await;
             monitoring.on_agent_session_start(
@@ -457,6 +488,7 @@ impl ConversationManager for StandaloneConversationManager {
                 inputs: tx,
                 last_active,
                 task: Some(handle),
+                left,
                 generation,
             },
         );

@@ -184,7 +184,6 @@ impl Harness {
                     Some(state) => format!("state:{state}"),
                     None => format!("observation:{observation}:{content}"),
                 },
-                _ => "other".into(),
             })
             .collect()
     }

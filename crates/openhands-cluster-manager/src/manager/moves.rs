@@ -133,20 +133,27 @@ impl Shared {
             tracing::warn!(error = %err, "finding live replicas failed; stopping the conversations instead");
             Vec::new()
         });
-        // Each conversation moves as soon as its own run has ended: its events reach the
+        // Each conversation moves as soon as its own agent has left: its events reach the
         // stream and its lease goes before any replica is asked to take it (an upkeep round
         // may have done that already), whatever the other runs still do.
         let moves: Vec<_> = owned.into_iter().enumerate().map(|(turn, (id, scope))| {
             let run = runs.remove(&id);
             let replicas = &replicas;
             async move {
-                if let Some(run) = run {
-                    run.ended(until).await;
+                let mut run = run;
+                if let Some(run) = &mut run {
+                    run.agent_left(until).await;
                 }
                 if let Err(err) = self.stop_owned(&scope, &id).await {
                     tracing::warn!(conversation_id = %id, error = %err, "stopping a conversation at shutdown failed");
                 }
-                self.offer(turn, id, scope, replicas).await
+                let handed = self.offer(turn, id, scope, replicas).await;
+                // The old sandbox ends while the new owner starts its own (see the
+                // module doc of `crate::takeover`).
+                if let Some(run) = run {
+                    run.finished().await;
+                }
+                handed
             }
         }).collect();
         // Runs the cluster does not list (none, normally) end too before the replica exits.
