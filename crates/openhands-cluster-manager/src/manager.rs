@@ -192,7 +192,7 @@ impl Shared {
     }
 
     /// A command routed here by another replica.
-    async fn handle(&self, command: Command) -> Outcome {
+    async fn handle(self: &Arc<Self>, command: Command) -> Outcome {
         let scope = command.scope();
         let id = command.conversation_id.clone();
         match command.op {

@@ -16,27 +16,29 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 /// The per-conversation transition locks of one replica.
+type Locks = Arc<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>>;
+
 #[derive(Default)]
 pub(crate) struct Transitions {
-    locks: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
+    locks: Locks,
 }
 
-/// Holds one conversation's transition lock; dropping it lets the next one in.
-pub(crate) struct Transition<'a> {
+/// Holds one conversation's transition lock; dropping it lets the next one in. It can be
+/// moved into a spawned task (a resume that goes on after the claim was answered).
+pub(crate) struct Transition {
     guard: Option<OwnedMutexGuard<()>>,
     conversation_id: String,
-    owner: &'a Transitions,
+    locks: Locks,
+}
+
+fn locked(locks: &Locks) -> std::sync::MutexGuard<'_, HashMap<String, Arc<AsyncMutex<()>>>> {
+    locks.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Transitions {
-    fn locks(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<AsyncMutex<()>>>> {
-        self.locks.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Waits for the conversation's lock (transitions of other conversations go on).
-    pub(crate) async fn lock(&self, conversation_id: &str) -> Transition<'_> {
-        let lock = self
-            .locks()
+    pub(crate) async fn lock(&self, conversation_id: &str) -> Transition {
+        let lock = locked(&self.locks)
             .entry(conversation_id.to_owned())
             .or_default()
             .clone();
@@ -44,21 +46,21 @@ impl Transitions {
         Transition {
             guard: Some(guard),
             conversation_id: conversation_id.to_owned(),
-            owner: self,
+            locks: self.locks.clone(),
         }
     }
 
     /// How many conversations have a lock entry (held or awaited).
     #[cfg(test)]
     fn entries(&self) -> usize {
-        self.locks().len()
+        locked(&self.locks).len()
     }
 }
 
-impl Drop for Transition<'_> {
+impl Drop for Transition {
     fn drop(&mut self) {
         drop(self.guard.take());
-        let mut locks = self.owner.locks();
+        let mut locks = locked(&self.locks);
         // Nobody else holds or awaits it when the map's reference is the only one left
         // (waiters clone the Arc under this same map lock before they wait).
         if locks

@@ -180,7 +180,6 @@ impl Task {
                 }
             }
         };
-        let t0 = std::time::Instant::now();
         io.live.notice(json!({
             "status_update": true, "type": "info", "id": "STATUS$SETTING_UP_WORKSPACE",
             "message": "Setting up the workspace"
@@ -231,7 +230,6 @@ impl Task {
                 Err(err) => return fail_setup(&emit, err.to_string()).await,
             },
         };
-        tracing::info!(target: "openhands_cluster_manager::timing", ms = t0.elapsed().as_millis() as u64, "TIMING sandbox prepared");
         let max_iterations = settings
             .max_iterations
             .filter(|n| *n > 0)

@@ -18,17 +18,25 @@ use openhands_core::scope::UserScope;
 use openhands_redis::{RedisError, redis};
 use openhands_standalone_manager::DrainingRun;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 /// How many dead replicas' conversations one replica resumes at once.
 const TAKEOVERS_AT_ONCE: usize = 32;
+/// How many conversations a leaving replica moves at once. All of them at once made every
+/// Redis call of the handover wait behind the others (past `redis.command_timeout_ms`, so
+/// some leases were left to run out); a move takes milliseconds, so a hundred moves in
+/// batches of this size are done well within the handover's budget.
+const HANDOVERS_AT_ONCE: usize = 32;
 
 impl Shared {
-    /// Claims and resumes a conversation another replica handed over at its shutdown.
-    pub(super) async fn take_over(&self, scope: &UserScope, id: &str) -> Outcome {
-        let t0 = std::time::Instant::now();
-        let _transition = self.transitions.lock(id).await;
-        tracing::info!(target: "openhands_cluster_manager::timing", ms = t0.elapsed().as_millis() as u64, "TIMING take_over locked");
+    /// Claims a conversation another replica hands over at its shutdown, answers at once
+    /// and resumes it meanwhile (under the conversation's transition lock): the leaving
+    /// replica moves the next one without waiting for this one's stores. A resume that
+    /// fails after the answer gives the claim up, and the conversation stays stopped as
+    /// when no replica accepts it.
+    pub(super) async fn take_over(self: &Arc<Self>, scope: &UserScope, id: &str) -> Outcome {
+        let transition = self.transitions.lock(id).await;
         if self.shutting_down.load(Ordering::SeqCst) {
             return Outcome::Failed {
                 message: format!("replica {} is shutting down too", self.leases.replica_id()),
@@ -45,17 +53,24 @@ impl Shared {
             // Started meanwhile elsewhere (a user's message): it runs, which is the point.
             Ok(Claim::Refused) => return Outcome::TakenOver,
             Ok(Claim::Won { .. }) => {
-                tracing::info!(target: "openhands_cluster_manager::timing", ms = t0.elapsed().as_millis() as u64, "TIMING take_over claimed");
-                match self.resume(id, scope, takeover::HANDED_OVER_REASON).await {
-                    Ok(()) => {
-                        tracing::info!(target: "openhands_cluster_manager::timing", ms = t0.elapsed().as_millis() as u64, "TIMING take_over resumed");
-                        return Outcome::TakenOver;
+                let shared = self.clone();
+                let (scope, id) = (scope.clone(), id.to_owned());
+                tokio::spawn(async move {
+                    let _transition = transition;
+                    let resumed = shared
+                        .resume(&id, &scope, takeover::HANDED_OVER_REASON)
+                        .await;
+                    if let Err(reason) = resumed {
+                        tracing::warn!(conversation_id = %id, reason, "not resuming a conversation handed over; it stays stopped");
+                        if let Err(err) = shared.leases.release(&id, &scope).await {
+                            tracing::warn!(conversation_id = %id, error = %err, "releasing a conversation failed; its lease will run out");
+                        }
                     }
-                    Err(reason) => reason,
-                }
+                });
+                return Outcome::TakenOver;
             }
-            Ok(Claim::OverLimit) => "its user runs the most conversations allowed".to_owned(),
-            Ok(Claim::AtCapacity) => "the cluster runs the most conversations allowed".to_owned(),
+            Ok(Claim::OverLimit) => "its user runs the most conversations allowed",
+            Ok(Claim::AtCapacity) => "the cluster runs the most conversations allowed",
             Err(err) => {
                 return Outcome::Failed {
                     message: format!("claiming it in Redis: {err}"),
@@ -158,10 +173,10 @@ impl Shared {
         }).collect();
         // Runs the cluster does not list (none, normally) end too before the replica exits.
         let unlisted = runs.into_values().map(|run| run.ended(until));
-        let (handed, _) = tokio::join!(
-            futures_util::future::join_all(moves),
-            futures_util::future::join_all(unlisted)
-        );
+        let moving = futures_util::stream::iter(moves)
+            .buffer_unordered(HANDOVERS_AT_ONCE)
+            .collect::<Vec<bool>>();
+        let (handed, _) = tokio::join!(moving, futures_util::future::join_all(unlisted));
         if handed.is_empty() {
             return;
         }
@@ -288,7 +303,6 @@ impl Shared {
     /// Resumes a claimed conversation from the stores: status event first (stored and
     /// published), then the run.
     async fn resume(&self, id: &str, scope: &UserScope, reason: &str) -> Result<(), String> {
-        let t0 = std::time::Instant::now();
         let services = &self.services;
         // Four independent reads, at once: a handover resumes many conversations together.
         let (metadata, settings, secrets, resumption) = tokio::join!(
@@ -306,7 +320,6 @@ impl Shared {
         let secrets = secrets
             .map_err(|e| format!("reading the user's secrets failed: {e}"))?
             .unwrap_or_default();
-        tracing::info!(target: "openhands_cluster_manager::timing", ms = t0.elapsed().as_millis() as u64, "TIMING resume read");
         let event = self
             .event_store
             .append(
@@ -322,7 +335,6 @@ impl Shared {
             &LiveMessage::event(&event),
         )
         .await;
-        tracing::info!(target: "openhands_cluster_manager::timing", ms = t0.elapsed().as_millis() as u64, "TIMING resume appended+xadd");
         let conversation_instructions = metadata.conversation_instructions.clone();
         self.run_claimed(
             StartRequest {
