@@ -25,6 +25,7 @@ pub mod fs_atomic;
 pub mod git_oauth_config;
 pub mod net_policy;
 pub mod oss;
+pub mod provider_http;
 pub mod readiness;
 pub mod registry;
 pub mod repository;

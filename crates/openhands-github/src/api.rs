@@ -10,6 +10,7 @@
 //! Errors name the call and the status, never a token.
 
 use crate::tokens::{InstallationTokens, REQUEST_TIMEOUT, TokenError};
+use openhands_core::provider_http::read_json;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -167,8 +168,7 @@ impl GithubApi {
             return Ok(false);
         }
         Self::check(WHAT, &response)?;
-        let answer: Permission = response
-            .json()
+        let answer: Permission = read_json(response)
             .await
             .map_err(|_| ApiError::InvalidResponse { what: WHAT })?;
         let writes = |p: &str| matches!(p, "admin" | "maintain" | "write");
@@ -197,8 +197,7 @@ impl GithubApi {
             .as_installation(installation_id, WHAT, reqwest::Method::GET, &path, None)
             .await?;
         Self::check(WHAT, &response)?;
-        let pull: Pull = response
-            .json()
+        let pull: Pull = read_json(response)
             .await
             .map_err(|_| ApiError::InvalidResponse { what: WHAT })?;
         Ok(pull.head.branch)
@@ -270,8 +269,7 @@ impl GithubApi {
             return Ok(None);
         }
         Self::check(WHAT, &response)?;
-        let user: TokenUser = response
-            .json()
+        let user: TokenUser = read_json(response)
             .await
             .map_err(|_| ApiError::InvalidResponse { what: WHAT })?;
         Ok(Some(user))

@@ -10,6 +10,7 @@
 use crate::config::{ConfigError, GithubAppConfig};
 use crate::jwt::{AppJwtSigner, JwtError};
 use chrono::{DateTime, TimeDelta, Utc};
+use openhands_core::provider_http::read_json;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -186,8 +187,7 @@ impl InstallationTokens {
                 });
             }
         }
-        let body: AccessTokenResponse = response
-            .json()
+        let body: AccessTokenResponse = read_json(response)
             .await
             .map_err(|_| TokenError::InvalidResponse { installation_id })?;
         tracing::debug!(installation_id, expires_at = %body.expires_at, "GitHub installation token minted");

@@ -14,6 +14,7 @@ use openhands_core::extension::{
     Branch, GitService, GitServiceError, GitServiceRegistration, GitUser, PaginatedBranches,
     Repository, RepositoryPage, RepositorySearch,
 };
+use openhands_core::provider_http::read_json;
 use openhands_core::secrets::{ProviderToken, ProviderType};
 use reqwest::header::{HeaderMap, LINK};
 use serde::Deserialize;
@@ -198,10 +199,9 @@ impl GithubUserService {
             .get(LINK)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = response
-            .json::<T>()
+        let body = read_json::<T>(response)
             .await
-            .map_err(|e| failed(format!("unexpected answer for {path}: {}", e.without_url())))?;
+            .map_err(|e| failed(format!("unexpected answer for {path}: {e}")))?;
         Ok((body, link))
     }
 }

@@ -93,6 +93,15 @@ async fn answer(req: HttpRequest, seen: web::Data<Arc<Seen>>) -> HttpResponse {
                 "<https://api.github.com/repos/acme/app/branches?page=2>; rel=\"next\"",
             ))
             .json(json!([{"name": "main", "commit": {"sha": "abc123"}, "protected": true}])),
+        // An answer past the provider bound (8 MiB), declared with its length.
+        "/repos/acme/huge/branches" => {
+            let mut body = b"[".to_vec();
+            body.extend(std::iter::repeat_n(b' ', 9 * 1024 * 1024));
+            body.push(b']');
+            HttpResponse::Ok()
+                .content_type("application/json")
+                .body(body)
+        }
         "/user/installations" => {
             HttpResponse::Ok().json(json!({"total_count": 1, "installations": [{"id": 5}]}))
         }
@@ -293,5 +302,24 @@ async fn a_spent_rate_limit_is_429_with_retry_after_and_a_refused_token_401() {
     assert!(
         !body.to_string().contains("ghu_revoked"),
         "no token in answers"
+    );
+}
+
+#[actix_web::test]
+async fn an_oversized_github_answer_is_a_provider_error_not_buffered_whole() {
+    let github = FakeGithub::start();
+    let server = server(&github).await;
+    link_token(&server, USER_TOKEN).await;
+    let res = server
+        .get("/api/user/repository/branches?repository=acme/huge")
+        .await;
+    assert_eq!(res.status(), 502);
+    let body = json_body(res).await;
+    assert_eq!(body["code"], "provider_error", "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("larger than")),
+        "{body}"
     );
 }

@@ -7,6 +7,7 @@
 //! [`crate::tokens`]). Redirects are not followed, so a token never travels further. Errors
 //! name the call and the status, never a token.
 
+use openhands_core::provider_http::read_json;
 use serde::Deserialize;
 use serde_json::json;
 use std::time::Duration;
@@ -127,8 +128,7 @@ impl GitlabApi {
         response: reqwest::Response,
     ) -> Result<T, ApiError> {
         Self::check(what, &response)?;
-        response
-            .json()
+        read_json(response)
             .await
             .map_err(|_| ApiError::InvalidResponse { what })
     }
