@@ -450,10 +450,9 @@ impl ProviderApp {
                 "reading the user answered {status}"
             )));
         }
-        let user: serde_json::Value = response
-            .json()
+        let user: serde_json::Value = openhands_core::provider_http::read_json(response)
             .await
-            .map_err(|_| OAuthError::Unavailable("the user resource is not JSON".into()))?;
+            .map_err(|e| OAuthError::Unavailable(format!("reading the user resource: {e}")))?;
         self.login_fields
             .iter()
             .find_map(|field| {
