@@ -444,11 +444,16 @@ impl ConversationManager for StandaloneConversationManager {
         let started = Instant::now();
         let (left_tx, left) = watch::channel(false);
         let handle = self.tasks.spawn(async move {
-            let end = task.run(rx).await;
+            let (end, sandbox_tools) = task.run(rx).await;
             // Stored events go out before anyone learns that the agent left (a handover
             // moves the conversation on from here, while the sandbox is being released).
             live.flush();
             left_tx.send_replace(true);
+            // A sandbox still starting (a resumed run's) is seen through first, so the
+            // release finds every process it has to end.
+            if let Some(tools) = sandbox_tools {
+                let _ = tools.started().await;
+            }
             // Whatever the agent left running ends with its run.
             sandbox.release(&task_id).await;
             monitoring.on_agent_session_start(

@@ -160,7 +160,13 @@ pub enum TaskEnd {
 }
 
 impl Task {
-    pub async fn run(self, mut inputs: mpsc::Receiver<TaskInput>) -> TaskEnd {
+    /// Runs the agent until the run ends; with the end, the run's sandbox when it was set
+    /// up (possibly still starting: the caller waits for it before releasing the sandbox,
+    /// after telling everyone the agent left).
+    pub async fn run(
+        self,
+        mut inputs: mpsc::Receiver<TaskInput>,
+    ) -> (TaskEnd, Option<SandboxTools>) {
         let Task {
             request,
             io,
@@ -191,7 +197,7 @@ impl Task {
                 let message = format!("Setting up the workspace failed: {reason}");
                 emit(error_event(&message, "STATUS$ERROR")).await;
                 emit(state_event("error", &message)).await;
-                return TaskEnd::Failed(message);
+                return (TaskEnd::Failed(message), None);
             }
         };
         let spec = SandboxSpec {
@@ -227,7 +233,7 @@ impl Task {
                     on_running();
                     SandboxStart::ready(SandboxTools::ready(prepared.tools))
                 }
-                Err(err) => return fail_setup(&emit, err.to_string()).await,
+                Err(err) => return (fail_setup(&emit, err.to_string()).await, None),
             },
         };
         let max_iterations = settings
@@ -267,8 +273,7 @@ impl Task {
             resume_work: request.resume_work,
         };
         let mut pending: Option<AgentInput> = None;
-        // `return` in the block ends the run; the sandbox start is seen through after it,
-        // so the release that follows the run finds every process it has to end.
+        // `return` in the block ends the run.
         let end = async {
             loop {
                 let history = match read_history(&*event_store, &request).await {
@@ -337,8 +342,7 @@ impl Task {
             }
         }
         .await;
-        let _ = start.tools.started().await;
-        end
+        (end, Some(start.tools))
     }
 }
 
