@@ -162,21 +162,22 @@ impl Shared {
                 if let Err(err) = self.stop_owned(&scope, &id).await {
                     tracing::warn!(conversation_id = %id, error = %err, "stopping a conversation at shutdown failed");
                 }
-                let handed = self.offer(turn, id, scope, replicas).await;
                 // The old sandbox ends while the new owner starts its own (see the
-                // module doc of `crate::takeover`).
-                if let Some(run) = run {
-                    run.finished().await;
-                }
-                handed
+                // module doc of `crate::takeover`), outside the moves' slots.
+                let release = run.map(|run| tokio::spawn(run.finished()));
+                (self.offer(turn, id, scope, replicas).await, release)
             }
         }).collect();
         // Runs the cluster does not list (none, normally) end too before the replica exits.
         let unlisted = runs.into_values().map(|run| run.ended(until));
         let moving = futures_util::stream::iter(moves)
             .buffer_unordered(HANDOVERS_AT_ONCE)
-            .collect::<Vec<bool>>();
-        let (handed, _) = tokio::join!(moving, futures_util::future::join_all(unlisted));
+            .collect::<Vec<_>>();
+        let (moved, _) = tokio::join!(moving, futures_util::future::join_all(unlisted));
+        let (handed, releases): (Vec<bool>, Vec<_>) = moved.into_iter().unzip();
+        for release in releases.into_iter().flatten() {
+            let _ = release.await;
+        }
         if handed.is_empty() {
             return;
         }
