@@ -461,8 +461,7 @@ impl ConversationManager for StandaloneConversationManager {
                 matches!(end, TaskEnd::Stopped),
                 started.elapsed(),
             );
-            // What the run stored goes out now, before anyone learns that it ended.
-            live.flush();
+            // What the run stored went out before `left` (above); the notice follows it.
             if let Some(notice) = ended_notice(&end) {
                 live.notice(notice);
             }

@@ -69,8 +69,7 @@ impl Shared {
                 });
                 return Outcome::TakenOver;
             }
-            Ok(Claim::OverLimit) => "its user runs the most conversations allowed",
-            Ok(Claim::AtCapacity) => "the cluster runs the most conversations allowed",
+            Ok(claim @ (Claim::OverLimit | Claim::AtCapacity)) => at_limit(&claim),
             Err(err) => {
                 return Outcome::Failed {
                     message: format!("claiming it in Redis: {err}"),
@@ -261,11 +260,7 @@ impl Shared {
         {
             Ok(Claim::Won { evict }) => evict,
             Ok(claim @ (Claim::OverLimit | Claim::AtCapacity)) => {
-                let why = if claim == Claim::OverLimit {
-                    "its user runs the most conversations allowed"
-                } else {
-                    "the cluster runs the most conversations allowed"
-                };
+                let why = at_limit(&claim);
                 tracing::info!(conversation_id = %id, dead_replica = %record.replica, why, "not resuming a dead replica's conversation");
                 if let Err(err) = self.leases.release(&id, &scope).await {
                     tracing::warn!(conversation_id = %id, error = %err, "releasing a conversation failed; its lease will run out");
@@ -351,6 +346,15 @@ impl Shared {
         .await
         .map(|_| ())
         .map_err(|e| format!("starting it failed: {e}"))
+    }
+}
+
+/// Why a claim refused at a limit cannot resume the conversation.
+fn at_limit(claim: &Claim) -> &'static str {
+    if *claim == Claim::OverLimit {
+        "its user runs the most conversations allowed"
+    } else {
+        "the cluster runs the most conversations allowed"
     }
 }
 
